@@ -1,0 +1,1 @@
+"""Newsroom publishing pipeline: sources in; feeds, digests and social posts out."""

@@ -1,0 +1,387 @@
+"""The feeds: RSS 2.0, Atom 1.0 and JSON Feed 1.1 files for the site and its extra feeds.
+
+``write_feeds`` asks an ``ArticleQuery`` for the newest articles of each feed, renders
+every configured format and writes the files atomically, leaving a file untouched when
+its bytes would not change. Output depends only on the articles: no clock is read, so
+unchanged input gives byte-identical files and feed readers see no spurious updates.
+
+RSS and Atom are built with feedgen 1.0.0; one small entry extension adds what feedgen
+cannot express (see ``_EntryExtension``) and works around its dropped link attributes.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote, urljoin
+
+from feedgen.ext.base import BaseEntryExtension, BaseExtension
+from feedgen.feed import FeedGenerator
+from lxml import etree
+
+from pipeline.model import Article
+from pipeline.settings import FeedFormat, FeedSettings, SiteSettings
+from pipeline.text import xml_safe
+
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+FILENAMES: dict[str, str] = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
+MEDIA_TYPES: dict[str, str] = {
+    "rss": "application/rss+xml",
+    "atom": "application/atom+xml",
+    "json": "application/feed+json",
+}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+"""The ``updated`` time of a feed without entries, so that it too is reproducible."""
+
+MEDIA_NS = "http://search.yahoo.com/mrss/"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+_LINK_ATTRIBUTES = ("rel", "type", "hreflang", "title", "length")
+
+
+class ArticleQuery(Protocol):
+    def latest(
+        self,
+        limit: int,
+        *,
+        language: str | None = None,
+        section: str | None = None,
+        tag: str | None = None,
+    ) -> list[Article]:
+        """The newest ``limit`` matching articles, newest first (by ``published``), with
+        ``translations`` and ``guid`` filled in."""
+        ...
+
+
+@dataclass(frozen=True)
+class FeedReport:
+    written: list[Path]
+    unchanged: list[Path]
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    """What a feed says about itself, independent of its format."""
+
+    title: str
+    description: str
+    language: str
+    home_url: str  # the site's home page: RSS <link>, JSON home_page_url
+    base_url: str  # public URL of the folder holding this feed's files, no trailing slash
+    author: str  # feed-level author (the publisher); Atom requires one for every entry
+    logo: str | None = None
+
+    def url(self, fmt: FeedFormat) -> str:
+        """The public URL of this feed's file in format ``fmt``."""
+        return f"{self.base_url}/{FILENAMES[fmt]}"
+
+
+@dataclass(frozen=True)
+class PlannedFeed:
+    spec: FeedSpec
+    folder: Path
+    filters: dict[str, str | None]
+
+
+def plan_feeds(site: SiteSettings, feeds: FeedSettings) -> list[PlannedFeed]:
+    """Every feed to write: the main feed, then one per extra feed, in configuration order.
+    (Settings already refuse two extra feeds that would share a folder.)"""
+    base = (feeds.url or f"{site.url}/feeds").rstrip("/")
+    common = {"home_url": site.url, "author": site.name, "logo": site.logo}
+    planned = [
+        PlannedFeed(
+            FeedSpec(site.name, site.name, site.language, base_url=base, **common),
+            feeds.output,
+            {"language": None, "section": None, "tag": None},
+        )
+    ]
+    for extra in feeds.extra:
+        slug = extra.slug()
+        title = extra.title or f"{site.name} — {extra.label()}"
+        spec = FeedSpec(
+            title,
+            title,
+            extra.language or site.language,
+            base_url=f"{base}/{quote(slug, safe='/')}",
+            **common,
+        )
+        filters = {"language": extra.language, "section": extra.section, "tag": extra.tag}
+        planned.append(PlannedFeed(spec, feeds.output / slug, filters))
+    return planned
+
+
+def write_feeds(query: ArticleQuery, site: SiteSettings, feeds: FeedSettings) -> FeedReport:
+    """Render every configured feed, then write the files whose bytes changed."""
+    formats = list(dict.fromkeys(feeds.formats))
+    rendered: list[tuple[Path, bytes]] = []
+    for feed in plan_feeds(site, feeds):
+        articles = query.latest(feeds.items, **feed.filters)
+        for fmt, data in render(feed.spec, articles, formats).items():
+            rendered.append((feed.folder / FILENAMES[fmt], data))
+    written: list[Path] = []
+    unchanged: list[Path] = []
+    for path, data in rendered:
+        (written if write_if_changed(path, data) else unchanged).append(path)
+    return FeedReport(written, unchanged)
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Atomically replace ``path`` with ``data``; return False, touching nothing, if it
+    already holds exactly those bytes. Readers never see a half-written file."""
+    try:
+        if path.read_bytes() == data:
+            return False
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o644  # mkstemp makes 0600 files, which a web server could not read
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    return True
+
+
+# --- RSS and Atom ------------------------------------------------------------------------
+
+
+def render(
+    spec: FeedSpec, articles: Sequence[Article], formats: Sequence[FeedFormat]
+) -> dict[FeedFormat, bytes]:
+    """Each of ``formats`` rendered; RSS and Atom share one FeedGenerator, which is most
+    of the work, and differ only in their self link."""
+    out: dict[FeedFormat, bytes] = {}
+    fg = _generator(spec, articles) if {"rss", "atom"} & set(formats) else None
+    for fmt in formats:
+        if fmt == "json":
+            out[fmt] = render_json(spec, articles)
+            continue
+        assert fg is not None
+        fg.link(href=spec.url(fmt), rel="self", type=MEDIA_TYPES[fmt], replace=True)
+        # RSS <link> is whichever feed link feedgen was given last: the home page goes last.
+        fg.link(href=spec.home_url, rel="alternate", type="text/html")
+        out[fmt] = fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True)
+    return out
+
+
+def render_rss(spec: FeedSpec, articles: Sequence[Article]) -> bytes:
+    return render(spec, articles, ("rss",))["rss"]
+
+
+def render_atom(spec: FeedSpec, articles: Sequence[Article]) -> bytes:
+    return render(spec, articles, ("atom",))["atom"]
+
+
+class _FeedExtension(BaseExtension):
+    """Feed-level half of the ``pipeline`` extension; it adds nothing."""
+
+
+class _EntryExtension(BaseEntryExtension):
+    """Entry output feedgen 1.0.0 cannot produce by itself.
+
+    * Atom ``<link>`` attributes. ``FeedEntry.atom_entry`` rebinds its loop variable
+      ``link`` to the element it just created, so ``rel``, ``type``, ``hreflang``,
+      ``title`` and ``length`` are read from that bare element and dropped (feedgen issue
+      135). feedgen is told only the canonical link (so RSS ``<link>`` stays canonical);
+      ``links`` holds every link, canonical first, and ``extend_atom`` gives feedgen's
+      elements their attributes back and adds the translation links after them.
+    * ``xml:lang`` on each Atom entry, since a feed may mix languages.
+    * ``media:title`` / ``media:description`` (the image's alt text) inside
+      ``media:content``; at item level feedparser would mistake them for the entry's
+      title and summary.
+    """
+
+    def __init__(self) -> None:
+        self.links: list[dict[str, str]] = []
+        self.language: str | None = None
+        self.image_alt: str | None = None
+
+    def extend_atom(self, entry: etree._Element) -> etree._Element:
+        elements = entry.findall("link")
+        anchor = elements[-1] if elements else None
+        for index, data in enumerate(self.links):
+            if index < len(elements):
+                element = elements[index]
+            else:
+                element = etree.Element("link", href=data["href"])
+                if anchor is None:
+                    entry.append(element)
+                else:
+                    anchor.addnext(element)
+                anchor = element
+            for key in _LINK_ATTRIBUTES:
+                if data.get(key):
+                    element.set(key, data[key])
+        if self.language:
+            entry.set(XML_LANG, self.language)
+        return self._image_text(entry)
+
+    def extend_rss(self, item: etree._Element) -> etree._Element:
+        return self._image_text(item)
+
+    def _image_text(self, element: etree._Element) -> etree._Element:
+        content = element.find(f"{{{MEDIA_NS}}}content")
+        if self.image_alt and content is not None:
+            for name in ("title", "description"):
+                etree.SubElement(
+                    content, f"{{{MEDIA_NS}}}{name}", type="plain"
+                ).text = self.image_alt
+        return element
+
+
+def _generator(spec: FeedSpec, articles: Sequence[Article]) -> FeedGenerator:
+    fg = FeedGenerator()
+    fg.load_extension("dc", atom=False)  # dc:creator: RSS <author> must be an email address
+    fg.load_extension("media")
+    fg.register_extension("pipeline", _FeedExtension, _EntryExtension)
+    fg.id(spec.url("atom"))
+    fg.title(_text(spec.title))
+    fg.description(_text(spec.description))  # RSS description and Atom subtitle
+    fg.language(spec.language)  # RSS <language>, Atom xml:lang
+    fg.author(name=_text(spec.author))
+    if spec.logo:
+        fg.logo(urljoin(spec.home_url + "/", spec.logo))
+    # feedgen defaults these to now(); derive them from the entries instead.
+    fg.updated(max((a.modified for a in articles), default=EPOCH))
+    if articles:
+        fg.pubDate(max(a.published for a in articles))
+    for article in articles:
+        _add_entry(fg, article)
+    return fg
+
+
+def _add_entry(fg: FeedGenerator, article: Article) -> None:
+    fe = fg.add_entry(order="append")  # the default, prepend, would reverse the order
+    guid = _guid(article)
+    fe.guid(guid, permalink=guid == article.url)  # also the Atom id
+    fe.title(_text(article.title))
+    canonical = {
+        "href": article.url,
+        "rel": "alternate",
+        "type": "text/html",
+        "hreflang": article.language,
+    }
+    fe.link(dict(canonical))  # feedgen adds defaults to the dict it is given
+    fe.pipeline.links = [canonical, *_translation_links(article)]
+    fe.pipeline.language = article.language
+    # Order matters: description() also sets Atom content, content() then replaces it,
+    # and summary() keeps an RSS description that is already set.
+    fe.description(html.escape(_text(article.summary), quote=False))  # RSS: escaped HTML
+    fe.content(_text(article.body_html), type="html")  # RSS content:encoded, Atom content
+    fe.summary(_text(article.summary))  # Atom summary, plain text
+    if article.authors:
+        fe.author([{"name": _text(name)} for name in article.authors])
+        fe.dc.dc_creator([_text(name) for name in article.authors])
+    fe.dc.dc_language(article.language)
+    if article.tags:
+        fe.category([{"term": _text(tag)} for tag in article.tags])
+    fe.published(article.published)
+    fe.updated(article.modified)
+    if article.image:
+        image = urljoin(article.url, article.image)
+        fe.media.content(url=image, medium="image", group=None)
+        fe.media.thumbnail(url=image, group=None)
+        fe.pipeline.image_alt = _text(article.image_alt or "") or None
+
+
+def _translation_links(article: Article) -> list[dict[str, str]]:
+    """One alternate link per other language; Atom forbids two alternates with the same
+    type and hreflang, so repeats and the article's own language are skipped."""
+    seen = {article.language.lower()}
+    links = []
+    for translation in article.translations:
+        if translation.language.lower() in seen:
+            continue
+        seen.add(translation.language.lower())
+        links.append(
+            {
+                "href": urljoin(article.url, translation.url),
+                "rel": "alternate",
+                "type": "text/html",
+                "hreflang": translation.language,
+                "title": _text(translation.title),
+            }
+        )
+    return links
+
+
+# --- JSON Feed ---------------------------------------------------------------------------
+
+
+def render_json(spec: FeedSpec, articles: Sequence[Article]) -> bytes:
+    feed: dict[str, Any] = {
+        "version": JSON_FEED_VERSION,
+        "title": _text(spec.title),
+        "home_page_url": spec.home_url,
+        "feed_url": spec.url("json"),
+        "description": _text(spec.description),
+        "language": spec.language,
+        "authors": [{"name": _text(spec.author)}],
+    }
+    if spec.logo:
+        feed["icon"] = urljoin(spec.home_url + "/", spec.logo)
+    feed["items"] = [_json_item(article) for article in articles]
+    return (json.dumps(feed, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def _json_item(article: Article) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": _guid(article),
+        "url": article.url,
+        "title": _text(article.title),
+        "content_html": _text(article.body_html),
+        "summary": _text(article.summary),
+    }
+    if article.image:
+        item["image"] = urljoin(article.url, article.image)
+    item["date_published"] = _rfc3339(article.published)
+    item["date_modified"] = _rfc3339(article.modified)
+    if article.authors:
+        item["authors"] = [{"name": _text(name)} for name in article.authors]
+    if article.tags:
+        item["tags"] = [_text(tag) for tag in article.tags]
+    item["language"] = article.language
+    translations = _translation_links(article)
+    if translations:
+        # JSON Feed extensions are objects whose names start with an underscore.
+        item["_translations"] = {
+            "items": [
+                {"language": link["hreflang"], "url": link["href"], "title": link["title"]}
+                for link in translations
+            ]
+        }
+    return item
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _guid(article: Article) -> str:
+    return article.guid or article.url
+
+
+def _rfc3339(moment: datetime) -> str:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment!r} cannot go into a feed")
+    return moment.isoformat()
+
+
+def _text(value: str) -> str:
+    """``value`` without characters XML cannot hold (lxml would refuse the whole feed)."""
+    return xml_safe(value)

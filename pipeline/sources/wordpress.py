@@ -1,0 +1,199 @@
+"""A WordPress site, read through its REST API (``/wp-json/wp/v2/posts``).
+
+Posts are asked for most recently modified first, 100 a page. Scanning stops at the
+first page whose posts are all unchanged (older ones are then unchanged too), at
+``max_pages``, at ``X-WP-TotalPages``, or when WordPress answers 400
+``rest_post_invalid_page_number`` (past the last page). Since it may stop early, a
+scan is never complete: a post that disappears upstream is not deleted here.
+
+Choices made here:
+
+* ``url`` may be the site (``https://example.org``) or its API root (``…/wp-json``).
+* Fingerprint: post id + ``modified_gmt``. A change that does not touch the post's
+  modified time (an author renamed, a term renamed) shows once the post is next saved.
+* Summary: WordPress always sends an excerpt; when the author wrote none it is the
+  start of the content plus ``[…]``. Such an automatic excerpt is dropped, so the
+  pipeline computes its own by the same rules as for every other source (length,
+  word/grapheme boundaries); an excerpt the author wrote is kept as the summary.
+* Tags: the post's tags, then its category names (categories are how most WordPress
+  sites classify posts, so they make useful tag feeds), except the default
+  "Uncategorized".
+* Password-protected posts are skipped: their content is not public.
+* Language: the source's ``language``, else the site's (core WordPress does not say).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import requests
+
+from pipeline.errors import Problem
+from pipeline.model import Article
+from pipeline.settings import SiteSettings, WordPressSourceSettings
+from pipeline.sources import Item, Scan
+from pipeline.sources.build import make_article, parse_date, slugify
+from pipeline.sources.http import fetch, unavailable
+from pipeline.text import html_to_text
+
+PER_PAGE = 100
+_PAST_LAST_PAGE = "rest_post_invalid_page_number"
+_MORE_LINK = re.compile(r"<a\b[^>]*\bmore-link\b[^>]*>.*?</a>", re.DOTALL | re.IGNORECASE)
+_AUTO_END = re.compile(r"(\[(&hellip;|&#8230;|…|\.\.\.)\]|&hellip;|&#8230;|…)\s*(</p>)?\s*$")
+
+
+class WordPressSource:
+    def __init__(
+        self, settings: WordPressSourceSettings, site: SiteSettings, http: requests.Session
+    ):
+        self.settings = settings
+        self.site = site
+        self.http = http
+        self.name = settings.name
+        self.base = re.sub(r"/wp-json(/wp/v2(/posts)?)?/?$", "", settings.url.rstrip("/"))
+        self.api = f"{self.base}/wp-json/wp/v2/posts"
+
+    def scan(self, known: Mapping[str, str], cursor: Mapping[str, str]) -> Scan:
+        s = self.settings
+        scan = Scan(complete=False)
+        last, page = s.max_pages, 1
+        while page <= last:
+            params = {
+                "per_page": PER_PAGE,
+                "page": page,
+                "orderby": "modified",
+                "order": "desc",
+                "_embed": 1,
+            }
+            response = fetch(
+                self.http, self.api, source=s.name, timeout=s.timeout, params=params, allow=(400,)
+            )
+            body = _json(response)
+            if response.status_code == 400:
+                if isinstance(body, dict) and body.get("code") == _PAST_LAST_PAGE:
+                    break
+                raise unavailable(s.name, response, str(_get(body, "message") or ""))
+            if not isinstance(body, list):
+                detail = "the answer is not a list of posts; is the url a WordPress site?"
+                raise unavailable(s.name, response, detail)
+            total = response.headers.get("X-WP-TotalPages", "")
+            if total.isdigit():
+                last = min(s.max_pages, int(total))
+            if not self._read_page(body, known, scan) or len(body) < PER_PAGE:
+                break
+            page += 1
+        return scan
+
+    def _read_page(self, posts: list, known: Mapping[str, str], scan: Scan) -> bool:
+        """Add a page's posts to ``scan``; False when all of them were unchanged."""
+        news = False
+        for post in posts:
+            post_id = _get(post, "id")
+            if not isinstance(post_id, int):
+                scan.rejected.append(self._problem("?", "it has no numeric id"))
+                continue
+            key = str(post_id)
+            fingerprint = f"{key}:{post.get('modified_gmt')}"
+            if known.get(key) == fingerprint:
+                scan.unchanged[key] = fingerprint
+                continue
+            if _get(post.get("content"), "protected"):
+                continue
+            news = True
+            try:
+                article = self._article(key, post)
+            except (ValueError, TypeError, AttributeError) as exc:
+                scan.rejected.append(self._problem(key, str(exc)))
+                continue
+            scan.changed.append(Item(key=key, fingerprint=fingerprint, article=article))
+        return news
+
+    def _problem(self, key: str, reason: str) -> Problem:
+        edit = f"{self.base}/wp-admin/post.php?post={key}&action=edit"
+        hint = f"fix the post in WordPress ({edit}); the other posts were read"
+        return Problem(self.settings.url, None, None, f"post {key}: {reason}", hint)
+
+    def _article(self, key: str, post: dict) -> Article:
+        s = self.settings
+        title = _rendered(post, "title")
+        content = _rendered(post, "content")
+        published = _date(post, "date", self.site.timezone)
+        if published is None:
+            raise ValueError("it has no publication date (date_gmt)")
+        updated = _date(post, "modified", self.site.timezone)
+        embedded = post.get("_embedded") or {}
+        media = next(iter(embedded.get("wp:featuredmedia") or []), None)
+        image = _get(media, "source_url") or None
+        link = post.get("link") or ""
+        slug = unquote(post.get("slug") or "") or html.unescape(title)
+        return make_article(
+            self.site,
+            id=f"{s.name}:{key}",
+            source=s.name,
+            origin=f"{self.api}/{key}",
+            title=html_to_text(title),
+            published=published,
+            updated=updated if updated and updated > published else None,
+            body_html=content,
+            summary=_manual_excerpt(_rendered(post, "excerpt"), content),
+            slug=slugify(slug),
+            section=s.section or s.name,
+            language=s.language or self.site.language,
+            authors=[html.unescape(_get(a, "name") or "") for a in embedded.get("author") or []],
+            tags=_terms(embedded.get("wp:term") or []),
+            image=image if isinstance(image, str) else None,
+            image_alt=(_get(media, "alt_text") or None) if image else None,
+            url=link if urlsplit(link).scheme in ("http", "https") else None,
+        )
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _get(value: Any, key: str) -> Any:
+    """``value[key]`` when value is a mapping (WordPress embeds error objects freely)."""
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def _rendered(post: dict, field: str) -> str:
+    value = _get(post.get(field), "rendered")
+    return value if isinstance(value, str) else ""
+
+
+def _date(post: dict, field: str, timezone: str) -> dt.datetime | None:
+    """``date_gmt`` as UTC; failing that the site-local ``date`` in the site's zone."""
+    if post.get(f"{field}_gmt"):
+        return parse_date(post[f"{field}_gmt"], "UTC")
+    return parse_date(post[field], timezone) if post.get(field) else None
+
+
+def _terms(groups: list) -> list[str]:
+    terms = [t for group in groups if isinstance(group, list) for t in group if _get(t, "name")]
+    tags = [t for t in terms if t.get("taxonomy") == "post_tag"]
+    categories = [
+        t for t in terms if t.get("taxonomy") == "category" and t.get("slug") != "uncategorized"
+    ]
+    return [html.unescape(t["name"]) for t in tags + categories]
+
+
+def _manual_excerpt(excerpt: str, content: str) -> str | None:
+    """The excerpt if the author wrote it; None if WordPress made it from the content."""
+    excerpt = _MORE_LINK.sub("", excerpt)
+    if _AUTO_END.search(excerpt):
+        return None
+    flat = _flat(excerpt)
+    return excerpt if flat and flat not in _flat(content) else None
+
+
+def _flat(fragment: str) -> str:
+    """Text of an HTML fragment without any white space, for comparing."""
+    return re.sub(r"\s+", "", html_to_text(fragment))

@@ -1,0 +1,417 @@
+"""The state store: articles and source cursors, in any database SQLAlchemy speaks.
+
+SQLite (a file under ``var/``) is the default; PostgreSQL works with only a different
+URL. Articles are kept whole as JSON (the Article model is the schema) beside the
+columns the queries filter and sort on. Rows are never deleted: a removed or drafted
+article is marked ``removed`` so that its permanent feed id (``guid``) survives if it
+comes back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import quote, urlsplit
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    create_engine,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from pipeline.errors import Problem, StoreError
+from pipeline.model import Article, Translation
+from pipeline.sources import Scan
+
+metadata = MetaData()
+
+articles = Table(
+    "articles",
+    metadata,
+    Column("id", String(512), primary_key=True),
+    Column("source", String(100), nullable=False),
+    Column("item_key", String(1024), nullable=False),
+    Column("fingerprint", String(200), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("guid", String(1024), nullable=False),
+    Column("status", String(10), nullable=False),  # live | removed
+    Column("published", DateTime, nullable=False),  # UTC, for ordering
+    Column("language", String(35), nullable=False),  # lower case, for filtering
+    Column("section", String(100), nullable=False),
+    Column("translation_of", String(512)),
+    Column("data", Text, nullable=False),  # the Article as JSON
+    Column("first_seen", DateTime, nullable=False),
+    Column("changed_at", DateTime, nullable=False),
+    Index("ix_articles_source_key", "source", "item_key"),
+    Index("ix_articles_live_published", "status", "published"),
+    Index("ix_articles_translation_of", "translation_of"),
+)
+
+article_tags = Table(
+    "article_tags",
+    metadata,
+    Column("article_id", String(512), ForeignKey("articles.id"), primary_key=True),
+    Column("tag_key", String(200), primary_key=True),  # lower case
+)
+
+source_cursors = Table(
+    "source_cursors",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("cursor", Text, nullable=False),
+)
+
+LIVE, REMOVED = "live", "removed"
+_TAG_SAFE = "/:-._~!$&'()*+,;=@"  # RFC 4151 pchar, unescaped
+_URI_ID = re.compile(r"^(tag:|urn:|https?://)", re.IGNORECASE)
+
+
+@dataclass
+class ApplyReport:
+    """What storing one scan changed."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    rejected: list[Problem] = field(default_factory=list)
+
+
+class _Existing(NamedTuple):
+    source: str
+    item_key: str
+    status: str
+    content_hash: str
+    data: str
+
+
+def _row(
+    source: str, key: str, fingerprint: str, content_hash: str, article: Article, now: dt.datetime
+) -> dict[str, object]:
+    return {
+        "id": article.id,
+        "source": source,
+        "item_key": key,
+        "fingerprint": fingerprint,
+        "content_hash": content_hash,
+        "status": LIVE,
+        "published": _utc_naive(article.published),
+        "language": article.language.lower(),
+        "section": article.section,
+        "translation_of": article.translation_of,
+        "data": article.model_dump_json(exclude={"guid", "translations"}),
+        "changed_at": now,
+    }
+
+
+def _duplicate(article: Article, holder: _Existing) -> Problem:
+    first = Article.model_validate_json(holder.data).origin if holder.data else holder.item_key
+    return Problem(
+        article.origin,
+        None,
+        None,
+        f"duplicate id {article.id!r}: {first} already uses it",
+        "give one of them a different `id:` (or remove the `id:` line to use the default)",
+    )
+
+
+def _utc_naive(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def permanent_id(article: Article, site_url: str, first_seen: dt.datetime) -> str:
+    """The feed id an article keeps for ever (RFC 4151 tag URI unless it has a URI id)."""
+    if _URI_ID.match(article.id):
+        return article.id
+    host = urlsplit(site_url).hostname or "localhost"
+    specific = quote(article.id, safe=_TAG_SAFE)
+    return f"tag:{host},{first_seen:%Y-%m-%d}:{specific}"
+
+
+class Store:
+    """Articles and source cursors in one database; every write is one transaction."""
+
+    def __init__(self, url: str, site_url: str):
+        self.site_url = site_url
+        self.engine: Engine = _engine(url)
+        try:
+            metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot open the state store {url}: {exc.__class__.__name__}: {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- ingest ---------------------------------------------------------------------------
+
+    def known(self, source: str, conn: Connection | None = None) -> dict[str, str]:
+        """item key -> fingerprint of what was stored for ``source`` (live rows win)."""
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.known(source, own)
+        query = select(articles.c.item_key, articles.c.fingerprint, articles.c.status).where(
+            articles.c.source == source
+        )
+        found: dict[str, str] = {}
+        for key, fingerprint, status in conn.execute(query):
+            if key not in found or status == LIVE:
+                found[key] = fingerprint
+        return found
+
+    def cursor(self, source: str) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            raw = conn.scalar(
+                select(source_cursors.c.cursor).where(source_cursors.c.source == source)
+            )
+        return json.loads(raw) if raw else {}
+
+    def apply(self, source: str, scan: Scan, now: dt.datetime | None = None) -> ApplyReport:
+        """Store one scan of ``source`` atomically: all of it or (on error) none of it.
+
+        Reads what exists in a few set-based queries and writes with executemany, so a
+        cold ingest of thousands of articles is not thousands of round trips.
+        """
+        now = _utc_naive(now or _now())
+        report = ApplyReport(rejected=list(scan.rejected))
+        with self.engine.begin() as conn:
+            live_by_key = {
+                row.item_key: row.id
+                for row in conn.execute(
+                    select(articles.c.id, articles.c.item_key).where(
+                        articles.c.source == source, articles.c.status == LIVE
+                    )
+                )
+            }
+            existing = self._rows_by_id(conn, [item.article.id for item in scan.changed])
+            inserts, updates, refreshed, retired = [], [], [], []
+            for item in scan.changed:
+                article, old = item.article, existing.get(item.article.id)
+                content_hash = article.content_hash()
+                if (
+                    old is not None
+                    and old.status == LIVE
+                    and (old.source, old.item_key)
+                    != (
+                        source,
+                        item.key,
+                    )
+                ):
+                    report.rejected.append(_duplicate(article, old))
+                    continue
+                if old is not None and old.status == LIVE and old.content_hash == content_hash:
+                    refreshed.append({"k_id": article.id, "fingerprint": item.fingerprint})
+                    report.unchanged += 1
+                    continue
+                values = _row(source, item.key, item.fingerprint, content_hash, article, now)
+                if old is None:
+                    guid = permanent_id(article, self.site_url, now)
+                    inserts.append({**values, "guid": guid, "first_seen": now})
+                    report.added.append(article.id)
+                else:
+                    updates.append({**values, "k_id": article.id})
+                    (report.updated if old.status == LIVE else report.added).append(article.id)
+                # a placeholder row keeps the id taken for the rest of this scan
+                existing[article.id] = _Existing(source, item.key, LIVE, content_hash, "")
+                previous = live_by_key.get(item.key)
+                if previous is not None and previous != article.id:  # its id was edited
+                    retired.append(previous)
+            if inserts:
+                conn.execute(insert(articles), inserts)
+            if updates:
+                conn.execute(
+                    update(articles).where(articles.c.id == bindparam("k_id")),
+                    [{k: v for k, v in row.items() if k != "id"} for row in updates],
+                )
+            written = {*report.added, *report.updated}
+            self._set_tags(conn, [i.article for i in scan.changed if i.article.id in written])
+            stored = self.known(source, conn)
+            refreshed += [
+                {"k_source": source, "k_key": key, "fingerprint": fingerprint}
+                for key, fingerprint in scan.unchanged.items()
+                if stored.get(key) != fingerprint
+            ]
+            self._refresh_fingerprints(conn, source, refreshed)
+            report.unchanged += len(scan.unchanged)
+            if scan.complete:
+                seen = {i.key for i in scan.changed} | set(scan.unchanged) | scan.held
+                retired += [id_ for key, id_ in live_by_key.items() if key not in seen]
+            retired = [id_ for id_ in dict.fromkeys(retired) if id_ not in written]
+            self._remove(conn, retired, now)
+            report.removed.extend(retired)
+            if scan.cursor is not None:
+                conn.execute(delete(source_cursors).where(source_cursors.c.source == source))
+                conn.execute(
+                    insert(source_cursors).values(source=source, cursor=json.dumps(scan.cursor))
+                )
+        return report
+
+    @staticmethod
+    def _rows_by_id(conn: Connection, ids: list[str]) -> dict[str, _Existing]:
+        found: dict[str, _Existing] = {}
+        columns = (
+            articles.c.id,
+            articles.c.source,
+            articles.c.item_key,
+            articles.c.status,
+            articles.c.content_hash,
+            articles.c.data,
+        )
+        for chunk in _chunks(sorted(set(ids)), 500):
+            for row in conn.execute(select(*columns).where(articles.c.id.in_(chunk))):
+                found[row.id] = _Existing(*row[1:])
+        return found
+
+    @staticmethod
+    def _refresh_fingerprints(conn: Connection, source: str, rows: list[dict]) -> None:
+        by_id = [r for r in rows if "k_id" in r]
+        by_key = [r for r in rows if "k_key" in r]
+        if by_id:
+            conn.execute(update(articles).where(articles.c.id == bindparam("k_id")), by_id)
+        if by_key:
+            conn.execute(
+                update(articles).where(
+                    articles.c.source == bindparam("k_source"),
+                    articles.c.item_key == bindparam("k_key"),
+                ),
+                by_key,
+            )
+
+    @staticmethod
+    def _set_tags(conn: Connection, changed: list[Article]) -> None:
+        for chunk in _chunks([a.id for a in changed], 500):
+            conn.execute(delete(article_tags).where(article_tags.c.article_id.in_(chunk)))
+        rows = [
+            {"article_id": a.id, "tag_key": key}
+            for a in changed
+            for key in sorted({tag.lower() for tag in a.tags})
+        ]
+        if rows:
+            conn.execute(insert(article_tags), rows)
+
+    @staticmethod
+    def _remove(conn: Connection, ids: list[str], now: dt.datetime) -> None:
+        for chunk in _chunks(ids, 500):
+            conn.execute(
+                update(articles)
+                .where(articles.c.id.in_(chunk))
+                .values(status=REMOVED, changed_at=now)
+            )
+
+    # -- reading --------------------------------------------------------------------------
+
+    def latest(
+        self,
+        limit: int,
+        *,
+        language: str | None = None,
+        section: str | None = None,
+        tag: str | None = None,
+    ) -> list[Article]:
+        """The newest live articles, newest first, with guid and translations filled in."""
+        query = select(articles.c.guid, articles.c.data).where(articles.c.status == LIVE)
+        if language:
+            query = query.where(articles.c.language == language.lower())
+        if section:
+            query = query.where(articles.c.section == section)
+        if tag:
+            query = query.where(
+                articles.c.id.in_(
+                    select(article_tags.c.article_id).where(article_tags.c.tag_key == tag.lower())
+                )
+            )
+        query = query.order_by(articles.c.published.desc(), articles.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            found = [_load(guid, data) for guid, data in conn.execute(query)]
+            return self._with_translations(conn, found)
+
+    def get(self, article_id: str) -> Article | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(articles.c.guid, articles.c.data).where(articles.c.id == article_id)
+            ).first()
+            return self._with_translations(conn, [_load(*row)])[0] if row else None
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return (
+                conn.scalar(
+                    select(func.count()).select_from(articles).where(articles.c.status == LIVE)
+                )
+                or 0
+            )
+
+    @staticmethod
+    def _with_translations(conn: Connection, found: list[Article]) -> list[Article]:
+        """Link each article to its other languages: the whole translation_of family."""
+        roots = {a.translation_of or a.id for a in found}
+        if not roots:
+            return found
+        family: dict[str, list[Article]] = {}
+        for chunk in _chunks(sorted(roots), 500):
+            rows = conn.execute(
+                select(articles.c.guid, articles.c.data).where(
+                    articles.c.status == LIVE,
+                    or_(articles.c.id.in_(chunk), articles.c.translation_of.in_(chunk)),
+                )
+            )
+            for guid, data in rows:
+                member = _load(guid, data)
+                family.setdefault(member.translation_of or member.id, []).append(member)
+        linked = []
+        for article in found:
+            others = [
+                Translation(id=m.id, language=m.language, url=m.url, title=m.title)
+                for m in sorted(
+                    family.get(article.translation_of or article.id, []), key=lambda m: m.id
+                )
+                if m.id != article.id
+            ]
+            linked.append(
+                article.model_copy(update={"translations": tuple(others)}) if others else article
+            )
+        return linked
+
+
+def _load(guid: str, data: str) -> Article:
+    return Article.model_validate_json(data).model_copy(update={"guid": guid})
+
+
+def _chunks(values: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("sqlite:///") and url != "sqlite://":
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(url)
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        raise StoreError(f"state: cannot use database URL {url!r}: {exc}") from exc
+    return engine

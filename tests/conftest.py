@@ -1,0 +1,83 @@
+"""Shared fixtures: a site, state stores on SQLite and (when configured) PostgreSQL, and a
+throw-away project folder shaped like the real one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from pipeline.settings import SiteSettings
+
+REPO = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get("PIPELINE_TEST_POSTGRES")
+
+
+@pytest.fixture
+def site() -> SiteSettings:
+    return SiteSettings(
+        name="Mountain News",
+        url="https://news.example.org",
+        language="en",
+        timezone="Asia/Kathmandu",
+    )
+
+
+def _store_params() -> list:
+    params = [pytest.param("sqlite", id="sqlite")]
+    params.append(
+        pytest.param(
+            "postgres",
+            id="postgres",
+            marks=pytest.mark.skipif(not POSTGRES_URL, reason="PIPELINE_TEST_POSTGRES not set"),
+        )
+    )
+    return params
+
+
+@pytest.fixture(params=_store_params())
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL with an empty schema; PostgreSQL runs when PIPELINE_TEST_POSTGRES is set."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    from pipeline.store import metadata
+
+    engine = create_engine(POSTGRES_URL)
+    metadata.drop_all(engine)
+    engine.dispose()
+    yield POSTGRES_URL
+    engine = create_engine(POSTGRES_URL)
+    metadata.drop_all(engine)
+    engine.dispose()
+
+
+def write_article(folder: Path, name: str, front: str, body: str = "Body text.\n") -> Path:
+    """Write an article file: ``front`` is the YAML between the --- lines."""
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"---\n{textwrap.dedent(front).strip()}\n---\n{body}", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Callable[..., Path]:
+    """Copy the repository's config and example site into a fresh folder and return it."""
+
+    def make(with_examples: bool = True) -> Path:
+        root = tmp_path / "project"
+        (root / "config").mkdir(parents=True)
+        shutil.copy(REPO / "config" / "pipeline.yaml", root / "config" / "pipeline.yaml")
+        if with_examples:
+            shutil.copytree(REPO / "examples", root / "examples")
+        else:
+            (root / "examples" / "site" / "news").mkdir(parents=True)
+            (root / "examples" / "site" / "blog").mkdir(parents=True)
+        return root
+
+    return make

@@ -1,0 +1,119 @@
+"""The command line, end to end on a copy of the example project."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import feedparser
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import main
+from tests.conftest import write_article
+
+
+def invoke(root: Path, *args: str):
+    result = CliRunner().invoke(main, ["--config", str(root / "config" / "pipeline.yaml"), *args])
+    return result
+
+
+def feed_files(root: Path) -> dict[str, bytes]:
+    out = root / "public" / "feeds"
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_run_on_the_example_site_writes_every_feed(project):
+    root = project()
+    result = invoke(root, "run")
+    assert result.exit_code == 0, result.output
+    assert "news: 8 added" in result.output
+    files = feed_files(root)
+    for folder in ("", "language/zh-cn/", "section/blog/", "tag/china/"):
+        assert {f"{folder}rss.xml", f"{folder}atom.xml", f"{folder}feed.json"} <= set(files)
+    main_atom = feedparser.parse(files["atom.xml"])
+    assert main_atom.bozo == 0
+    titles = [e.title for e in main_atom.entries]
+    assert "2023年国际山岳日:恢复山地生态系统" in titles
+    assert len(titles) == 13
+    chinese = feedparser.parse(files["language/zh-cn/rss.xml"])
+    assert chinese.bozo == 0 and len(chinese.entries) == 3
+
+
+def test_second_run_changes_nothing_byte_for_byte(project):
+    root = project()
+    assert invoke(root, "run").exit_code == 0
+    before = feed_files(root)
+    mtimes = {p: p.stat().st_mtime_ns for p in (root / "public").rglob("*") if p.is_file()}
+    result = invoke(root, "run")
+    assert result.exit_code == 0
+    assert (
+        "8 added" not in result.output
+        and "0 added, 0 updated, 0 removed, 8 unchanged" in result.output
+    )
+    assert feed_files(root) == before
+    assert mtimes == {p: p.stat().st_mtime_ns for p in (root / "public").rglob("*") if p.is_file()}
+    assert "0 written" in result.output
+
+
+def test_bad_articles_are_named_and_the_rest_are_published(project):
+    root = project()
+    news = root / "examples" / "site" / "news"
+    write_article(news, "no-title.md", "date: 2024-01-01")
+    write_article(news, "bad-date.md", "title: T\ndate: yesterday")
+    write_article(news, "bell.md", "title: T\ndate: 2024-01-01", "Ding\x07\n")
+    result = invoke(root, "run")
+    assert result.exit_code == 1
+    assert "news: 8 added" in result.output and "3 rejected" in result.output
+    err = result.stderr
+    assert "no-title.md:2:1: `title` is required" in err
+    assert "bad-date.md:3:7: `date`: 'yesterday' is not an ISO 8601 date" in err
+    assert "bell.md:5:5: control character U+0007" in err
+    assert len(feedparser.parse(feed_files(root)["atom.xml"]).entries) == 13
+
+
+def test_config_error_exits_2_and_writes_nothing(project):
+    root = project()
+    config = root / "config" / "pipeline.yaml"
+    config.write_text(config.read_text().replace("items: 50", "items: fifty"), encoding="utf-8")
+    result = invoke(root, "run")
+    assert result.exit_code == 2
+    assert "pipeline.yaml:" in result.stderr and "feeds.items" in result.stderr
+    assert "nothing was changed" in result.stderr
+    assert not (root / "var").exists() and not (root / "public").exists()
+
+
+def test_check_reports_a_missing_source_folder(project):
+    root = project()
+    assert invoke(root, "check").exit_code == 0
+    (root / "examples" / "site" / "blog").rename(root / "examples" / "site" / "old-blog")
+    result = invoke(root, "check")
+    assert result.exit_code == 2 and "source blog: folder" in result.stderr
+
+
+def test_unreadable_source_is_reported_and_the_others_ingested(project):
+    root = project()
+    config = root / "config" / "pipeline.yaml"
+    config.write_text(config.read_text().replace("examples/site/blog", "examples/site/gone"))
+    result = invoke(root, "ingest")
+    assert result.exit_code == 1
+    assert "news: 8 added" in result.output and "blog: not read" in result.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX paths")
+def test_the_installed_command_runs(project):
+    root = project()
+    env = {**os.environ, "NO_COLOR": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (root / "public" / "feeds" / "feed.json").exists()
+    assert (root / "var" / "state.db").exists()

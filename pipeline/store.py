@@ -72,6 +72,7 @@ article_tags = Table(
     metadata,
     Column("article_id", String(512), ForeignKey("articles.id"), primary_key=True),
     Column("tag_key", String(200), primary_key=True),  # lower case
+    Index("ix_article_tags_tag_key", "tag_key"),  # tag feeds look articles up by tag
 )
 
 source_cursors = Table(

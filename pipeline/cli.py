@@ -6,6 +6,7 @@ named, the rest delivered); 2 bad usage or configuration (nothing changed).
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -125,12 +126,22 @@ def check(project: Project) -> int:
         for s in settings.sources
         if getattr(s, "path", None) is not None and not s.path.is_dir()
     ]
+    from pipeline.channels import channel_types
+    from pipeline.channels.compose import load_template
+
+    for options in settings.channels.values():
+        try:
+            assert options.template is not None
+            load_template(options.template, autoescape=channel_types()[options.type].autoescape)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
     extra = len(settings.feeds.extra)
     click.echo(
         f"{project.config_file}: OK — {len(settings.sources)} sources, "
-        f"{1 + extra} feeds × {len(settings.feeds.formats)} formats"
+        f"{1 + extra} feeds × {len(settings.feeds.formats)} formats, "
+        f"{len(settings.channels)} channels"
     )
     return EXIT_OK
 
@@ -151,14 +162,43 @@ def feeds_command(project: Project) -> int:
     return _feeds(project)
 
 
+@main.command("post")
+@click.argument("channels", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Show what each channel would receive; send nothing.")
+@pass_project
+@command
+def post_command(project: Project, channels: tuple[str, ...], dry_run: bool) -> int:
+    """Post summaries of articles not yet posted to CHANNELS (default: all)."""
+    return _post(project, channels, dry_run)
+
+
+@main.command()
+@click.option("--limit", default=50, show_default=True, help="How many rows to show.")
+@pass_project
+@command
+def history(project: Project, limit: int) -> int:
+    """What was posted or sent, what failed and why."""
+    from pipeline.ledger import Ledger
+
+    with project.store() as store:
+        entries = Ledger(store.engine).history(limit=limit)
+    if not entries:
+        click.echo("nothing has been posted or sent yet")
+    for e in entries:
+        where = e.remote_url or e.detail or ""
+        click.echo(f"{e.updated_at:%Y-%m-%d %H:%M}Z  {e.stream:<24} {e.state:<9} {e.item}  {where}")
+    return EXIT_OK
+
+
 @main.command()
 @pass_project
 @command
 def run(project: Project) -> int:
-    """One cycle: ingest, then feeds."""
+    """One cycle: ingest, feeds, then post."""
     ingested = _ingest(project)
     written = _feeds(project)
-    return max(ingested, written)
+    posted = _post(project, (), dry_run=False)
+    return max(ingested, written, posted)
 
 
 def _ingest(project: Project) -> int:
@@ -192,6 +232,61 @@ def _feeds(project: Project) -> int:
         click.echo(f"wrote {_shown(path)}")
     click.echo(f"feeds: {len(report.written)} written, {len(report.unchanged)} unchanged")
     return EXIT_OK
+
+
+def _post(project: Project, names: tuple[str, ...], dry_run: bool) -> int:
+    import time
+
+    from pipeline.channels import ChannelContext, build_channels
+    from pipeline.ledger import Ledger
+    from pipeline.posting import Poster
+
+    settings = project.settings
+    unknown = [n for n in names if n not in settings.channels]
+    if unknown:
+        known = ", ".join(settings.channels) or "none are configured"
+        raise click.UsageError(f"unknown channel {', '.join(unknown)}; channels: {known}")
+    chosen = {n: o for n, o in settings.channels.items() if not names or n in names}
+    if not chosen:
+        return EXIT_OK
+    with project.store() as store, project.http() as http, _progress("Posting") as step:
+        context = ChannelContext(http=http, site=settings.site, memory=store)
+        channels = build_channels(chosen, context)
+        poster = Poster(store, Ledger(store.engine), sleep=time.sleep)
+        reports = {}
+        for name, channel in channels.items():
+            step(name)
+            reports.update(poster.run([channel], dry_run=dry_run))
+    status = EXIT_OK
+    for name, report in reports.items():
+        for post in report.previews:
+            limit = f"/{post.limit}" if post.limit else ""
+            click.echo(f"── {name}: {post.article.id} ({post.length}{limit})")
+            click.echo(post.text)
+            click.echo(json.dumps(post.body, ensure_ascii=False, indent=2, default=str))
+        if not dry_run:
+            click.echo(
+                f"{name}: {len(report.sent)} posted"
+                + "".join(
+                    f", {len(rows)} {label}"
+                    for label, rows in (
+                        ("failed", report.failed),
+                        ("pending", report.pending),
+                        ("uncertain", report.uncertain),
+                    )
+                    if rows
+                )
+            )
+        for label, rows in (
+            ("failed", report.failed),
+            ("pending", report.pending),
+            ("uncertain", report.uncertain),
+        ):
+            for article_id, reason in rows:
+                click.echo(f"{name}: {label}: {article_id} — {reason}", err=True)
+        if not report.ok:
+            status = EXIT_PARTIAL
+    return status
 
 
 @contextmanager

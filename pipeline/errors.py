@@ -5,7 +5,13 @@
     │                              nothing is changed; carries every Problem found at once
     ├── SourceUnavailable          a source could not be read this time (network, HTTP
     │                              status, unreadable folder); its articles stay as they were
-    └── StoreError                 the state store cannot be opened or written
+    ├── StoreError                 the state store cannot be opened or written
+    └── DeliveryFailed             one post or one email could not be delivered
+        ├── TemporaryFailure       worth retrying: 429, 5xx, a timeout, a dropped connection;
+        │                          carries retry_after (seconds) and whether the request
+        │                          may have arrived (unknown_outcome)
+        └── PermanentFailure       retrying cannot help: 400/401/403/404/422, a 5xx SMTP reply
+                                   for a recipient; carries the network's own reason
 
 A rejected article is not an exception that escapes: sources report it as a Problem
 beside the articles that did load, and the command exits with status 1.
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -83,3 +90,37 @@ class SourceUnavailable(PipelineError):
 
 class StoreError(PipelineError):
     """The state store cannot be opened or written."""
+
+
+class DeliveryFailed(PipelineError):
+    """One post or one email could not be delivered; ``reason`` is the far side's words.
+
+    ``status`` and ``response`` are the HTTP answer when there was one (None for a
+    timeout or an SMTP failure), for channels that act on a network's error names."""
+
+    def __init__(self, reason: str, *, status: int | None = None, response: Any = None):
+        self.reason = reason
+        self.status = status
+        self.response = response
+        super().__init__(reason)
+
+
+class TemporaryFailure(DeliveryFailed):
+    """Worth retrying later. ``unknown_outcome``: the request may have been delivered
+    (a read timeout, a connection dropped after sending), so only a channel that
+    deduplicates may retry it blindly."""
+
+    def __init__(
+        self,
+        reason: str,
+        retry_after: float | None = None,
+        unknown_outcome: bool = False,
+        **answer: Any,
+    ):
+        super().__init__(reason, **answer)
+        self.retry_after = retry_after
+        self.unknown_outcome = unknown_outcome
+
+
+class PermanentFailure(DeliveryFailed):
+    """Retrying cannot help until someone changes something (credentials, content)."""

@@ -19,14 +19,6 @@ from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 from sqlalchemy import (
-    Column,
-    DateTime,
-    ForeignKey,
-    Index,
-    MetaData,
-    String,
-    Table,
-    Text,
     bindparam,
     create_engine,
     delete,
@@ -41,48 +33,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.errors import Problem, StoreError
 from pipeline.model import Article, Translation
+from pipeline.schema import LIVE, REMOVED, article_tags, articles, metadata, state_values
 from pipeline.sources import Scan
 
-metadata = MetaData()
-
-articles = Table(
-    "articles",
-    metadata,
-    Column("id", String(512), primary_key=True),
-    Column("source", String(100), nullable=False),
-    Column("item_key", String(1024), nullable=False),
-    Column("fingerprint", String(200), nullable=False),
-    Column("content_hash", String(64), nullable=False),
-    Column("guid", String(1024), nullable=False),
-    Column("status", String(10), nullable=False),  # live | removed
-    Column("published", DateTime, nullable=False),  # UTC, for ordering
-    Column("language", String(35), nullable=False),  # lower case, for filtering
-    Column("section", String(100), nullable=False),
-    Column("translation_of", String(512)),
-    Column("data", Text, nullable=False),  # the Article as JSON
-    Column("first_seen", DateTime, nullable=False),
-    Column("changed_at", DateTime, nullable=False),
-    Index("ix_articles_source_key", "source", "item_key"),
-    Index("ix_articles_live_published", "status", "published"),
-    Index("ix_articles_translation_of", "translation_of"),
-)
-
-article_tags = Table(
-    "article_tags",
-    metadata,
-    Column("article_id", String(512), ForeignKey("articles.id"), primary_key=True),
-    Column("tag_key", String(200), primary_key=True),  # lower case
-    Index("ix_article_tags_tag_key", "tag_key"),  # tag feeds look articles up by tag
-)
-
-source_cursors = Table(
-    "source_cursors",
-    metadata,
-    Column("source", String(100), primary_key=True),
-    Column("cursor", Text, nullable=False),
-)
-
-LIVE, REMOVED = "live", "removed"
 _TAG_SAFE = "/:-._~!$&'()*+,;=@"  # RFC 4151 pchar, unescaped
 _URI_ID = re.compile(r"^(tag:|urn:|https?://)", re.IGNORECASE)
 
@@ -186,11 +139,21 @@ class Store:
         return found
 
     def cursor(self, source: str) -> dict[str, str]:
+        return self.value(f"source:{source}")
+
+    def value(self, name: str) -> dict:
+        """A small JSON document a component keeps between runs ({} if none)."""
         with self.engine.connect() as conn:
-            raw = conn.scalar(
-                select(source_cursors.c.cursor).where(source_cursors.c.source == source)
-            )
+            raw = conn.scalar(select(state_values.c.value).where(state_values.c.name == name))
         return json.loads(raw) if raw else {}
+
+    def save_value(self, name: str, value: dict, conn: Connection | None = None) -> None:
+        if conn is None:
+            with self.engine.begin() as own:
+                self.save_value(name, value, own)
+            return
+        conn.execute(delete(state_values).where(state_values.c.name == name))
+        conn.execute(insert(state_values).values(name=name, value=json.dumps(value)))
 
     def apply(self, source: str, scan: Scan, now: dt.datetime | None = None) -> ApplyReport:
         """Store one scan of ``source`` atomically: all of it or (on error) none of it.
@@ -266,10 +229,7 @@ class Store:
             self._remove(conn, retired, now)
             report.removed.extend(retired)
             if scan.cursor is not None:
-                conn.execute(delete(source_cursors).where(source_cursors.c.source == source))
-                conn.execute(
-                    insert(source_cursors).values(source=source, cursor=json.dumps(scan.cursor))
-                )
+                self.save_value(f"source:{source}", scan.cursor, conn)
         return report
 
     @staticmethod
@@ -350,6 +310,16 @@ class Store:
         with self.engine.connect() as conn:
             found = [_load(guid, data) for guid, data in conn.execute(query)]
             return self._with_translations(conn, found)
+
+    def recent(self, since: dt.datetime) -> list[Article]:
+        """Live articles published at or after ``since``, oldest first."""
+        query = (
+            select(articles.c.guid, articles.c.data)
+            .where(articles.c.status == LIVE, articles.c.published >= _utc_naive(since))
+            .order_by(articles.c.published, articles.c.id)
+        )
+        with self.engine.connect() as conn:
+            return self._with_translations(conn, [_load(*row) for row in conn.execute(query)])
 
     def get(self, article_id: str) -> Article | None:
         with self.engine.connect() as conn:

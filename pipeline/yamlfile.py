@@ -144,6 +144,20 @@ def problems_from_validation(
             hint = _unknown_key_hint(str(path[-1]), _fields_at(model, model_loc[:-1]))
             problems.append(Problem(doc.file, line, col, f"unknown key `{path[-1]}`{parent}", hint))
             continue
+        if kind == "union_tag_invalid":
+            ctx = err.get("ctx") or {}
+            key = str(ctx.get("discriminator", "type")).strip("'")
+            allowed = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
+            close = difflib.get_close_matches(str(ctx.get("tag")), allowed, n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"use one of: {', '.join(allowed)}"
+            problems.append(
+                doc.problem(
+                    (*path, key),
+                    f"`{dotted((*path, key))}`: unknown {key} {ctx.get('tag')!r}",
+                    hint,
+                )
+            )
+            continue
         if kind == "missing":
             message, hint = f"`{shown}` is required", f"add `{path[-1]}:` here"
         else:

@@ -67,12 +67,13 @@ def write_article(folder: Path, name: str, front: str, body: str = "Body text.\n
 
 @pytest.fixture
 def project(tmp_path: Path) -> Callable[..., Path]:
-    """Copy the repository's config and example site into a fresh folder and return it."""
+    """Copy the repository's config, templates and example site into a fresh folder."""
 
     def make(with_examples: bool = True) -> Path:
         root = tmp_path / "project"
         (root / "config").mkdir(parents=True)
         shutil.copy(REPO / "config" / "pipeline.yaml", root / "config" / "pipeline.yaml")
+        shutil.copytree(REPO / "templates", root / "templates")
         if with_examples:
             shutil.copytree(REPO / "examples", root / "examples")
         else:
@@ -81,3 +82,48 @@ def project(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+@pytest.fixture
+def make_article(site):
+    """Build an Article directly; keyword arguments override the English defaults."""
+    import datetime as dt
+
+    from pipeline.model import Article
+
+    def make(**overrides) -> Article:
+        fields = {
+            "id": "news/glacier-report",
+            "source": "news",
+            "origin": "examples/site/news/glacier-report.md",
+            "url": "https://news.example.org/news/glacier-report/",
+            "title": "Glaciers lose mass for a fifth year",
+            "authors": ("Pema Gyamtsho",),
+            "published": dt.datetime(2026, 11, 3, 9, 0, tzinfo=dt.UTC),
+            "language": "en",
+            "section": "news",
+            "tags": ("Nepal", "climate change"),
+            "summary": "New data from monitored glaciers show another year of heavy losses.",
+            "body_html": "<p>New data from monitored glaciers show heavy losses.</p>",
+            "read_minutes": 2,
+            "guid": "tag:news.example.org,2026-11-03:news/glacier-report",
+        }
+        fields.update(overrides)
+        return Article(**fields)
+
+    return make
+
+
+@pytest.fixture
+def channel_context(tmp_path, site):
+    """What a channel gets in production: a real requests session, the site, and a real
+    state store (SQLite) as its memory between runs."""
+    import requests
+
+    from pipeline.channels import ChannelContext
+    from pipeline.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'channels.db'}", site.url)
+    with requests.Session() as http:
+        yield ChannelContext(http=http, site=site, memory=store)
+    store.close()

@@ -117,3 +117,88 @@ def test_the_installed_command_runs(project):
     assert done.returncode == 0, done.stderr
     assert (root / "public" / "feeds" / "feed.json").exists()
     assert (root / "var" / "state.db").exists()
+
+
+def test_run_posts_every_example_article_once_to_the_file_channel(project):
+    root = project()
+    first = invoke(root, "run")
+    assert first.exit_code == 0, first.output
+    assert "archive: 13 posted" in first.output
+    posts = (root / "var" / "posts.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(posts) == 13
+    second = invoke(root, "run")
+    assert "archive: 0 posted" in second.output
+    assert len((root / "var" / "posts.jsonl").read_text(encoding="utf-8").splitlines()) == 13
+    history = invoke(root, "history", "--limit", "100")
+    assert history.output.count(" sent ") == 13 and "post:archive" in history.output
+
+
+def test_post_dry_run_shows_the_text_and_records_nothing(project):
+    root = project()
+    invoke(root, "ingest")
+    result = invoke(root, "post", "archive", "--dry-run")
+    assert result.exit_code == 0
+    assert "── archive: news/2023-12-11-guo-ji-shan-yue-ri-2023" in result.output
+    assert "2023年国际山岳日:恢复山地生态系统" in result.output
+    assert not (root / "var" / "posts.jsonl").exists()
+    assert "nothing has been posted" in invoke(root, "history").output
+    assert invoke(root, "post", "nope").exit_code == 2
+
+
+def test_a_killed_post_run_is_never_repeated_blindly(project, httpserver):
+    """A real `pipeline post` process is killed while its third request is in flight.
+
+    The re-run must not send the in-flight article again (its fate is unknown: it is
+    marked uncertain), must not resend the two that were confirmed, and sends the rest."""
+    import json
+    import signal
+    import threading
+
+    from werkzeug import Response
+
+    root = project()
+    config = root / "config" / "pipeline.yaml"
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + f"""  hook:
+    type: webhook
+    url: {httpserver.url_for("/hook")}
+    max_age_hours: 100000
+    per_run: 50
+""",
+        encoding="utf-8",
+    )
+    assert invoke(root, "ingest").exit_code == 0
+    received: list[str] = []
+    in_flight, release = threading.Event(), threading.Event()
+
+    def handler(request):
+        received.append(request.get_json()["article"]["id"])
+        if len(received) == 3:
+            in_flight.set()
+            release.wait(30)  # hold the third request until the process is dead
+        return Response(json.dumps({"id": str(len(received))}), content_type="application/json")
+
+    httpserver.expect_request("/hook", method="POST").respond_with_handler(handler)
+    env = {**os.environ, "NO_COLOR": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "post", "hook"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert in_flight.wait(60), "the third post never arrived"
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+    finally:
+        release.set()
+    rerun = invoke(root, "post", "hook")
+    assert rerun.exit_code == 1  # an uncertain post is reported
+    assert "uncertain" in rerun.stderr
+    assert len(received) == 13 and len(set(received)) == 13  # nothing twice
+    history = invoke(root, "history", "--limit", "100").output
+    assert history.count("post:hook") == 13
+    assert sum("post:hook" in line and " uncertain " in line for line in history.splitlines()) == 1
+    assert received[2] in next(line for line in history.splitlines() if " uncertain " in line)

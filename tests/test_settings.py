@@ -156,3 +156,46 @@ def test_every_setting_has_help_text():
     ]
     missing = [name for model in models for name in undocumented(model)]
     assert not missing, missing
+
+
+CHANNELS = (
+    MINIMAL
+    + """\
+channels:
+  masto:
+    type: mastodon
+    instance: https://mastodon.example
+    access_token: {token}
+    languages: [zh-cn]
+"""
+)
+
+
+def test_a_secret_written_into_the_file_is_refused(tmp_path):
+    path = write_config(tmp_path, CHANNELS.format(token="abc123literal"))
+    (message,) = problems(path)
+    assert message.startswith(f"{path}:12:19:")
+    assert "`channels.masto.access_token` is a secret written into the file" in message
+    assert "${ACCESS_TOKEN}" in message
+
+
+def test_a_secret_from_the_environment_is_accepted(tmp_path, monkeypatch):
+    monkeypatch.setenv("MASTO_TOKEN", "abc123")
+    settings = load_settings(write_config(tmp_path, CHANNELS.format(token="${MASTO_TOKEN}")))
+    masto = settings.channels["masto"]
+    assert masto.access_token == "abc123" and masto.languages == ("zh-CN",)
+    assert masto.template == tmp_path / "templates" / "channels" / "mastodon.txt.j2"
+
+
+def test_channel_type_and_key_mistakes_are_located(tmp_path, monkeypatch):
+    monkeypatch.setenv("T", "x")
+    text = CHANNELS.format(token="${T}").replace("type: mastodon", "type: mastadon")
+    found = problems(write_config(tmp_path, text))
+    assert found == [
+        f"{tmp_path / 'config' / 'pipeline.yaml'}:10:11: `channels.masto.type`: unknown type "
+        "'mastadon' — did you mean `mastodon`?"
+    ]
+    text = CHANNELS.format(token="${T}").replace("languages:", "langauges:")
+    (message,) = problems(write_config(tmp_path, text))
+    assert ":13:5: unknown key `langauges` in `channels.masto`" in message
+    assert "did you mean `languages`?" in message

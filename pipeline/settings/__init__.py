@@ -9,56 +9,41 @@ Relative paths are resolved against the project folder: the folder that holds
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-import zoneinfo
-from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.errors import ConfigError, Problem, display_path
-from pipeline.yamlfile import YamlDocument, parse_yaml, problems_from_validation
+from pipeline.settings.base import (
+    SECRET,
+    Strict,
+    check_language,
+    check_name,
+    check_timezone,
+    normalise_language,
+)
+from pipeline.settings.channels import ChannelSettings
 
-_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors: a misspelt key must never be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def check_language(value: str) -> str:
-    if not _LANGUAGE.match(value):
-        raise ValueError(f"{value!r} is not a language tag; use BCP 47, e.g. en or zh-CN")
-    return value
-
-
-def normalise_language(value: str) -> str:
-    """BCP 47 casing, so that filters match: ``zh-cn`` and ``zh_CN`` become ``zh-CN``."""
-    first, *rest = check_language(value.strip().replace("_", "-")).split("-")
-    rest = [p.upper() if len(p) == 2 else p.title() if len(p) == 4 else p.lower() for p in rest]
-    return "-".join([first.lower(), *rest])
-
-
-def check_timezone(value: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        close = difflib.get_close_matches(value, _timezones(), n=1)
-        hint = f"did you mean {close[0]}?" if close else "use an IANA name such as Asia/Kathmandu"
-        raise ValueError(f"unknown time zone {value!r}; {hint}") from None
-    return value
-
-
-@cache
-def _timezones() -> list[str]:
-    return sorted(zoneinfo.available_timezones())
+__all__ = [  # the vocabulary other modules import from here
+    "ConfigError",
+    "Settings",
+    "SiteSettings",
+    "Strict",
+    "check_language",
+    "load_settings",
+    "normalise_language",
+]
+from pipeline.yamlfile import YamlDocument, dotted, parse_yaml, problems_from_validation
 
 
 class SiteSettings(Strict):
@@ -98,9 +83,7 @@ class SourceBase(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("use lower-case letters, digits, - and _, e.g. news")
-        return value
+        return check_name(value)
 
     @field_validator("language")
     @classmethod
@@ -208,6 +191,9 @@ class FeedSettings(Strict):
         return extra
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 class Settings(Strict):
     site: SiteSettings = Field(description="Who publishes, and where.")
     state: str = Field(
@@ -217,6 +203,23 @@ class Settings(Strict):
     )
     sources: tuple[SourceSettings, ...] = Field(description="Where articles come from.")
     feeds: FeedSettings = Field(FeedSettings(), description="The RSS, Atom and JSON feeds.")
+    channels: dict[str, ChannelSettings] = Field(
+        {}, description="Where article summaries are posted: name → type and settings."
+    )
+
+    _root: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @property
+    def root(self) -> Path:
+        """The project folder relative paths were resolved against."""
+        return self._root
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, channels: dict[str, Any]) -> dict[str, Any]:
+        for name in channels:
+            check_name(name)
+        return channels
 
     @field_validator("sources")
     @classmethod
@@ -238,12 +241,14 @@ def load_settings(config_file: Path) -> Settings:
     """Read, check and resolve config/pipeline.yaml; raise ConfigError with every problem."""
     doc = read_yaml_file(config_file)
     problems: list[Problem] = []
-    data = expand_env(doc, doc.data, (), problems)
+    from_env: set[tuple] = set()
+    data = expand_env(doc, doc.data, (), problems, from_env)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         problems.extend(problems_from_validation(doc, exc, Settings))
         raise ConfigError(problems) from None
+    problems.extend(_literal_secrets(doc, settings, (), from_env))
     if problems:
         raise ConfigError(problems)
     return _resolve_paths(settings, project_root(config_file))
@@ -267,13 +272,18 @@ def read_yaml_file(path: Path) -> YamlDocument:
     return doc
 
 
-def expand_env(doc: YamlDocument, value: Any, path: tuple, problems: list[Problem]) -> Any:
-    """Replace ``${NAME}`` with the environment variable NAME, noting any that are unset."""
+def expand_env(
+    doc: YamlDocument, value: Any, path: tuple, problems: list[Problem], from_env: set[tuple]
+) -> Any:
+    """Replace ``${NAME}`` with the environment variable NAME, noting any that are unset
+    and (in ``from_env``) the paths of the values that came from the environment."""
     if isinstance(value, dict):
-        return {k: expand_env(doc, v, (*path, k), problems) for k, v in value.items()}
+        return {k: expand_env(doc, v, (*path, k), problems, from_env) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(doc, v, (*path, i), problems) for i, v in enumerate(value)]
+        return [expand_env(doc, v, (*path, i), problems, from_env) for i, v in enumerate(value)]
     if isinstance(value, str):
+        if _ENV_REF.search(value):
+            from_env.add(path)
 
         def lookup(match: re.Match[str]) -> str:
             name = match.group(1)
@@ -288,6 +298,42 @@ def expand_env(doc: YamlDocument, value: Any, path: tuple, problems: list[Proble
     return value
 
 
+def _literal_secrets(
+    doc: YamlDocument, model: BaseModel, path: tuple, from_env: set[tuple]
+) -> list[Problem]:
+    """A credential written into the file would end up in version control and backups."""
+    problems = []
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        here = (*path, name)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if extra.get(SECRET) and value and here not in from_env:
+            problems.append(
+                doc.problem(
+                    here,
+                    f"`{dotted(here)}` is a secret written into the file",
+                    f"write `{name}: ${{{name.upper()}}}` and set {name.upper()} in the "
+                    "environment (the value may start with a variable prefix, e.g. "
+                    "${NEWS_MASTODON_TOKEN})",
+                )
+            )
+        children: list[tuple[tuple, Any]] = []
+        if isinstance(value, BaseModel):
+            children = [(here, value)]
+        elif isinstance(value, dict):
+            children = [((*here, k), v) for k, v in value.items()]
+        elif isinstance(value, tuple):
+            children = [((*here, i), v) for i, v in enumerate(value)]
+        for child_path, child in children:
+            if isinstance(child, BaseModel):
+                problems.extend(_literal_secrets(doc, child, child_path, from_env))
+    return problems
+
+
+def default_template(channel_type: str) -> Path:
+    return Path("templates") / "channels" / f"{channel_type}.txt.j2"
+
+
 def _resolve_paths(settings: Settings, root: Path) -> Settings:
     sources = tuple(
         s.model_copy(update={"path": root / s.path}) if isinstance(s, MarkdownSourceSettings) else s
@@ -298,4 +344,23 @@ def _resolve_paths(settings: Settings, root: Path) -> Settings:
     prefix = "sqlite:///"
     if state.startswith(prefix) and not state.startswith(prefix + "/") and state != "sqlite://":
         state = prefix + str(root / state[len(prefix) :])
-    return settings.model_copy(update={"sources": sources, "feeds": feeds, "state": state})
+    channels = {
+        name: options.model_copy(
+            update={
+                "template": root
+                / (options.template or f"templates/channels/{options.type}.txt.j2"),
+                **({"path": root / options.path} if hasattr(options, "path") else {}),
+            }
+        )
+        for name, options in settings.channels.items()
+    }
+    resolved = settings.model_copy(
+        update={
+            "sources": sources,
+            "feeds": feeds,
+            "state": state,
+            "channels": channels,
+        }
+    )
+    resolved._root = root
+    return resolved

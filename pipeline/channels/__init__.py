@@ -1,0 +1,112 @@
+"""Channels: where article summaries are posted. One module per network.
+
+A channel turns an Article into a ``Post`` under its network's rules (``prepare``:
+template, fitting to the length budget, the exact request body) and delivers it
+(``send``), raising ``TemporaryFailure`` or ``PermanentFailure`` from pipeline.errors.
+It never decides *whether* to post: the posting stage (pipeline.posting) does that
+with the delivery ledger, retries and flood guards, the same for every network.
+
+``build_channels`` is the registry: config ``type`` → class.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import requests
+
+from pipeline.model import Article
+from pipeline.settings import SiteSettings
+from pipeline.settings.channels import ChannelOptions
+
+
+@dataclass(frozen=True)
+class Post:
+    """What one network will receive for one article."""
+
+    article: Article
+    text: str  # the text as the network shows it
+    length: int  # measured by the network's own rules
+    limit: int | None  # the network's budget for that measure; None: no practical limit
+    body: Mapping[str, Any] = field(default_factory=dict)  # the request body, for dry runs
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the network said it made."""
+
+    remote_id: str | None = None
+    remote_url: str | None = None
+
+
+class Memory(Protocol):
+    """Small JSON documents kept between runs (the state store implements it)."""
+
+    def value(self, name: str) -> dict: ...
+
+    def save_value(self, name: str, value: dict) -> None: ...
+
+
+@dataclass(frozen=True)
+class ChannelContext:
+    """What a channel may use: passed in, never reached for."""
+
+    http: requests.Session
+    site: SiteSettings
+    memory: Memory
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+
+
+class Channel(Protocol):
+    name: str
+    options: ChannelOptions
+    dedupe_window: dt.timedelta | None
+    """How long the network recognises a retried request by its key (Mastodon's
+    Idempotency-Key); None if it does not, so a send of unknown fate is never repeated."""
+
+    def prepare(self, article: Article) -> Post:
+        """Render and fit the post; may read cached limits, must not publish anything."""
+        ...
+
+    def send(self, post: Post, key: str) -> Receipt:
+        """Publish; ``key`` is stable for this (article, channel) across retries."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def channel_types() -> dict[str, Any]:
+    """The registry: config ``type`` → channel class. Imports stay here so that loading
+    the package does no work."""
+    from pipeline.channels import (
+        bluesky,
+        discord,
+        file,
+        mastodon,
+        slack,
+        teams,
+        telegram,
+        webhook,
+    )
+
+    return {
+        "bluesky": bluesky.BlueskyChannel,
+        "discord": discord.DiscordChannel,
+        "file": file.FileChannel,
+        "mastodon": mastodon.MastodonChannel,
+        "slack": slack.SlackChannel,
+        "teams": teams.TeamsChannel,
+        "telegram": telegram.TelegramChannel,
+        "webhook": webhook.WebhookChannel,
+    }
+
+
+def build_channels(
+    configured: Mapping[str, ChannelOptions], context: ChannelContext
+) -> dict[str, Channel]:
+    """Instantiate every configured channel."""
+    registry = channel_types()
+    return {name: registry[o.type](name, o, context) for name, o in configured.items()}

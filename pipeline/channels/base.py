@@ -1,0 +1,34 @@
+"""What every channel class shares: its name, options and context, its template, and
+turning an article into fitted text. Networks subclass it and add prepare/send."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import ClassVar, Generic, TypeVar
+
+from pipeline.channels import ChannelContext
+from pipeline.channels.compose import Measure, fit, load_template, template_values
+from pipeline.model import Article
+from pipeline.settings.channels import ChannelOptions
+
+Options = TypeVar("Options", bound=ChannelOptions)
+
+
+class ChannelBase(Generic[Options]):
+    autoescape: ClassVar[bool] = False  # True where the template writes markup (Telegram HTML)
+    dedupe_window: dt.timedelta | None = None
+
+    def __init__(self, name: str, options: Options, context: ChannelContext):
+        self.name = name
+        self.options = options
+        self.context = context
+        assert options.template is not None  # settings resolve the default
+        self.template = load_template(options.template, autoescape=self.autoescape)
+
+    def text(self, article: Article, *, limit: int | None, measure: Measure) -> str:
+        """The channel's template for ``article``, fitted to ``limit`` by ``measure``."""
+        values = template_values(article, self.context.site.name)
+        return fit(self.template, values, limit=limit, measure=measure)
+
+    def close(self) -> None:
+        """Nothing to release by default; the HTTP session belongs to the caller."""

@@ -1,0 +1,142 @@
+"""Post text: a Jinja template per channel, then fitted to the network's budget.
+
+The template gets the article's title, summary and link. When the result is too long
+the summary is shortened (by the excerpt rules: word or grapheme boundaries, ``…``),
+then dropped, then the title is shortened; the link is never cut, because a cut link
+is a broken link. Each network counts differently, so the measure is passed in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import regex
+
+from pipeline.errors import ConfigError, PermanentFailure, Problem, display_path
+from pipeline.model import Article
+from pipeline.text import excerpt
+
+Measure = Callable[[str], int]
+_GRAPHEME = regex.compile(r"\X")
+_URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+def graphemes(text: str) -> int:
+    """User-perceived characters (Bluesky's 300, and most "characters" people mean)."""
+    return len(_GRAPHEME.findall(text))
+
+
+def utf16_units(text: str) -> int:
+    """Length as JavaScript and Telegram count it."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def urls_as(url_length: int) -> Measure:
+    """Graphemes, with every URL counted as ``url_length`` (Mastodon counts 23)."""
+
+    def measure(text: str) -> int:
+        return graphemes(_URL.sub("", text)) + url_length * len(_URL.findall(text))
+
+    return measure
+
+
+def load_template(path: Path, *, autoescape: bool = False) -> jinja2.Template:
+    """Load a channel template; a syntax error names the file and line."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(path.parent)),
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["hashtag"] = hashtag
+    try:
+        return environment.get_template(path.name)
+    except jinja2.TemplateNotFound:
+        raise ConfigError(
+            [
+                Problem(
+                    display_path(path),
+                    None,
+                    None,
+                    "template not found",
+                    "create it or fix `template:`",
+                )
+            ]
+        ) from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(
+            [Problem(display_path(path), exc.lineno, None, f"template error: {exc.message}")]
+        ) from None
+
+
+def hashtag(tag: str) -> str:
+    """``#ClimateChange`` from ``climate change``; CJK tags keep their characters."""
+    words = regex.findall(r"[\p{L}\p{N}_]+", tag)
+    return "#" + "".join(w[:1].upper() + w[1:] for w in words) if words else ""
+
+
+def template_values(article: Article, site_name: str) -> dict[str, Any]:
+    return {
+        "article": article,
+        "title": article.title,
+        "summary": article.summary,
+        "url": article.url,
+        "authors": ", ".join(article.authors),
+        "tags": article.tags,
+        "site": site_name,
+    }
+
+
+def fit(
+    template: jinja2.Template,
+    values: Mapping[str, Any],
+    *,
+    limit: int | None,
+    measure: Measure,
+) -> str:
+    """The template's text, with summary then title shortened until it fits ``limit``."""
+    values = dict(values)
+
+    def render(**changes: str) -> str:
+        try:
+            return template.render({**values, **changes}).strip()
+        except jinja2.TemplateError as exc:
+            raise PermanentFailure(f"template {template.name}: {exc}") from exc
+
+    text = render()
+    if limit is None or measure(text) <= limit:
+        return text
+    for name in ("summary", "title"):
+        original = str(values.get(name) or "")
+        best = _longest_fitting(original, lambda cut, n=name: render(**{n: cut}), limit, measure)
+        if best is not None:
+            return best
+        values[name] = ""  # not even a word of it fits: drop it, then shorten the next
+        text = render()
+        if measure(text) <= limit:
+            return text
+    raise PermanentFailure(
+        f"the post cannot fit in {limit} characters even without summary and title; "
+        "shorten the channel template"
+    )
+
+
+def _longest_fitting(
+    original: str, render: Callable[[str], str], limit: int, measure: Measure
+) -> str | None:
+    """Binary search for the longest excerpt of ``original`` whose post fits."""
+    low, high, best = 2, graphemes(original), None
+    while low <= high:
+        middle = (low + high) // 2
+        candidate = render(excerpt(original, middle))
+        if measure(candidate) <= limit:
+            best, low = candidate, middle + 1
+        else:
+            high = middle - 1
+    return best

@@ -1,0 +1,82 @@
+"""Every table of the state store, in one place.
+
+SQLAlchemy Core; ``metadata.create_all`` makes what is missing on first use. Times are
+stored as naive UTC. Rows that record what happened (articles, deliveries) are marked,
+never deleted, so history and permanent ids survive.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+LIVE, REMOVED = "live", "removed"
+
+metadata = MetaData()
+
+articles = Table(
+    "articles",
+    metadata,
+    Column("id", String(512), primary_key=True),
+    Column("source", String(100), nullable=False),
+    Column("item_key", String(1024), nullable=False),
+    Column("fingerprint", String(200), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("guid", String(1024), nullable=False),
+    Column("status", String(10), nullable=False),  # live | removed
+    Column("published", DateTime, nullable=False),  # UTC, for ordering
+    Column("language", String(35), nullable=False),  # lower case, for filtering
+    Column("section", String(100), nullable=False),
+    Column("translation_of", String(512)),
+    Column("data", Text, nullable=False),  # the Article as JSON
+    Column("first_seen", DateTime, nullable=False),
+    Column("changed_at", DateTime, nullable=False),
+    Index("ix_articles_source_key", "source", "item_key"),
+    Index("ix_articles_live_published", "status", "published"),
+    Index("ix_articles_translation_of", "translation_of"),
+)
+
+article_tags = Table(
+    "article_tags",
+    metadata,
+    Column("article_id", String(512), ForeignKey("articles.id"), primary_key=True),
+    Column("tag_key", String(200), primary_key=True),  # lower case
+    Index("ix_article_tags_tag_key", "tag_key"),  # tag feeds look articles up by tag
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    # stream: what is being delivered where, e.g. "post:mastodon" or
+    # "mail:weekly-en@2026-11-23T09:00+05:45"; item: an article id or a subscriber id.
+    Column("stream", String(300), primary_key=True),
+    Column("item", String(512), primary_key=True),
+    Column("state", String(12), nullable=False),  # see pipeline.ledger
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("key", String(200)),  # idempotency key sent with the request
+    Column("owner", String(300)),  # host:pid of the process that claimed it
+    Column("remote_id", String(512)),
+    Column("remote_url", String(2048)),
+    Column("detail", Text),  # the far side's reason for a failure, or why it was skipped
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_deliveries_state", "state"),
+    Index("ix_deliveries_updated", "updated_at"),
+)
+
+state_values = Table(
+    "state_values",
+    metadata,
+    # small JSON documents components keep between runs (e.g. a Bluesky session)
+    Column("name", String(200), primary_key=True),
+    Column("value", Text, nullable=False),
+)

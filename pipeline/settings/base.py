@@ -1,0 +1,80 @@
+"""The vocabulary every settings model uses: strict models, language and time-zone
+checks, names, and the marker for secrets."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import zoneinfo
+from functools import cache
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SECRET = "secret"
+Secret = Annotated[str, Field(json_schema_extra={SECRET: True})]
+"""A credential: must be written as ``${ENV_VAR}`` in the file, never literally."""
+
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a misspelt key must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_language(value: str) -> str:
+    if not _LANGUAGE.match(value):
+        raise ValueError(f"{value!r} is not a language tag; use BCP 47, e.g. en or zh-CN")
+    return value
+
+
+def normalise_language(value: str) -> str:
+    """BCP 47 casing, so that filters match: ``zh-cn`` and ``zh_CN`` become ``zh-CN``."""
+    first, *rest = check_language(value.strip().replace("_", "-")).split("-")
+    rest = [p.upper() if len(p) == 2 else p.title() if len(p) == 4 else p.lower() for p in rest]
+    return "-".join([first.lower(), *rest])
+
+
+def check_timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(value, _timezones(), n=1)
+        hint = f"did you mean {close[0]}?" if close else "use an IANA name such as Asia/Kathmandu"
+        raise ValueError(f"unknown time zone {value!r}; {hint}") from None
+    return value
+
+
+@cache
+def _timezones() -> list[str]:
+    return sorted(zoneinfo.available_timezones())
+
+
+def check_name(value: str) -> str:
+    if not NAME.match(value):
+        raise ValueError("use lower-case letters, digits, - and _, e.g. news")
+    return value
+
+
+class Filters(Strict):
+    """Which articles something applies to; an empty list means all."""
+
+    languages: tuple[str, ...] = Field((), description="Only articles in these languages.")
+    sections: tuple[str, ...] = Field((), description="Only articles in these sections.")
+    tags: tuple[str, ...] = Field((), description="Only articles with at least one of these tags.")
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(normalise_language(v) for v in values)
+
+    def matches(self, language: str, section: str, tags: tuple[str, ...]) -> bool:
+        if self.languages and language.lower() not in {v.lower() for v in self.languages}:
+            return False
+        if self.sections and section not in self.sections:
+            return False
+        wanted = {t.lower() for t in self.tags}
+        return not wanted or bool(wanted & {t.lower() for t in tags})

@@ -8,6 +8,7 @@ never deleted, so history and permanent ids survive.
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -79,4 +80,49 @@ state_values = Table(
     # small JSON documents components keep between runs (e.g. a Bluesky session)
     Column("name", String(200), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),  # normalised by email-validator
+    Column("name", String(200), nullable=False),
+    Column("language", String(35), nullable=False),
+    Column("topics", Text, nullable=False),  # JSON list
+    Column("status", String(12), nullable=False),  # active | unsubscribed | bounced | pending
+    Column("status_detail", Text),  # why it changed: "one-click unsubscribe", "550 5.1.1 …"
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_subscribers_status", "status"),
+)
+
+editions = Table(
+    "editions",
+    metadata,
+    Column("id", String(300), primary_key=True),  # "weekly-en@2026-11-23T09:00+05:45"
+    Column("digest", String(100), nullable=False),
+    Column("scheduled_for", DateTime, nullable=False),  # UTC
+    Column("status", String(12), nullable=False),  # sending | sent | skipped
+    Column("articles", Text, nullable=False),  # JSON list of article ids, in order
+    Column("subject", Text, nullable=False),
+    Column("html", Text, nullable=False),  # with per-recipient placeholders; the archive copy
+    Column("text", Text, nullable=False),
+    Column("detail", Text),  # why it was skipped
+    Column("created_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Index("ix_editions_digest", "digest", "scheduled_for"),
+)
+
+edition_articles = Table(
+    "edition_articles",
+    metadata,
+    # which articles a digest has dealt with: carried by an edition, or passed over
+    # because that edition was already full (as Mailchimp's RSS campaigns do, so a
+    # busy week never spills stale articles into the weeks after). The next edition
+    # takes only the others.
+    Column("digest", String(100), primary_key=True),
+    Column("article_id", String(512), primary_key=True),
+    Column("edition_id", String(300), nullable=False),
+    Column("carried", Boolean, nullable=False),
 )

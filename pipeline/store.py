@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -29,7 +29,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from pipeline.errors import Problem, StoreError
 from pipeline.model import Article, Translation
@@ -146,6 +146,15 @@ class Store:
         with self.engine.connect() as conn:
             raw = conn.scalar(select(state_values.c.value).where(state_values.c.name == name))
         return json.loads(raw) if raw else {}
+
+    def value_or_create(self, name: str, make: Callable[[], dict]) -> dict:
+        """The stored value, or ``make()`` stored now; two processes racing get the same."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(state_values).values(name=name, value=json.dumps(make())))
+        except IntegrityError:
+            pass  # someone stored it first: theirs wins
+        return self.value(name)
 
     def save_value(self, name: str, value: dict, conn: Connection | None = None) -> None:
         if conn is None:

@@ -93,6 +93,18 @@ def test_check_reports_a_missing_source_folder(project):
     assert result.exit_code == 2 and "source blog: folder" in result.stderr
 
 
+def test_check_reports_a_broken_digest_template_with_its_line(project):
+    root = project()
+    template = root / "templates" / "digest.mjml.j2"
+    lines = template.read_text(encoding="utf-8").splitlines()
+    broken_at = next(i for i, line in enumerate(lines) if "<mj-body" in line) + 2
+    lines.insert(broken_at - 1, "<mj-colum><mj-text>{{ t.read_more }}</mj-text></mj-colum>")
+    template.write_text("\n".join(lines), encoding="utf-8")
+    result = invoke(root, "check")
+    assert result.exit_code == 2
+    assert f"digest.mjml.j2:{broken_at}" in result.stderr and "mj-column" in result.stderr
+
+
 def test_unreadable_source_is_reported_and_the_others_ingested(project):
     root = project()
     config = root / "config" / "pipeline.yaml"

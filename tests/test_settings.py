@@ -125,7 +125,7 @@ def _settings_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
 
     paths = []
     for name, info in model.model_fields.items():
-        dotted = f"{prefix}{name}"
+        dotted = f"{prefix}{info.alias or name}"
         paths.append(dotted)
         candidates = _unwrap([info.annotation])
         for cand in list(candidates):
@@ -177,6 +177,23 @@ def test_a_secret_written_into_the_file_is_refused(tmp_path):
     assert message.startswith(f"{path}:12:19:")
     assert "`channels.masto.access_token` is a secret written into the file" in message
     assert "${ACCESS_TOKEN}" in message
+
+
+def test_an_optional_secret_written_into_the_file_is_refused_too(tmp_path):
+    text = MINIMAL + (
+        "email:\n  from: News <news@news.example.org>\n  delivery: smtp\n"
+        "  smtp:\n    host: smtp.example.org\n    password: hunter2\n"
+        "  unsubscribe:\n    url: https://news.example.org/unsubscribe\n"
+    )
+    (message,) = problems(write_config(tmp_path, text))
+    assert ":13:15:" in message and "`email.smtp.password` is a secret" in message
+
+
+def test_secrets_never_show_in_a_printed_settings_object(tmp_path, monkeypatch):
+    monkeypatch.setenv("MASTO_TOKEN", "abc123")
+    settings = load_settings(write_config(tmp_path, CHANNELS.format(token="${MASTO_TOKEN}")))
+    shown = repr(settings.channels["masto"])
+    assert "abc123" not in shown and "access_token='***'" in shown
 
 
 def test_a_secret_from_the_environment_is_accepted(tmp_path, monkeypatch):

@@ -16,7 +16,8 @@ from typing import Any
 import jinja2
 import regex
 
-from pipeline.errors import ConfigError, PermanentFailure, Problem, display_path
+from pipeline import templating
+from pipeline.errors import PermanentFailure
 from pipeline.model import Article
 from pipeline.text import excerpt
 
@@ -45,34 +46,8 @@ def urls_as(url_length: int) -> Measure:
 
 
 def load_template(path: Path, *, autoescape: bool = False) -> jinja2.Template:
-    """Load a channel template; a syntax error names the file and line."""
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(path.parent)),
-        autoescape=autoescape,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters["hashtag"] = hashtag
-    try:
-        return environment.get_template(path.name)
-    except jinja2.TemplateNotFound:
-        raise ConfigError(
-            [
-                Problem(
-                    display_path(path),
-                    None,
-                    None,
-                    "template not found",
-                    "create it or fix `template:`",
-                )
-            ]
-        ) from None
-    except jinja2.TemplateSyntaxError as exc:
-        raise ConfigError(
-            [Problem(display_path(path), exc.lineno, None, f"template error: {exc.message}")]
-        ) from None
+    """A channel template, with the ``hashtag`` filter."""
+    return templating.load_template(path, autoescape=autoescape, filters={"hashtag": hashtag})
 
 
 def hashtag(tag: str) -> str:

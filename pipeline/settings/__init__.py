@@ -25,14 +25,15 @@ from pydantic import (
 
 from pipeline.errors import ConfigError, Problem, display_path
 from pipeline.settings.base import (
-    SECRET,
     Strict,
     check_language,
     check_name,
     check_timezone,
+    is_secret,
     normalise_language,
 )
 from pipeline.settings.channels import ChannelSettings
+from pipeline.settings.email import DigestSettings, EmailSettings
 
 __all__ = [  # the vocabulary other modules import from here
     "ConfigError",
@@ -206,6 +207,18 @@ class Settings(Strict):
     channels: dict[str, ChannelSettings] = Field(
         {}, description="Where article summaries are posted: name → type and settings."
     )
+    email: EmailSettings | None = Field(None, description="How digests are sent.")
+    digests: dict[str, DigestSettings] = Field(
+        {}, description="Email digests: name → contents and audience."
+    )
+
+    @model_validator(mode="after")
+    def _email_for_digests(self) -> Settings:
+        if self.digests and self.email is None:
+            raise ValueError("digests need an `email:` section (from, unsubscribe, delivery)")
+        for name in self.digests:
+            check_name(name)
+        return self
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -306,8 +319,7 @@ def _literal_secrets(
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
         here = (*path, name)
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        if extra.get(SECRET) and value and here not in from_env:
+        if is_secret(info) and value and here not in from_env:
             problems.append(
                 doc.problem(
                     here,
@@ -354,12 +366,23 @@ def _resolve_paths(settings: Settings, root: Path) -> Settings:
         )
         for name, options in settings.channels.items()
     }
+    email = settings.email
+    if email is not None:
+        email = email.model_copy(update={"outbox": root / email.outbox})
+    digests = {
+        name: digest.model_copy(
+            update={"template": root / (digest.template or Path("templates/digest.mjml.j2"))}
+        )
+        for name, digest in settings.digests.items()
+    }
     resolved = settings.model_copy(
         update={
             "sources": sources,
             "feeds": feeds,
             "state": state,
             "channels": channels,
+            "email": email,
+            "digests": digests,
         }
     )
     resolved._root = root

@@ -10,10 +10,20 @@ from functools import cache
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.fields import FieldInfo
 
 SECRET = "secret"
 Secret = Annotated[str, Field(json_schema_extra={SECRET: True})]
-"""A credential: must be written as ``${ENV_VAR}`` in the file, never literally."""
+"""A credential: must be written as ``${ENV_VAR}`` in the file, never literally; masked
+in ``repr`` (see ``Strict``) so a logged or printed settings object never shows it."""
+OptionalSecret = Annotated[str | None, Field(json_schema_extra={SECRET: True})]
+"""A credential that may be left out (``Secret | None`` would lose the marker)."""
+
+
+def is_secret(field: FieldInfo) -> bool:
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get(SECRET))
+
 
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -23,6 +33,12 @@ class Strict(BaseModel):
     """Unknown keys are errors: a misspelt key must never be silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __repr_args__(self):  # type: ignore[override]
+        fields = type(self).model_fields
+        for name, value in super().__repr_args__():
+            secret = name in fields and is_secret(fields[name]) and value
+            yield name, "***" if secret else value
 
 
 def check_language(value: str) -> str:

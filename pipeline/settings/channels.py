@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from pipeline.settings.base import Filters, Secret
+from pipeline.settings.base import Filters, OptionalSecret, Secret
 
 
 def _http_url(value: str) -> str:
@@ -100,7 +100,7 @@ class TelegramOptions(ChannelOptions):
 class WebhookOptions(ChannelOptions):
     type: Literal["webhook"] = Field(description="Any HTTP endpoint: a JSON POST per article.")
     url: str = Field(description="Where to POST.")
-    secret: Secret | None = Field(
+    secret: OptionalSecret = Field(
         None, description="If set, an X-Pipeline-Signature: sha256=HMAC header signs each body."
     )
 

@@ -1,112 +1,25 @@
-"""The ``pipeline`` command.
-
-Exit status: 0 all done; 1 done except for items that were rejected or failed (each
-named, the rest delivered); 2 bad usage or configuration (nothing changed).
-"""
+"""Commands that move articles: check, ingest, feeds, post, run, history."""
 
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import wraps
-from pathlib import Path
-from typing import Any
+import time
 
 import click
-import requests
 
-from pipeline.errors import ConfigError, PipelineError, Problem, StoreError
-from pipeline.settings import Settings, load_settings
-
-EXIT_OK, EXIT_PARTIAL, EXIT_CONFIG = 0, 1, 2
-USER_AGENT = "newsroom-pipeline/0.1 (+https://github.com/)"
-
-
-@dataclass
-class Project:
-    """The files named on the command line, loaded on first use."""
-
-    config_file: Path
-    schedules_file: Path
-    _settings: Settings | None = field(default=None, init=False)
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings(self.config_file)
-        return self._settings
-
-    @contextmanager
-    def store(self) -> Iterator[Any]:
-        from pipeline.store import Store
-
-        store = Store(self.settings.state, self.settings.site.url)
-        try:
-            yield store
-        finally:
-            store.close()
-
-    @contextmanager
-    def http(self) -> Iterator[requests.Session]:
-        with requests.Session() as session:
-            session.headers["User-Agent"] = USER_AGENT
-            yield session
-
-
-def command(func: Callable[..., int]) -> Callable[..., None]:
-    """Run a command, turning known errors into their message and exit status."""
-
-    @wraps(func)
-    def run(*args: Any, **kwargs: Any) -> None:
-        try:
-            status = func(*args, **kwargs)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                click.echo(str(problem), err=True)
-            noun = "problem" if len(exc.problems) == 1 else "problems"
-            click.echo(f"{len(exc.problems)} {noun}; nothing was changed.", err=True)
-            status = EXIT_CONFIG
-        except StoreError as exc:
-            click.echo(f"error: {exc}", err=True)
-            status = EXIT_CONFIG
-        except PipelineError as exc:
-            click.echo(f"error: {exc}", err=True)
-            status = EXIT_PARTIAL
-        sys.exit(status)
-
-    return run
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("config/pipeline.yaml"),
-    envvar="PIPELINE_CONFIG",
-    show_default=True,
-    help="What to publish and where.",
+from pipeline.cli.app import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    Project,
+    command,
+    count_outcomes,
+    main,
+    pass_project,
+    print_outcomes,
+    progress,
+    shown,
 )
-@click.option(
-    "--schedules",
-    "schedules_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("schedules.yaml"),
-    envvar="PIPELINE_SCHEDULES",
-    show_default=True,
-    help="When to do it.",
-)
-@click.version_option(package_name="newsroom-pipeline")
-@click.pass_context
-def main(ctx: click.Context, config_file: Path, schedules_file: Path) -> None:
-    """Newsroom publishing pipeline: sources in; feeds, digests and posts out."""
-    ctx.obj = Project(config_file, schedules_file)
-
-
-pass_project = click.make_pass_decorator(Project)
+from pipeline.errors import ConfigError, Problem
 
 
 @main.command()
@@ -135,13 +48,23 @@ def check(project: Project) -> int:
             load_template(options.template, autoescape=channel_types()[options.type].autoescape)
         except ConfigError as exc:
             problems.extend(exc.problems)
+    from pipeline.digest.render import check_template
+
+    warnings: list[str] = []
+    for name, digest in settings.digests.items():
+        try:
+            warnings.extend(f"digest {name}: {w}" for w in check_template(digest, settings.site))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     extra = len(settings.feeds.extra)
     click.echo(
         f"{project.config_file}: OK — {len(settings.sources)} sources, "
         f"{1 + extra} feeds × {len(settings.feeds.formats)} formats, "
-        f"{len(settings.channels)} channels"
+        f"{len(settings.channels)} channels, {len(settings.digests)} digests"
     )
     return EXIT_OK
 
@@ -178,15 +101,27 @@ def post_command(project: Project, channels: tuple[str, ...], dry_run: bool) -> 
 @command
 def history(project: Project, limit: int) -> int:
     """What was posted or sent, what failed and why."""
+    from pipeline.digest.history import edition_counts
     from pipeline.ledger import Ledger
 
     with project.store() as store:
-        entries = Ledger(store.engine).history(limit=limit)
-    if not entries:
+        entries = Ledger(store.engine).history("post:", limit=limit)
+        counted = edition_counts(store.engine, limit=limit)
+    if not entries and not counted:
         click.echo("nothing has been posted or sent yet")
     for e in entries:
         where = e.remote_url or e.detail or ""
         click.echo(f"{e.updated_at:%Y-%m-%d %H:%M}Z  {e.stream:<24} {e.state:<9} {e.item}  {where}")
+    for row in counted:
+        counts = ", ".join(f"{n} {state}" for state, n in row.counts.items()) or "no recipients"
+        click.echo(f"{row.when:%Y-%m-%d %H:%M}Z  edition {row.id:<36} {row.status:<9} {counts}")
+        if row.detail:
+            click.echo(f"    {row.detail}")
+    for e in Ledger(store.engine).history("mail:", limit=limit):
+        if e.state not in ("sent", "skipped"):
+            click.echo(
+                f"    {e.stream.removeprefix('mail:')}: subscriber {e.item} {e.state} — {e.detail}"
+            )
     return EXIT_OK
 
 
@@ -206,7 +141,7 @@ def _ingest(project: Project) -> int:
     from pipeline.sources import build_sources
 
     settings = project.settings
-    with project.store() as store, project.http() as http, _progress("Ingesting") as step:
+    with project.store() as store, project.http() as http, progress("Ingesting") as step:
         sources = build_sources(settings.sources, settings.site, http)
         report = ingest(sources, store, on_source=step)
     for name, stored in report.stored.items():
@@ -226,16 +161,15 @@ def _feeds(project: Project) -> int:
     from pipeline.feeds import write_feeds
 
     settings = project.settings
-    with project.store() as store, _progress("Writing feeds"):
+    with project.store() as store, progress("Writing feeds"):
         report = write_feeds(store, settings.site, settings.feeds)
     for path in report.written:
-        click.echo(f"wrote {_shown(path)}")
+        click.echo(f"wrote {shown(path)}")
     click.echo(f"feeds: {len(report.written)} written, {len(report.unchanged)} unchanged")
     return EXIT_OK
 
 
 def _post(project: Project, names: tuple[str, ...], dry_run: bool) -> int:
-    import time
 
     from pipeline.channels import ChannelContext, build_channels
     from pipeline.ledger import Ledger
@@ -249,7 +183,7 @@ def _post(project: Project, names: tuple[str, ...], dry_run: bool) -> int:
     chosen = {n: o for n, o in settings.channels.items() if not names or n in names}
     if not chosen:
         return EXIT_OK
-    with project.store() as store, project.http() as http, _progress("Posting") as step:
+    with project.store() as store, project.http() as http, progress("Posting") as step:
         context = ChannelContext(http=http, site=settings.site, memory=store)
         channels = build_channels(chosen, context)
         poster = Poster(store, Ledger(store.engine), sleep=time.sleep)
@@ -265,43 +199,8 @@ def _post(project: Project, names: tuple[str, ...], dry_run: bool) -> int:
             click.echo(post.text)
             click.echo(json.dumps(post.body, ensure_ascii=False, indent=2, default=str))
         if not dry_run:
-            click.echo(
-                f"{name}: {len(report.sent)} posted"
-                + "".join(
-                    f", {len(rows)} {label}"
-                    for label, rows in (
-                        ("failed", report.failed),
-                        ("pending", report.pending),
-                        ("uncertain", report.uncertain),
-                    )
-                    if rows
-                )
-            )
-        for label, rows in (
-            ("failed", report.failed),
-            ("pending", report.pending),
-            ("uncertain", report.uncertain),
-        ):
-            for article_id, reason in rows:
-                click.echo(f"{name}: {label}: {article_id} — {reason}", err=True)
+            click.echo(f"{name}: {len(report.sent)} posted{count_outcomes(report)}")
+        print_outcomes(name, report)
         if not report.ok:
             status = EXIT_PARTIAL
     return status
-
-
-@contextmanager
-def _progress(label: str) -> Iterator[Callable[[str], None]]:
-    """A spinner naming the current step, on a terminal only; logs stay quiet."""
-    if not sys.stderr.isatty():
-        yield lambda name: None
-        return
-    from rich.console import Console
-
-    with Console(stderr=True).status(label) as status:
-        yield lambda name: status.update(f"{label}: {name}")
-
-
-def _shown(path: Path) -> str:
-    from pipeline.errors import display_path
-
-    return display_path(path)

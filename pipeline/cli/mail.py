@@ -1,0 +1,180 @@
+"""Commands for email: digest preview|send, subscribers import|list|remove."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.cli.app import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    Project,
+    command,
+    count_outcomes,
+    main,
+    pass_project,
+    print_outcomes,
+    shown,
+)
+from pipeline.settings import Settings
+
+
+@main.group()
+def digest() -> None:
+    """Email digests: preview or send an edition."""
+
+
+@digest.command("preview")
+@click.argument("name")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder for NAME.html, NAME.txt and NAME.eml (default var/preview).",
+)
+@pass_project
+@command
+def digest_preview(project: Project, name: str, out_dir: Path | None) -> int:
+    """Write NAME.html, NAME.txt and NAME.eml of the next edition; send nothing."""
+    from pipeline.digest.editions import Digests, Edition
+    from pipeline.subscribers import Subscriber
+
+    settings = project.settings
+    _known_digest(settings, name)
+    out = out_dir or settings.root / "var" / "preview"
+    with project.store() as store:
+        digests = Digests(settings, store, transport=_no_transport, sleep=lambda s: None)
+        rendered, articles = digests.preview(name)
+        sample = Subscriber(
+            0, "preview@example.org", "Preview", settings.digests[name].language, (), "active"
+        )
+        edition = Edition(f"{name}@preview", name, digests.clock(), "preview", (), rendered)
+        message = digests.message(edition, settings.digests[name], sample, "preview-secret")
+    out.mkdir(parents=True, exist_ok=True)
+    html = message.get_body(("html",)).get_content()
+    text = message.get_body(("plain",)).get_content()
+    (out / f"{name}.html").write_text(html, encoding="utf-8")
+    (out / f"{name}.txt").write_text(text, encoding="utf-8")
+    (out / f"{name}.eml").write_bytes(message.as_bytes())
+    click.echo(f"{name}: {len(articles)} articles, subject {rendered.subject!r}")
+    for warning in rendered.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"wrote {shown(out / (name + '.html'))}, .txt and .eml")
+    return EXIT_OK
+
+
+@digest.command("send")
+@click.argument("name")
+@click.option("--dry-run", is_flag=True, help="Show the edition and its recipients; send nothing.")
+@pass_project
+@command
+def digest_send(project: Project, name: str, dry_run: bool) -> int:
+    """Send the next edition of NAME now (or finish one a crash interrupted)."""
+
+    from pipeline.digest.editions import Digests
+    from pipeline.mailer import open_transport
+
+    settings = project.settings
+    _known_digest(settings, name)
+    assert settings.email is not None
+    with project.store() as store:
+        digests = Digests(
+            settings, store, transport=lambda: open_transport(settings.email), sleep=time.sleep
+        )
+        if dry_run:
+            rendered, articles = digests.preview(name)
+            digest_settings = settings.digests[name]
+            audience = digests.subscribers.audience(
+                digest_settings.audience.languages, digest_settings.audience.topics
+            )
+            summary = f"{rendered.subject!r}, {len(articles)} articles, {len(audience)} recipients"
+            click.echo(f"{name}: {summary}")
+            for article in articles:
+                click.echo(f"  {article.published:%Y-%m-%d}  {article.title}")
+            return EXIT_OK
+        report = digests.send(name)
+    edition = report.edition
+    if report.skipped:
+        click.echo(f"{name}: edition skipped — {report.skipped}")
+        return EXIT_OK
+    if report.already_done:
+        click.echo(f"{name}: edition {edition.id if edition else ''} was already sent")
+        return EXIT_OK
+    label = edition.id if edition else name
+    click.echo(f"{name}: edition {label}: {len(report.sent)} sent{count_outcomes(report)}")
+    print_outcomes(name, report)
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+@main.group()
+def subscribers() -> None:
+    """Manage subscribers: import a CSV, list, remove."""
+
+
+@subscribers.command("import")
+@click.argument("csv_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@pass_project
+@command
+def subscribers_import(project: Project, csv_file: Path) -> int:
+    """Add or update subscribers from FILE.csv (email, name, language, topics)."""
+    from pipeline.subscribers import SubscriberStore
+
+    with project.store() as store:
+        report = SubscriberStore(store.engine).import_csv(csv_file, project.settings.site.language)
+    click.echo(
+        f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged"
+        + (f", {len(report.rejected)} rejected" if report.rejected else "")
+    )
+    for email in report.kept_inactive:
+        click.echo(f"kept unsubscribed/bounced: {email} (only they can re-subscribe)")
+    for problem in report.rejected:
+        click.echo(f"rejected: {problem}", err=True)
+    return EXIT_PARTIAL if report.rejected else EXIT_OK
+
+
+@subscribers.command("list")
+@click.option("--status", type=click.Choice(["active", "pending", "unsubscribed", "bounced"]))
+@pass_project
+@command
+def subscribers_list(project: Project, status: str | None) -> int:
+    """List subscribers (all, or those with one status)."""
+    from pipeline.subscribers import SubscriberStore
+
+    with project.store() as store:
+        found = SubscriberStore(store.engine).all(status)
+    for s in found:
+        topics = ";".join(s.topics)
+        click.echo(f"{s.email}\t{s.name}\t{s.language}\t{topics}\t{s.status}")
+    click.echo(f"{len(found)} subscribers", err=True)
+    return EXIT_OK
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@pass_project
+@command
+def subscribers_remove(project: Project, email: str) -> int:
+    """Delete a subscriber and their personal data."""
+    from pipeline.subscribers import SubscriberStore
+
+    with project.store() as store:
+        removed = SubscriberStore(store.engine).remove(email)
+    if not removed:
+        click.echo(f"no subscriber {email}", err=True)
+        return EXIT_PARTIAL
+    click.echo(f"removed {email}")
+    return EXIT_OK
+
+
+def _known_digest(settings: Settings, name: str) -> None:
+    if name not in settings.digests:
+        known = ", ".join(settings.digests) or "none are configured"
+        raise click.UsageError(f"unknown digest {name!r}; digests: {known}")
+
+
+def _no_transport() -> Any:
+    raise AssertionError("a preview never sends")

@@ -1,0 +1,1 @@
+"""Email digests: editions, rendering, sending."""

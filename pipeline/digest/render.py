@@ -1,0 +1,291 @@
+"""A digest edition as an email: Jinja → MJML → HTML once per edition, plus a text part.
+
+``render_edition`` fills ``digest.mjml.j2`` (autoescaped) and compiles the MJML to HTML
+once; the text part comes from ``digest.txt.j2``, written for reading, not converted from
+the HTML. What differs per subscriber is left as tokens (``PLACEHOLDERS``) and blocks
+(``%%IF_NAME%%…%%ELSE%%…%%END%%``, ``%%IF_VIEW_URL%%…%%END%%``) that ``personalise``
+fills by string replacement, so thousands of recipients never recompile MJML.
+``check_template`` renders a realistic sample edition and reports template mistakes
+(Jinja syntax, MJML markup, misspelt ``mj-*`` tags) with file and line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import html
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from mjml import mjml2html
+
+from pipeline import i18n
+from pipeline.errors import ConfigError, Problem, display_path
+from pipeline.model import Article, Translation
+from pipeline.settings import SiteSettings
+from pipeline.settings.email import DigestSettings
+from pipeline.templating import load_template
+from pipeline.text import excerpt
+
+PLACEHOLDERS = {
+    "unsubscribe_url": "%%UNSUBSCRIBE_URL%%",
+    "name": "%%NAME%%",
+    "view_url": "%%VIEW_URL%%",
+}
+BLOCKS = {"if_name": "%%IF_NAME%%", "if_view_url": "%%IF_VIEW_URL%%"}
+BLOCKS |= {"else": "%%ELSE%%", "end": "%%END%%"}
+_BLOCK = re.compile(r"%%IF_(NAME|VIEW_URL)%%(.*?)(?:%%ELSE%%(.*?))?%%END%%", re.DOTALL)
+_TOKEN = re.compile(r"%%(UNSUBSCRIBE_URL|NAME|VIEW_URL)%%")
+GMAIL_CLIP_BYTES = 102 * 1024
+_HINT = "check that every tag is closed and that a literal < is written &lt;"
+DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "digest.mjml.j2"
+_MJ = """head body attributes all class breakpoint font html-attributes html-attribute selector
+preview style title include raw section column group wrapper hero text image button divider
+spacer table social social-element navbar navbar-link accordion accordion-element
+accordion-title accordion-text carousel carousel-image"""
+MJML_TAGS = frozenset({"mjml", *(f"mj-{name}" for name in _MJ.split())})
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta"})
+_JINJA = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|\{#.*?#\}", re.DOTALL)
+_MARKUP = re.compile(r"<!--.*?-->|<(/?)([A-Za-z][\w:-]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>|<", re.S)
+
+
+@dataclass(frozen=True)
+class RenderedEdition:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    warnings: tuple[str, ...] = ()
+
+
+def template_paths(digest: DigestSettings) -> tuple[Path, Path]:
+    """The MJML template and its text twin (``x.mjml.j2`` → ``x.txt.j2``); a custom
+    MJML template without a text twin shares the default text template."""
+    mjml_path = digest.template or DEFAULT_TEMPLATE
+    stem = mjml_path.name.removesuffix(".j2").removesuffix(".mjml")
+    text_path = mjml_path.with_name(stem + ".txt.j2")
+    if not text_path.exists():
+        text_path = DEFAULT_TEMPLATE.with_name("digest.txt.j2")
+    return mjml_path, text_path
+
+
+def render_edition(
+    digest: DigestSettings, site: SiteSettings, articles: Sequence[Article]
+) -> RenderedEdition:
+    """One edition, compiled once; per-subscriber parts are still placeholders."""
+    mjml_path, text_path = template_paths(digest)
+    values = _values(digest, site, articles)
+    source = _render(_load(mjml_path, autoescape=True), values)
+    try:
+        compiled = mjml2html(source, disable_comments=True, fonts={})
+    except ValueError as exc:  # mrml's only error type; it gives no position
+        problems = markup_problems(mjml_path)
+        raise ConfigError(
+            problems or [Problem(display_path(mjml_path), None, None, f"MJML error: {exc}", _HINT)]
+        ) from None
+    text = _tidy(_render(_load(text_path, autoescape=False), values))
+    rendered = RenderedEdition(values["subject"], values["preheader"], compiled, text)
+    return replace(rendered, warnings=tuple(_warnings(rendered)))
+
+
+def personalise(
+    rendered: RenderedEdition, *, unsubscribe_url: str, name: str, view_url: str | None
+) -> tuple[str, str]:
+    """(html, text) for one subscriber: values escaped in the HTML, raw in the text.
+    An empty name takes the greeting without a name; no view_url drops that link."""
+    name = " ".join(name.split())
+    present = {"NAME": bool(name), "VIEW_URL": bool(view_url)}
+    values = {"UNSUBSCRIBE_URL": unsubscribe_url, "NAME": name, "VIEW_URL": view_url or ""}
+
+    def fill(document: str, escape: Callable[[str], str]) -> str:
+        document = _BLOCK.sub(
+            lambda m: m.group(2) if present[m.group(1)] else (m.group(3) or ""), document
+        )
+        return _TOKEN.sub(lambda m: escape(values[m.group(1)]), document)  # one pass
+
+    return fill(rendered.html, lambda v: html.escape(v, quote=True)), fill(rendered.text, str)
+
+
+def check_template(digest: DigestSettings, site: SiteSettings) -> list[str]:
+    """Render a realistic sample edition (max_items articles); raise ConfigError for
+    every template mistake found, return warnings such as Gmail clipping."""
+    mjml_path, text_path = template_paths(digest)
+    problems: list[Problem] = []
+    for path, autoescape in ((mjml_path, True), (text_path, False)):
+        try:
+            _load(path, autoescape=autoescape)
+        except ConfigError as error:
+            problems.extend(error.problems)
+    if mjml_path.exists():
+        problems.extend(markup_problems(mjml_path))
+    if problems:
+        raise ConfigError(problems)
+    return list(render_edition(digest, site, sample_articles(digest, site)).warnings)
+
+
+def markup_problems(path: Path) -> list[Problem]:
+    """Unknown ``mj-*`` tags, unclosed or stray tags and bare ``<`` in an MJML template
+    (Jinja tags blanked out, so the lines are the template's own)."""
+    source = _JINJA.sub(lambda m: re.sub(r"[^\n]", " ", m.group()), path.read_text("utf-8"))
+    shown, problems, stack = display_path(path), [], []
+
+    def problem(at: int, message: str, hint: str = "") -> None:
+        problems.append(Problem(shown, source.count("\n", 0, at) + 1, None, message, hint))
+
+    for match in _MARKUP.finditer(source):
+        closing, tag, rest = match.group(1), (match.group(2) or "").lower(), match.group(3)
+        if match.group().startswith("<!--"):
+            continue
+        if not tag:
+            problem(match.start(), "a bare < in the MJML", "write &lt; for a literal <")
+        elif (tag.startswith("mj-") or tag == "mjml") and tag not in MJML_TAGS:
+            close = difflib.get_close_matches(tag, MJML_TAGS, n=1)
+            hint = f"did you mean <{close[0]}>?" if close else "see https://documentation.mjml.io"
+            problem(match.start(), f"unknown MJML tag <{closing}{tag}>", hint)
+        elif closing:
+            if tag not in [open_tag for open_tag, _ in stack]:
+                problem(match.start(), f"</{tag}> closes a tag that is not open", "remove it")
+                continue
+            while stack[-1][0] != tag:
+                unclosed, at = stack.pop()
+                problem(at, f"<{unclosed}> is not closed", f"add </{unclosed}>")
+            stack.pop()
+        elif tag not in _VOID and not rest.rstrip().endswith("/"):
+            stack.append((tag, match.start()))
+    for tag, at in stack:
+        problem(at, f"<{tag}> is not closed", f"add </{tag}>")
+    return problems
+
+
+def sample_articles(digest: DigestSettings, site: SiteSettings) -> list[Article]:
+    """``digest.max_items`` realistic articles in the digest's languages: full-length
+    excerpts, two authors, a lead image and a translation each."""
+    languages = digest.article_languages()
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    articles = []
+    for index in range(digest.max_items):
+        language = languages[index % len(languages)]
+        title, body, authors = _SAMPLES[i18n.catalog_key(language)]
+        other = "en" if i18n.catalog_key(language) == "zh" else "zh-CN"
+        url = f"{site.url}/news/sample-{index + 1}/"
+        articles.append(
+            Article(
+                id=f"sample-{index + 1}",
+                source="sample",
+                origin="sample",
+                url=url,
+                title=title,
+                authors=authors,
+                published=now - dt.timedelta(days=index),
+                language=language,
+                section="news",
+                summary=excerpt(body * 3, site.excerpt_length),
+                body_html=f"<p>{html.escape(body)}</p>",
+                read_minutes=4,
+                image=f"{site.url}/media/sample-{index + 1}.jpg",
+                image_alt=title,
+                translations=(Translation(id=f"s{index}", language=other, url=url, title=title),),
+            )
+        )
+    return articles
+
+
+_SAMPLES = {
+    "en": (
+        "Snow Update 2026: Below-normal snow persistence across the Hindu Kush Himalaya",
+        "Snow stayed on the ground for a shorter time than normal across much of the Hindu "
+        "Kush Himalaya this winter, according to our annual Snow Update, released today. ",
+        ("Farid Ahmadi", "Pema Gyamtsho"),
+    ),
+    "zh": (
+        "兴都库什-喜马拉雅冰川连续第五年出现大规模物质损失",
+        "随着2026年消融季的结束，来自中国、尼泊尔和不丹多个监测冰川的最新数据显示，"
+        "兴都库什-喜马拉雅地区的冰川已连续第五年出现大规模物质损失。",
+        ("李文", "王芳"),
+    ),
+}
+
+
+def _values(
+    digest: DigestSettings, site: SiteSettings, articles: Sequence[Article]
+) -> dict[str, Any]:
+    """What the templates see (listed at the top of templates/digest.mjml.j2)."""
+    language = digest.language
+    newest = max(articles, key=lambda a: a.published, default=None)
+    count_key = "intro_one" if len(articles) == 1 else "intro_many"
+    names = {"site": site.name, "digest": digest.title, "name": PLACEHOLDERS["name"]}
+    t = i18n.words(language, count=len(articles), **names)
+    items = [_item(a, i, language, site.timezone) for i, a in enumerate(articles)]
+    return {
+        "site": site,
+        "digest": digest,
+        "language": language,
+        "subject": digest.title,
+        "preheader": digest.preheader or (newest.title if newest else digest.title),
+        "t": {**t, "intro": t[count_key]},
+        "ph": {**PLACEHOLDERS, **BLOCKS},
+        "items": items,
+    }
+
+
+def _item(article: Article, index: int, language: str, timezone: str) -> dict[str, Any]:
+    """One article as the templates see it, in the digest's language."""
+    authors = i18n.join_names(article.authors, language)
+    date = i18n.format_date(article.published, language, timezone)
+    read_time = i18n.read_time(article.read_minutes, language)
+    meta = [part for part in (authors, date, read_time) if part]
+    return {
+        **article.model_dump(include={"title", "url", "summary", "image", "language"}),
+        **{"article": article, "authors": authors, "date": date, "read_time": read_time},
+        **{"meta": " · ".join(meta), "meta_parts": meta, "iso_date": article.published.isoformat()},
+        "image_alt": article.image_alt or article.title,
+        "layout": "plain" if not article.image else "featured" if index == 0 else "side",
+        "translations": [
+            {**other.model_dump(), "label": i18n.translation_label(other.language)}
+            for other in article.translations
+        ],
+    }
+
+
+def _load(path: Path, *, autoescape: bool) -> jinja2.Template:
+    return load_template(path, autoescape=autoescape, keep_trailing_newline=True)
+
+
+def _render(template: jinja2.Template, values: dict[str, Any]) -> str:
+    """Render; a runtime mistake (an unknown variable) names the template line."""
+    try:
+        return template.render(values)
+    except jinja2.TemplateError as exc:
+        line, frame = None, exc.__traceback__
+        while frame is not None:
+            if frame.tb_frame.f_code.co_filename == template.filename:
+                line = frame.tb_lineno
+            frame = frame.tb_next
+        shown = display_path(Path(template.filename or "template"))
+        raise ConfigError([Problem(shown, line, None, f"template error: {exc}")]) from None
+
+
+def _tidy(text: str) -> str:
+    """Trailing spaces off, at most one blank line in a row, one final newline."""
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
+
+
+def _warnings(rendered: RenderedEdition) -> list[str]:
+    html_part, _ = personalise(
+        rendered,
+        unsubscribe_url="https://example.org/unsubscribe?token=" + "x" * 160,
+        name="Subscriber Name",
+        view_url="https://example.org/digests/weekly/2026-11-23T09:00+05:45",
+    )
+    size = len(html_part.encode("utf-8"))
+    if size <= GMAIL_CLIP_BYTES:
+        return []
+    return [
+        f"the HTML is {size / 1024:.0f} KB; Gmail clips messages over 102 KB and hides the "
+        "rest, unsubscribe link included — lower max_items or simplify the template"
+    ]

@@ -1,0 +1,343 @@
+"""How mail leaves: ``.eml`` files in an outbox folder, or one SMTP connection per batch.
+
+``Transport.send(message)`` sends one message to its one recipient. SMTP outcomes:
+
+- 250 after DATA: returns; the server has taken responsibility for the message.
+- RCPT or DATA refused with 5xx (550 no such mailbox, 552 too big, 554 spam):
+  ``PermanentFailure``, ``status`` = the code, the server's words in ``reason``.
+- refused with 4xx (450/451/452 greylisting, mailbox full) or 421 (closing):
+  ``TemporaryFailure`` with ``status``; certainly not delivered.
+- cannot connect (refused, timed out, greeting not 220): ``TemporaryFailure``, not
+  delivered; the third such failure in a row raises ``MailerBroken`` instead.
+- connection dropped or timed out before DATA: ``TemporaryFailure``, not delivered;
+  but if the server closed a connection left idle between messages (a drop or 421 on
+  the first command), it is reopened once and the message sent, with no failure.
+- dropped or timed out once DATA began: ``TemporaryFailure(unknown_outcome=True)``:
+  it may have been accepted, and SMTP never deduplicates, so it is not resent.
+- ``MailerBroken`` (the caller stops the batch) for what every message would meet:
+  login refused or not offered, sender refused, no STARTTLS, TLS/certificate failure.
+
+The outbox writes ``<Message-ID>.eml``, the bytes SMTP would send (CRLF), through a
+temporary file and a hard link: a file is whole or absent, never overwritten, and the
+same Message-ID is the same file. Passwords never appear in a failure's text.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import logging
+import os
+import re
+import smtplib
+import ssl
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from email.generator import BytesGenerator
+from email.message import EmailMessage
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline.errors import DeliveryFailed, PermanentFailure, PipelineError, TemporaryFailure
+from pipeline.settings.email import EmailSettings, SmtpSettings
+
+log = logging.getLogger(__name__)
+
+CONNECT_ATTEMPTS = 3  # consecutive failures to connect before the mailer is broken
+
+
+class MailerBroken(PipelineError):
+    """Every message would fail the same way (login, sender, TLS, no server): stop the batch."""
+
+
+class Transport(Protocol):
+    def send(self, message: EmailMessage) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def envelope(message: EmailMessage) -> tuple[str, str]:
+    """(sender, recipient) from the headers, as ``send_message`` takes them; one recipient."""
+    sender = getaddresses([str(message["Sender"] or message["From"] or "")])[0][1]
+    fields = [str(v) for name in ("To", "Cc", "Bcc") for v in message.get_all(name, [])]
+    recipients = [address for _, address in getaddresses(fields) if address]
+    if not sender or len(recipients) != 1:
+        raise ValueError(f"a message needs a From and one recipient, not {recipients}")
+    return sender, recipients[0]
+
+
+def wire_bytes(message: EmailMessage) -> bytes:
+    """The message exactly as ``smtplib.send_message`` transmits it (no Bcc, CRLF)."""
+    sender, recipient = envelope(message)
+    unsent = copy.copy(message)
+    del unsent["Bcc"]
+    del unsent["Resent-Bcc"]
+    utf8 = not (sender + recipient).isascii()
+    with io.BytesIO() as out:
+        BytesGenerator(out, policy=message.policy.clone(utf8=utf8)).flatten(unsent, linesep="\r\n")
+        return out.getvalue()
+
+
+def outbox_name(message_id: str) -> str:
+    """A file name for a Message-ID: the ID itself when safe, else a cleaned form + a hash."""
+    raw = message_id.strip().removeprefix("<").removesuffix(">")
+    safe = re.sub(r"[^a-z0-9@._+-]", "_", raw.lower()).lstrip(".")[:120]
+    if safe != raw:  # lossy (or case-folded): keep distinct IDs distinct
+        safe = f"{safe}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
+    return f"{safe}.eml"
+
+
+class OutboxTransport:
+    """Writes each message to ``folder/<Message-ID>.eml`` atomically; never overwrites."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def send(self, message: EmailMessage) -> None:
+        message_id = message["Message-ID"]
+        if not message_id:
+            raise ValueError("a message needs a Message-ID to be written to the outbox")
+        target = self.folder / outbox_name(str(message_id))
+        if target.exists():
+            return  # written before: the same message
+        data = wire_bytes(message)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            handle, temp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
+            try:
+                with os.fdopen(handle, "wb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())
+                try:
+                    os.link(temp, target)  # unlike rename, fails if the target exists
+                except FileExistsError:
+                    pass
+                except OSError:  # a file system without hard links
+                    if not target.exists():
+                        os.replace(temp, target)
+            finally:
+                with suppress(FileNotFoundError):
+                    os.unlink(temp)
+        except OSError as exc:
+            raise MailerBroken(f"cannot write to the outbox {self.folder}: {exc}") from exc
+
+    def close(self) -> None:
+        pass
+
+
+class _Connection(smtplib.SMTP):
+    """smtplib.SMTP that remembers the last command it sent, to place a failure."""
+
+    phase = ""
+
+    def __init__(self, host: str, **kwargs: Any):
+        super().__init__(**kwargs)  # no host: connect() is called apart, to classify failures
+        self._host = host  # what STARTTLS and SMTP_SSL check the certificate against
+
+    def putcmd(self, cmd: str, args: str = "") -> None:
+        self.phase = cmd.lower()  # every command goes through here: mail, rcpt, data, …
+        super().putcmd(cmd, args)
+
+
+class _SslConnection(_Connection, smtplib.SMTP_SSL):
+    """The same, over implicit TLS."""
+
+
+class _Stale(Exception):
+    """The server closed an idle connection; reconnect and send again."""
+
+
+def _text(reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return " ".join(text.split())[:300]
+
+
+class SmtpTransport:
+    """One SMTP connection, opened on the first send and reused for every message."""
+
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        *,
+        rate: float = 0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        ssl_context: ssl.SSLContext | None = None,
+        connect_attempts: int = CONNECT_ATTEMPTS,
+    ):
+        self.settings = settings
+        self.rate = rate
+        self.sleep = sleep
+        self.clock = clock
+        self.ssl_context = ssl_context or ssl.create_default_context()
+        self.connect_attempts = connect_attempts
+        self.server = f"{settings.host}:{settings.effective_port}"
+        self._conn: _Connection | None = None
+        self._next_at: float | None = None
+        self._failed_connects = 0
+
+    def send(self, message: EmailMessage) -> None:
+        sender, recipient = envelope(message)
+        self._pace()
+        try:
+            self._transmit(message, sender, recipient)
+        except _Stale:
+            log.info("%s closed the idle connection; reconnecting", self.server)
+            self._transmit(message, sender, recipient, retry=False)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.quit()
+            except OSError:
+                conn.close()
+
+    def _pace(self) -> None:
+        """At most ``rate`` messages a second: each send waits until 1/rate after the last."""
+        if self.rate <= 0:
+            return
+        now = self.clock()
+        if self._next_at is not None and now < self._next_at:
+            self.sleep(self._next_at - now)
+            now = self._next_at
+        self._next_at = now + 1 / self.rate
+
+    def _transmit(
+        self, message: EmailMessage, sender: str, recipient: str, retry: bool = True
+    ) -> None:
+        reused = self._conn is not None
+        conn = self._conn or self._connect()
+        conn.phase = ""
+        try:
+            conn.send_message(message, sender, [recipient])
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reply = exc.recipients.get(recipient, (0, b"refused"))
+            raise _refusal(f"recipient {recipient} refused", code, reply) from None
+        except smtplib.SMTPSenderRefused as exc:
+            if exc.smtp_code == 421 and reused and retry:
+                raise _Stale() from None
+            if exc.smtp_code == 421:
+                raise _refusal(f"{self.server} is closing", 421, exc.smtp_error) from None
+            raise MailerBroken(f"SMTP server refused the sender {sender}: {_what(exc)}") from None
+        except smtplib.SMTPDataError as exc:
+            if not 400 <= exc.smtp_code < 600:  # a garbled answer: cannot tell, start afresh
+                self._discard()
+                raise TemporaryFailure(
+                    f"{self.server} answered DATA with {_what(exc)}; the message may have "
+                    "been delivered",
+                    unknown_outcome=True,
+                ) from None
+            raise _refusal("message refused", exc.smtp_code, exc.smtp_error) from None
+        except smtplib.SMTPNotSupportedError as exc:  # a non-ASCII address, no SMTPUTF8
+            raise PermanentFailure(f"{recipient}: {exc}") from None
+        except OSError as exc:  # dropped, reset, timed out, or an unexpected reply
+            phase = conn.phase
+            self._discard()
+            if phase == "mail" and reused and retry:
+                raise _Stale() from None
+            if phase == "data":
+                raise TemporaryFailure(
+                    f"connection to {self.server} lost during DATA ({_what(exc)}); "
+                    "the message may have been delivered",
+                    unknown_outcome=True,
+                ) from None
+            raise TemporaryFailure(
+                f"connection to {self.server} lost before DATA ({_what(exc)})"
+            ) from None
+        except BaseException:  # interrupted mid-conversation: never reuse that connection
+            self._discard()
+            raise
+        finally:
+            if self._conn is not None and self._conn.sock is None:  # smtplib closed it (421)
+                self._conn = None
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _connect(self) -> _Connection:
+        if self.settings.security == "ssl":
+            conn: _Connection = _SslConnection(
+                self.settings.host, timeout=self.settings.timeout, context=self.ssl_context
+            )
+        else:
+            conn = _Connection(self.settings.host, timeout=self.settings.timeout)
+        try:
+            self._open(conn)
+        except TemporaryFailure as failure:
+            conn.close()
+            self._failed_connects += 1
+            if self._failed_connects >= self.connect_attempts:
+                raise MailerBroken(
+                    f"{failure.reason} ({self._failed_connects} attempts in a row)"
+                ) from None
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        self._failed_connects = 0
+        log.debug("connected to %s (%s)", self.server, self.settings.security)
+        self._conn = conn
+        return conn
+
+    def _open(self, conn: _Connection) -> None:
+        """Connect, EHLO, STARTTLS and EHLO again if asked for, login: all, or a failure."""
+        s = self.settings
+        try:
+            code, reply = conn.connect(s.host, s.effective_port)
+            if code != 220:
+                raise TemporaryFailure(f"{self.server} greeted with {code} {_text(reply)}")
+            conn.ehlo_or_helo_if_needed()
+            if s.security == "starttls":
+                if not conn.has_extn("starttls"):
+                    raise MailerBroken(
+                        f"{self.server} does not offer STARTTLS; refusing to send in clear "
+                        "(set security: ssl or none if that is what the server wants)"
+                    )
+                conn.starttls(context=self.ssl_context)
+                conn.ehlo_or_helo_if_needed()  # STARTTLS forgot the first EHLO
+            if s.username:
+                conn.login(s.username, s.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise MailerBroken(
+                f"SMTP login refused: {exc.smtp_code} {_text(exc.smtp_error)}"
+            ) from None
+        except smtplib.SMTPNotSupportedError:
+            raise MailerBroken(f"{self.server} offers no login (AUTH) here") from None
+        except smtplib.SMTPServerDisconnected as exc:
+            raise TemporaryFailure(f"cannot connect to {self.server}: {_what(exc)}") from None
+        except smtplib.SMTPException as exc:  # EHLO/STARTTLS refused, no AUTH method in common
+            raise MailerBroken(f"{self.server} refused the session: {_what(exc)}") from None
+        except ssl.SSLError as exc:  # certificate not trusted, not TLS at all, …
+            raise MailerBroken(f"TLS with {self.server} failed: {_what(exc)}") from None
+        except OSError as exc:  # refused, unreachable, unknown host, timed out
+            raise TemporaryFailure(f"cannot connect to {self.server}: {_what(exc)}") from None
+
+
+def _refusal(what: str, code: int, reply: bytes | str) -> DeliveryFailed:
+    failure = TemporaryFailure if 400 <= code < 500 else PermanentFailure
+    return failure(f"{what}: {code} {_text(reply)}", status=code)
+
+
+def _what(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{exc.smtp_code} {_text(exc.smtp_error)}"
+    detail = next((d for d in (getattr(exc, "verify_message", None), str(exc)) if d), "")
+    return f"{type(exc).__name__}: {detail}".rstrip(": ")
+
+
+def open_transport(email: EmailSettings, **kw: Any) -> Transport:
+    """The transport ``email.delivery`` names; ``kw`` goes to SmtpTransport (rate defaults
+    to ``email.rate``)."""
+    if email.delivery == "outbox":
+        return OutboxTransport(email.outbox)
+    assert email.smtp is not None
+    kw.setdefault("rate", email.rate)
+    return SmtpTransport(email.smtp, **kw)

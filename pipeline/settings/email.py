@@ -1,0 +1,140 @@
+"""``email:`` (how mail leaves) and ``digests:`` (what each digest holds and who gets it)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import Field, field_validator, model_validator
+
+from pipeline.settings.base import Filters, OptionalSecret, Strict, normalise_language
+
+_ADDRESS = re.compile(r"^\s*(?:(?P<name>[^<>]*?)\s*<(?P<addr>[^<>]+)>|(?P<bare>[^<>\s]+))\s*$")
+
+
+def check_address(value: str) -> str:
+    """``Name <addr@example.org>`` or ``addr@example.org``; the address must be valid."""
+    match = _ADDRESS.match(value)
+    if not match:
+        raise ValueError("write news@example.org or Mountain News <news@example.org>")
+    address = match.group("addr") or match.group("bare")
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"{address!r} is not a valid email address: {exc}") from None
+    return value.strip()
+
+
+class SmtpSettings(Strict):
+    host: str = Field(description="SMTP server host name.")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Port; default 587 (starttls), 465 (ssl), 25 (none)."
+    )
+    security: Literal["starttls", "ssl", "none"] = Field(
+        "starttls", description="starttls (upgrade), ssl (implicit TLS) or none."
+    )
+    username: str | None = Field(None, description="Login name, if the server wants one.")
+    password: OptionalSecret = Field(None, description="Login password.")
+    timeout: float = Field(30, gt=0, description="Seconds to wait for the server.")
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"starttls": 587, "ssl": 465, "none": 25}[self.security]
+
+
+class UnsubscribeSettings(Strict):
+    url: str = Field(
+        description="Public URL of the one-click unsubscribe endpoint (served by `pipeline "
+        "serve`), e.g. https://news.example.org/unsubscribe."
+    )
+    secret: OptionalSecret = Field(
+        None,
+        description="Key that signs unsubscribe links; default: one generated on first use "
+        "and kept in the state store.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an absolute URL; mail clients require https")
+        return value
+
+
+class EmailSettings(Strict):
+    from_: str = Field(alias="from", description="Sender, e.g. Mountain News <news@example.org>.")
+    reply_to: str | None = Field(None, description="Where replies go, if not to the sender.")
+    delivery: Literal["outbox", "smtp"] = Field(
+        "outbox", description="outbox: write .eml files (no network); smtp: send."
+    )
+    outbox: Path = Field(Path("var/outbox"), description="Folder for .eml files (outbox delivery).")
+    smtp: SmtpSettings | None = Field(None, description="The SMTP server (smtp delivery).")
+    rate: float = Field(
+        0, ge=0, description="At most this many messages a second; 0: as fast as the server takes."
+    )
+    unsubscribe: UnsubscribeSettings = Field(description="One-click unsubscribe (RFC 8058).")
+    list_id: str | None = Field(
+        None, description="List-Id domain part; default: the site's host name."
+    )
+
+    @field_validator("from_", "reply_to")
+    @classmethod
+    def _addresses(cls, value: str | None) -> str | None:
+        return None if value is None else check_address(value)
+
+    @model_validator(mode="after")
+    def _smtp_given(self) -> EmailSettings:
+        if self.delivery == "smtp" and self.smtp is None:
+            raise ValueError("delivery: smtp needs an `smtp:` section with at least `host:`")
+        return self
+
+
+class AudienceSettings(Strict):
+    languages: tuple[str, ...] = Field(
+        (), description="Subscribers whose language is one of these."
+    )
+    topics: tuple[str, ...] = Field(
+        (), description="Subscribers who chose at least one of these topics."
+    )
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(normalise_language(v) for v in values)
+
+
+class DigestSettings(Filters):
+    title: str = Field(description="Subject line and heading, e.g. This week at Mountain News.")
+    language: str = Field(
+        description="Language of the digest's own words and dates; also its articles' "
+        "language unless `languages` says otherwise."
+    )
+    max_items: int = Field(10, ge=1, le=100, description="At most this many articles an edition.")
+    min_items: int = Field(
+        1, ge=1, description="Fewer new articles than this skips the edition (and says so)."
+    )
+    audience: AudienceSettings = Field(
+        AudienceSettings(), description="Which subscribers get it; default: everyone active."
+    )
+    template: Path | None = Field(
+        None, description="MJML template; default templates/digest.mjml.j2 (and .txt.j2)."
+    )
+    preheader: str | None = Field(
+        None, description="Inbox preview text; default: the newest article's title."
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        return normalise_language(value)
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> DigestSettings:
+        if self.min_items > self.max_items:
+            raise ValueError("min_items cannot be larger than max_items")
+        return self
+
+    def article_languages(self) -> tuple[str, ...]:
+        return self.languages or (self.language,)

@@ -1,0 +1,232 @@
+"""Subscribers: who gets the digests, in the state store.
+
+Statuses: ``active`` (receives digests), ``pending`` (signed up, not yet confirmed),
+``unsubscribed`` and ``bounced`` (never mailed). A CSV import adds new people and
+updates the name, language and topics of known ones, but never re-activates someone
+who unsubscribed or bounced: only that person, through a confirmed sign-up, can.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Engine
+
+from pipeline.errors import Problem, display_path
+from pipeline.schema import subscribers
+from pipeline.settings.base import normalise_language
+
+ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED = "active", "pending", "unsubscribed", "bounced"
+COLUMNS = ("email", "name", "language", "topics")
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str
+    language: str
+    topics: tuple[str, ...]
+    status: str
+    status_detail: str | None = None
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    kept_inactive: list[str] = field(default_factory=list)  # known, unsubscribed or bounced
+    rejected: list[Problem] = field(default_factory=list)
+
+
+def normalise_email(value: str) -> str:
+    """The canonical form of an address; raises ValueError with a readable reason.
+
+    Lower-cased whole: mailbox names are case-sensitive in theory, but people type
+    ``Pema@`` and ``pema@`` for the same inbox, and a list must not mail them twice."""
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class SubscriberStore:
+    def __init__(self, engine: Engine, clock=_now):
+        self.engine = engine
+        self.clock = clock
+
+    def add_or_update(
+        self,
+        email: str,
+        *,
+        name: str = "",
+        language: str,
+        topics: Iterable[str] = (),
+        status: str = ACTIVE,
+    ) -> tuple[str, Subscriber]:
+        """Insert, or update the details of an existing subscriber (status untouched).
+        Returns ("added" | "updated" | "unchanged", the subscriber)."""
+        address = normalise_email(email)
+        values = {
+            "name": name.strip(),
+            "language": normalise_language(language),
+            "topics": json.dumps(sorted({t.strip() for t in topics if t.strip()})),
+        }
+        now = self.clock()
+        with self.engine.begin() as conn:
+            row = conn.execute(select(subscribers).where(subscribers.c.email == address)).first()
+            if row is None:
+                conn.execute(
+                    insert(subscribers).values(
+                        email=address, status=status, created_at=now, updated_at=now, **values
+                    )
+                )
+                outcome = "added"
+            elif all(getattr(row, k) == v for k, v in values.items()):
+                outcome = "unchanged"
+            else:
+                conn.execute(
+                    update(subscribers)
+                    .where(subscribers.c.id == row.id)
+                    .values(updated_at=now, **values)
+                )
+                outcome = "updated"
+        found = self.get(address)
+        assert found is not None
+        return outcome, found
+
+    def get(self, email: str) -> Subscriber | None:
+        try:
+            address = normalise_email(email)
+        except ValueError:
+            return None
+        return self._one(subscribers.c.email == address)
+
+    def get_by_id(self, subscriber_id: int) -> Subscriber | None:
+        return self._one(subscribers.c.id == subscriber_id)
+
+    def _one(self, condition) -> Subscriber | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(subscribers).where(condition)).first()
+        return _subscriber(row) if row else None
+
+    def all(self, status: str | None = None) -> list[Subscriber]:
+        query = select(subscribers).order_by(subscribers.c.email)
+        if status:
+            query = query.where(subscribers.c.status == status)
+        with self.engine.connect() as conn:
+            return [_subscriber(row) for row in conn.execute(query)]
+
+    def audience(
+        self, languages: Iterable[str] = (), topics: Iterable[str] = ()
+    ) -> list[Subscriber]:
+        """Active subscribers in one of ``languages`` with one of ``topics`` (empty: any)."""
+        wanted_languages = {v.lower() for v in languages}
+        wanted_topics = {t.lower() for t in topics}
+        return [
+            s
+            for s in self.all(ACTIVE)
+            if (not wanted_languages or s.language.lower() in wanted_languages)
+            and (not wanted_topics or wanted_topics & {t.lower() for t in s.topics})
+        ]
+
+    def set_status(self, subscriber_id: int, status: str, detail: str | None = None) -> bool:
+        """Change a subscriber's status; False if there is no such subscriber."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id)
+                .values(status=status, status_detail=detail, updated_at=self.clock())
+            )
+        return done.rowcount == 1
+
+    def remove(self, email: str) -> bool:
+        """Delete a subscriber's personal data entirely (delivery history keeps only ids)."""
+        found = self.get(email)
+        if found is None:
+            return False
+        with self.engine.begin() as conn:
+            conn.execute(delete(subscribers).where(subscribers.c.id == found.id))
+        return True
+
+    def import_csv(self, path: Path, default_language: str) -> ImportReport:
+        """Add or update every valid row; report each bad row by its line, import the rest."""
+        shown = display_path(path)
+        report = ImportReport()
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            report.rejected.append(Problem(shown, None, None, f"cannot read it: {exc}"))
+            return report
+        reader = csv.DictReader(io.StringIO(text))
+        header = [h.strip().lower() for h in reader.fieldnames or []]
+        if "email" not in header:
+            report.rejected.append(
+                Problem(
+                    shown,
+                    1,
+                    None,
+                    "no `email` column",
+                    f"the first line names the columns: {','.join(COLUMNS)}",
+                )
+            )
+            return report
+        reader.fieldnames = header
+        seen: dict[str, int] = {}
+        for row in reader:
+            line = reader.line_num
+            try:
+                email = normalise_email(row.get("email") or "")
+                language = normalise_language(
+                    (row.get("language") or "").strip() or default_language
+                )
+            except ValueError as exc:
+                report.rejected.append(
+                    Problem(shown, line, None, str(exc), "fix or delete this row")
+                )
+                continue
+            if email in seen:
+                report.rejected.append(
+                    Problem(
+                        shown,
+                        line,
+                        None,
+                        f"{email} is already on line {seen[email]}",
+                        "keep one row per address",
+                    )
+                )
+                continue
+            seen[email] = line
+            topics = [t for t in (row.get("topics") or "").replace(",", ";").split(";")]
+            outcome, subscriber = self.add_or_update(
+                email, name=row.get("name") or "", language=language, topics=topics
+            )
+            setattr(report, outcome, getattr(report, outcome) + 1)
+            if subscriber.status in (UNSUBSCRIBED, BOUNCED):
+                report.kept_inactive.append(email)
+        return report
+
+
+def _subscriber(row) -> Subscriber:
+    return Subscriber(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        language=row.language,
+        topics=tuple(json.loads(row.topics)),
+        status=row.status,
+        status_detail=row.status_detail,
+    )

@@ -1,0 +1,133 @@
+"""Subscribers and signed links."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.store import Store
+from pipeline.subscribers import ACTIVE, BOUNCED, UNSUBSCRIBED, SubscriberStore
+from pipeline.tokens import InvalidToken, link_secret, sign, verify
+
+
+@pytest.fixture
+def store(store_url, site):
+    store = Store(store_url, site.url)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def people(store):
+    return SubscriberStore(store.engine)
+
+
+def write_csv(tmp_path, text):
+    path = tmp_path / "people.csv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_import_validates_every_row_and_imports_the_rest(tmp_path, people):
+    path = write_csv(
+        tmp_path,
+        "email,name,language,topics\n"
+        "pema@example.org,Pema Gyamtsho,en,Nepal;biodiversity\n"
+        "not-an-address,Nobody,en,\n"
+        "li.wen@example.org,李文,zh_cn,China\n"
+        "anna@example.org,Anna,klingon-language-x,\n"
+        "PEMA@Example.org,Pema again,en,\n"
+        "sonam@example.org,,,\n",
+    )
+    report = people.import_csv(path, default_language="en")
+    assert (report.added, report.updated) == (3, 0)
+    lines = {p.line: p.message for p in report.rejected}
+    assert set(lines) == {3, 5, 6}
+    assert "must have an @-sign" in lines[3]
+    assert "language tag" in lines[5]
+    assert "already on line 2" in lines[6]
+    assert all(p.file.endswith("people.csv") for p in report.rejected)
+    li = people.get("li.wen@example.org")
+    assert (li.name, li.language, li.topics, li.status) == ("李文", "zh-CN", ("China",), ACTIVE)
+    assert people.get("sonam@example.org").language == "en"  # the site's default
+
+
+def test_reimport_updates_instead_of_duplicating_and_never_resubscribes(tmp_path, people):
+    people.import_csv(
+        write_csv(tmp_path, "email,name\npema@example.org,Pema\nanna@example.org,Anna\n"), "en"
+    )
+    anna = people.get("anna@example.org")
+    people.set_status(anna.id, UNSUBSCRIBED, "one-click unsubscribe")
+    report = people.import_csv(
+        write_csv(
+            tmp_path,
+            "email,name,language\npema@example.org,Pema G.,en\nanna@example.org,Anna B.,en\n",
+        ),
+        "en",
+    )
+    assert (report.added, report.updated) == (0, 2)
+    assert report.kept_inactive == ["anna@example.org"]
+    assert people.get("anna@example.org").status == UNSUBSCRIBED
+    assert [s.email for s in people.all()] == ["anna@example.org", "pema@example.org"]
+
+
+def test_a_file_without_an_email_column_is_refused(tmp_path, people):
+    report = people.import_csv(write_csv(tmp_path, "name,language\nPema,en\n"), "en")
+    (problem,) = report.rejected
+    assert problem.line == 1 and "no `email` column" in problem.message
+
+
+def test_audience_filters_by_language_and_topic_and_skips_inactive(people):
+    people.add_or_update("a@example.org", language="en", topics=["Nepal"])
+    people.add_or_update("b@example.org", language="zh-CN", topics=["China", "climate"])
+    people.add_or_update("c@example.org", language="en", topics=["climate"])
+    _, d = people.add_or_update("d@example.org", language="en", topics=["climate"])
+    people.set_status(d.id, BOUNCED, "550 5.1.1 no such user")
+    assert [s.email for s in people.audience()] == [
+        "a@example.org",
+        "b@example.org",
+        "c@example.org",
+    ]
+    assert [s.email for s in people.audience(languages=["en"])] == [
+        "a@example.org",
+        "c@example.org",
+    ]
+    assert [s.email for s in people.audience(topics=["CLIMATE"])] == [
+        "b@example.org",
+        "c@example.org",
+    ]
+
+
+def test_remove_deletes_personal_data(people):
+    people.add_or_update("a@example.org", name="A", language="en")
+    assert people.remove("A@example.org")
+    assert people.get("a@example.org") is None and not people.remove("a@example.org")
+
+
+def test_tokens_cannot_be_forged_altered_or_reused(store):
+    secret = link_secret(None, store)
+    assert secret == link_secret(None, store)  # generated once, kept
+    token = sign(secret, "unsubscribe", 7, "weekly-en")
+    claims = verify(secret, token, "unsubscribe")
+    assert (claims.subscriber_id, claims.list_name) == (7, "weekly-en")
+    _body, signature = token.split(".")
+    import base64
+    import json
+
+    forged_body = (
+        base64.urlsafe_b64encode(
+            json.dumps(
+                {"p": "unsubscribe", "s": 8, "l": "weekly-en"},
+                separators=(",", ":"),
+                sort_keys=True,
+            ).encode()
+        )
+        .rstrip(b"=")
+        .decode()
+    )
+    for bad in (f"{forged_body}.{signature}", token[:-2] + "xx", "garbage", "", token + ".x"):
+        with pytest.raises(InvalidToken):
+            verify(secret, bad, "unsubscribe")
+    with pytest.raises(InvalidToken, match="not 'confirm'"):
+        verify(secret, token, "confirm")
+    with pytest.raises(InvalidToken):
+        verify("another-secret", token, "unsubscribe")

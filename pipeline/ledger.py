@@ -63,7 +63,7 @@ def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _owner_is_gone(owner: str | None) -> bool:
+def owner_is_gone(owner: str | None) -> bool:
     """Whether the process that claimed a row has certainly stopped (same host only)."""
     host, _, pid = (owner or "").rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
@@ -218,7 +218,7 @@ class Ledger:
             for e in self.entries(stream).values()
             if e.state == SENDING
             and e.owner != self.owner
-            and (_owner_is_gone(e.owner) or e.updated_at < cutoff)
+            and (owner_is_gone(e.owner) or e.updated_at < cutoff)
         ]
 
     def history(self, stream_prefix: str = "", limit: int = 50) -> list[Entry]:

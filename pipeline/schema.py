@@ -126,3 +126,29 @@ edition_articles = Table(
     Column("edition_id", String(300), nullable=False),
     Column("carried", Boolean, nullable=False),
 )
+
+runs = Table(
+    "runs",
+    metadata,
+    # one row per scheduled run, written by `pipeline serve` (see pipeline.runs)
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("schedule", String(100), nullable=False),
+    Column("action", String(300), nullable=False),
+    Column("scheduled_for", DateTime, nullable=False),  # UTC
+    Column("started_at", DateTime),
+    Column("finished_at", DateTime),
+    Column("outcome", String(12), nullable=False),  # running | ok | partial | failed | missed …
+    Column("counts", Text, nullable=False),  # JSON {"added": 2, "sent": 40}
+    Column("detail", Text),  # what went wrong, or why it was missed or skipped
+    Column("owner", String(300)),  # host:pid of the process that ran it
+    Index("ix_runs_schedule", "schedule", "scheduled_for"),
+)
+
+locks = Table(
+    "locks",
+    metadata,
+    # held while an action runs, so no two schedulers run the same action at once
+    Column("name", String(200), primary_key=True),  # "post", "digest:weekly-en"
+    Column("owner", String(300), nullable=False),
+    Column("expires_at", DateTime, nullable=False),  # UTC; renewed while the holder runs
+)

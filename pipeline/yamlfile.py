@@ -125,6 +125,10 @@ def _syntax_hint(what: str) -> str:
         return "a value containing ': ' must be quoted, e.g. title: \"Note: this\""
     if "tab" in what:
         return "indent with spaces, not tabs"
+    if "unexpected ':'" in what:
+        # The usual cause in schedules.yaml: times in a [list] must be quoted.
+        return 'inside [ ] quote values that contain ":", e.g. at: ["10:00", "16:00"]'
+
     return "check indentation and quoting on this line and the one before"
 
 

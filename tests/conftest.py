@@ -3,15 +3,23 @@ throw-away project folder shaped like the real one."""
 
 from __future__ import annotations
 
+import asyncio
+import email
+import email.policy
 import os
 import shutil
+import socket
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner
 from sqlalchemy import create_engine
 
+from pipeline.cli import main
 from pipeline.settings import SiteSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,6 +81,7 @@ def project(tmp_path: Path) -> Callable[..., Path]:
         root = tmp_path / "project"
         (root / "config").mkdir(parents=True)
         shutil.copy(REPO / "config" / "pipeline.yaml", root / "config" / "pipeline.yaml")
+        shutil.copy(REPO / "schedules.yaml", root / "schedules.yaml")
         shutil.copytree(REPO / "templates", root / "templates")
         if with_examples:
             shutil.copytree(REPO / "examples", root / "examples")
@@ -127,3 +136,78 @@ def channel_context(tmp_path, site):
     with requests.Session() as http:
         yield ChannelContext(http=http, site=site, memory=store)
     store.close()
+
+
+# -- a real SMTP server on 127.0.0.1 and a project that mails through it ---------------
+
+PEOPLE = (
+    "email,name,language,topics\n"
+    "pema@example.org,Pema Gyamtsho,en,Nepal\n"
+    "anna@example.org,Anna Berg,en,\n"
+    "sonam@example.org,Sonam,en,Bhutan\n"
+    "li.wen@example.org,李文,zh-CN,China\n"
+)
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps what it accepts and refuses what it is told to."""
+
+    def __init__(self):
+        self.messages: list[email.message.EmailMessage] = []
+        self.refuse: dict[str, str] = {}  # address -> SMTP reply for RCPT
+        self.hold_at: int | None = None  # block the Nth DATA until `release` is set
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.content, policy=email.policy.SMTP)
+        self.messages.append(message)
+        if self.hold_at == len(self.messages):
+            self.holding.set()
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 60)
+        return "250 Message accepted"
+
+    def to(self) -> list[str]:
+        return [str(m["To"]) for m in self.messages]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def inbox():
+    handler = Inbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield handler, controller.port
+    handler.release.set()
+    controller.stop()
+
+
+@pytest.fixture
+def mail_project(project, inbox):
+    """The example project sending through the test SMTP server, with four subscribers."""
+    _, port = inbox
+    root = project()
+    config = root / "config" / "pipeline.yaml"
+    smtp = f"  delivery: smtp\n  smtp:\n    host: 127.0.0.1\n    port: {port}\n"
+    smtp += "    security: none\n  # "
+    text = config.read_text(encoding="utf-8").replace("  delivery: outbox ", smtp)
+    config.write_text(text, encoding="utf-8")
+    (root / "people.csv").write_text(PEOPLE, encoding="utf-8")
+    assert invoke(root, "ingest").exit_code == 0
+    assert invoke(root, "subscribers", "import", str(root / "people.csv")).exit_code == 0
+    return root
+
+
+def invoke(root: Path, *args: str):
+    return CliRunner().invoke(main, ["--config", str(root / "config" / "pipeline.yaml"), *args])

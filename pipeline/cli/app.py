@@ -29,8 +29,18 @@ class Project:
     """The files named on the command line, loaded on first use."""
 
     config_file: Path
-    schedules_file: Path
+    schedules_given: Path | None = None
     _settings: Settings | None = field(default=None, init=False)
+
+    @property
+    def schedules_file(self) -> Path:
+        """As given, else schedules.yaml in the project folder (beside config/)."""
+        return self.schedules_given or self.settings.root / "schedules.yaml"
+
+    def schedules(self) -> Any:
+        from pipeline.schedules import load_schedules
+
+        return load_schedules(self.schedules_file, self.settings)
 
     @property
     def settings(self) -> Settings:
@@ -93,14 +103,13 @@ def command(func: Callable[..., int]) -> Callable[..., None]:
     "--schedules",
     "schedules_file",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("schedules.yaml"),
+    default=None,
     envvar="PIPELINE_SCHEDULES",
-    show_default=True,
-    help="When to do it.",
+    help="When to do it.  [default: schedules.yaml beside config/]",
 )
 @click.version_option(package_name="newsroom-pipeline")
 @click.pass_context
-def main(ctx: click.Context, config_file: Path, schedules_file: Path) -> None:
+def main(ctx: click.Context, config_file: Path, schedules_file: Path | None) -> None:
     """Newsroom publishing pipeline: sources in; feeds, digests and posts out."""
     ctx.obj = Project(config_file, schedules_file)
 

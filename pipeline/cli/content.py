@@ -56,6 +56,11 @@ def check(project: Project) -> int:
             warnings.extend(f"digest {name}: {w}" for w in check_template(digest, settings.site))
         except ConfigError as exc:
             problems.extend(exc.problems)
+    schedules = None
+    try:
+        schedules = project.schedules()
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
     for warning in warnings:
@@ -66,6 +71,11 @@ def check(project: Project) -> int:
         f"{1 + extra} feeds × {len(settings.feeds.formats)} formats, "
         f"{len(settings.channels)} channels, {len(settings.digests)} digests"
     )
+    if schedules is not None:
+        click.echo(
+            f"{shown(project.schedules_file)}: OK — {len(schedules.enabled())} schedules "
+            f"({len(schedules.schedules) - len(schedules.enabled())} paused)"
+        )
     return EXIT_OK
 
 
@@ -103,12 +113,27 @@ def history(project: Project, limit: int) -> int:
     """What was posted or sent, what failed and why."""
     from pipeline.digest.history import edition_counts
     from pipeline.ledger import Ledger
+    from pipeline.runs import RunLog
 
     with project.store() as store:
         entries = Ledger(store.engine).history("post:", limit=limit)
         counted = edition_counts(store.engine, limit=limit)
-    if not entries and not counted:
+        runs = RunLog(store.engine).history(limit)
+    if not entries and not counted and not runs:
         click.echo("nothing has been posted or sent yet")
+    for r in runs:
+        counts = ", ".join(f"{n} {kind}" for kind, n in r.counts.items())
+        took = (
+            f" in {(r.finished_at - r.started_at).total_seconds():.1f} s"
+            if r.finished_at and r.started_at
+            else ""
+        )
+        click.echo(
+            f"{r.scheduled_for:%Y-%m-%d %H:%M}Z  run {r.schedule:<24} {r.outcome:<9} "
+            f"{r.action}{': ' + counts if counts else ''}{took}"
+        )
+        for line in (r.detail or "").splitlines():
+            click.echo(f"    {line}")
     for e in entries:
         where = e.remote_url or e.detail or ""
         click.echo(f"{e.updated_at:%Y-%m-%d %H:%M}Z  {e.stream:<24} {e.state:<9} {e.item}  {where}")

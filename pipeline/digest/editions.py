@@ -139,8 +139,8 @@ class Digests:
                 return found
         else:
             unfinished = self._unfinished(name)
-            if unfinished is not None:
-                return unfinished
+            if unfinished:
+                return unfinished[0]
             # A send by hand is a new edition each time, even twice in one second.
             scheduled = self.clock().replace(microsecond=0)
             new_id = edition_id(name, scheduled, timezone, "seconds")
@@ -201,26 +201,49 @@ class Digests:
             row = conn.execute(select(editions).where(editions.c.id == id_)).first()
         return _edition(row) if row else None
 
-    def _unfinished(self, name: str) -> Edition | None:
+    def _unfinished(self, name: str) -> list[Edition]:
+        """Editions of ``name`` still being sent, oldest first."""
         with self.store.engine.connect() as conn:
-            row = conn.execute(
+            rows = conn.execute(
                 select(editions)
                 .where(editions.c.digest == name, editions.c.status == SENDING_EDITION)
                 .order_by(editions.c.scheduled_for)
-            ).first()
-        return _edition(row) if row else None
+            ).all()
+        return [_edition(row) for row in rows]
 
     # -- sending ---------------------------------------------------------------------------
 
-    def send(self, name: str, scheduled: dt.datetime | None = None) -> EditionReport:
+    def send(
+        self,
+        name: str,
+        scheduled: dt.datetime | None = None,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> EditionReport:
+        """Send (or finish sending) an edition. ``stop`` is asked before each message:
+        when it says so, the rest is left unclaimed for the next send to finish. A
+        scheduled send first finishes any earlier edition a crash or stop left unfinished,
+        so no edition is ever abandoned half-sent."""
+        report = EditionReport(None)
+        if scheduled is not None:
+            target = edition_id(name, scheduled, self.settings.site.timezone)
+            for earlier in self._unfinished(name):
+                if earlier.id != target and not stop():
+                    self._send_edition(earlier, report, stop)
         edition = self.edition(name, scheduled)
-        report = EditionReport(edition)
+        report.edition = edition
         if edition.status == SKIPPED_EDITION:
             report.skipped = edition.detail
             return report
         if edition.status == SENT_EDITION:
             report.already_done = True
             return report
+        self._send_edition(edition, report, stop)
+        return report
+
+    def _send_edition(
+        self, edition: Edition, report: EditionReport, stop: Callable[[], bool]
+    ) -> None:
+        name = edition.digest
         stream = stream_of(edition.id)
         for entry in self.ledger.interrupted(stream):
             detail = "the run stopped during the SMTP conversation; it may have been delivered"
@@ -232,8 +255,12 @@ class Digests:
         todo = [s for s in audience if str(s.id) not in done or done[str(s.id)].state == PENDING]
         secret = link_secret(self.email.unsubscribe.secret, self.store)
         transport = self.transport() if todo else None
+        stopped = False
         try:
             for subscriber in todo:
+                if stop():
+                    stopped = True  # the rest have no ledger row yet: the edition stays open
+                    break
                 message = self.message(edition, digest, subscriber, secret)
                 if not self.ledger.claim(stream, str(subscriber.id), message["Message-ID"]):
                     continue  # another process has it
@@ -244,14 +271,13 @@ class Digests:
         remaining = [
             e for e in self.ledger.entries(stream).values() if e.state in (PENDING, "sending")
         ]
-        if not remaining:
+        if not remaining and not stopped:
             with self.store.engine.begin() as conn:
                 conn.execute(
                     update(editions)
                     .where(editions.c.id == edition.id)
                     .values(status=SENT_EDITION, finished_at=self.clock().replace(tzinfo=None))
                 )
-        return report
 
     def _deliver(
         self,

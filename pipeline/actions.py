@@ -1,0 +1,197 @@
+"""What a schedule can do (``do:`` in schedules.yaml), run without a terminal.
+
+``ingest``, ``feeds``, ``post [CHANNEL…]``, ``digest NAME`` and ``cycle`` (ingest, then
+feeds, then post). The command line prints these stages' reports its own way; the
+scheduler runs them through ``Actions`` and records the counts. Each action names the
+locks it needs, so that two schedules (or two ``pipeline serve`` processes started by
+mistake) never run the same action at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+import requests
+
+from pipeline.settings import Settings
+from pipeline.store import Store
+
+KINDS = ("cycle", "ingest", "feeds", "post", "digest")
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str
+    args: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return " ".join((self.kind, *self.args))
+
+    def steps(self) -> tuple[Action, ...]:
+        if self.kind == "cycle":
+            return (Action("ingest"), Action("feeds"), Action("post"))
+        return (self,)
+
+    def locks(self) -> tuple[str, ...]:
+        """Sorted, so that every process takes them in the same order (no deadlock)."""
+        names = {
+            "digest:" + step.args[0] if step.kind == "digest" else step.kind
+            for step in self.steps()
+        }
+        return tuple(sorted(names))
+
+
+def parse_action(text: str, digests: Collection[str], channels: Collection[str]) -> Action:
+    """``"post mastodon bluesky"`` → Action; ValueError(message, hint) for a mistake."""
+    words = text.split()
+    if not words:
+        raise ValueError("is empty", f"use one of: {', '.join(KINDS)}")
+    kind, args = words[0].lower(), tuple(words[1:])
+    if kind not in KINDS:
+        raise ValueError(f"{words[0]!r} is not an action", _suggest(words[0], KINDS))
+    if kind == "digest":
+        if len(args) != 1:
+            raise ValueError("`digest` takes one digest name", _suggest("", digests, "digest"))
+        if args[0] not in digests:
+            raise ValueError(f"unknown digest {args[0]!r}", _suggest(args[0], digests, "digest"))
+    elif kind == "post":
+        for name in args:
+            if name not in channels:
+                raise ValueError(f"unknown channel {name!r}", _suggest(name, channels, "channel"))
+    elif args:
+        raise ValueError(f"`{kind}` takes no names", f"write just `do: {kind}`")
+    return Action(kind, args)
+
+
+def _suggest(word: str, allowed: Collection[str], noun: str = "action") -> str:
+    close = difflib.get_close_matches(word, list(allowed), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{close[0]}`?"
+    if not allowed:
+        return f"no {noun}s are defined in config/pipeline.yaml"
+    return f"the {noun}s are: {', '.join(sorted(allowed))}"
+
+
+@dataclass
+class StepResult:
+    """One step's outcome for the run history: counts by kind, and what went wrong."""
+
+    step: str
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    note: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class Actions:
+    """Runs actions against one project; everything it needs is passed in."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        http: Callable[[], requests.Session],
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.settings = settings
+        self.store = store
+        self.http = http
+        self.sleep = sleep
+
+    def run(
+        self,
+        action: Action,
+        scheduled: dt.datetime | None = None,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> list[StepResult]:
+        """Each step in turn; a stop request lets the running step finish, then stops."""
+        results = []
+        for step in action.steps():
+            if stop() and results:
+                break
+            results.append(getattr(self, "_" + step.kind)(step, scheduled, stop))
+        return results
+
+    def _ingest(
+        self, step: Action, scheduled: dt.datetime | None, stop: Callable[[], bool]
+    ) -> StepResult:
+        from pipeline.ingest import ingest
+        from pipeline.sources import build_sources
+
+        with self.http() as http:
+            sources = build_sources(self.settings.sources, self.settings.site, http)
+            report = ingest(sources, self.store)
+        result = StepResult("ingest")
+        for stored in report.stored.values():
+            for kind in ("added", "updated", "removed"):
+                result.counts[kind] = result.counts.get(kind, 0) + len(getattr(stored, kind))
+        result.problems += [f"{name}: not read — {why}" for name, why in report.unavailable.items()]
+        result.problems += [f"rejected: {problem}" for problem in report.rejected]
+        return result
+
+    def _feeds(
+        self, step: Action, scheduled: dt.datetime | None, stop: Callable[[], bool]
+    ) -> StepResult:
+        from pipeline.feeds import write_feeds
+
+        report = write_feeds(self.store, self.settings.site, self.settings.feeds)
+        return StepResult("feeds", {"written": len(report.written)})
+
+    def _post(
+        self, step: Action, scheduled: dt.datetime | None, stop: Callable[[], bool]
+    ) -> StepResult:
+        from pipeline.channels import ChannelContext, build_channels
+        from pipeline.ledger import Ledger
+        from pipeline.posting import Poster
+
+        chosen = {
+            n: o for n, o in self.settings.channels.items() if not step.args or n in step.args
+        }
+        result = StepResult(str(step), {"posted": 0})
+        if not chosen:
+            return result
+        with self.http() as http:
+            context = ChannelContext(http=http, site=self.settings.site, memory=self.store)
+            poster = Poster(self.store, Ledger(self.store.engine), sleep=self.sleep)
+            reports = poster.run(build_channels(chosen, context).values())
+        for name, report in reports.items():
+            result.counts["posted"] += len(report.sent)
+            for kind in ("failed", "pending", "uncertain"):
+                items = getattr(report, kind)
+                if items:
+                    result.counts[kind] = result.counts.get(kind, 0) + len(items)
+                    result.problems += [f"{name}: {item} {kind} — {why}" for item, why in items]
+        return result
+
+    def _digest(
+        self, step: Action, scheduled: dt.datetime | None, stop: Callable[[], bool]
+    ) -> StepResult:
+        from pipeline.digest.editions import Digests
+        from pipeline.mailer import open_transport
+
+        email = self.settings.email
+        assert email is not None
+        digests = Digests(
+            self.settings, self.store, transport=lambda: open_transport(email), sleep=self.sleep
+        )
+        report = digests.send(step.args[0], scheduled, stop)
+        edition = report.edition.id if report.edition else step.args[0]
+        result = StepResult(str(step), {"sent": len(report.sent)}, note=edition)
+        if report.skipped:
+            result.note = f"{edition}: skipped — {report.skipped}"
+        elif report.already_done:
+            result.note = f"{edition}: already sent"
+        for kind in ("failed", "pending", "uncertain"):
+            items = getattr(report, kind)
+            if items:
+                result.counts[kind] = len(items)
+                result.problems += [f"{who} {kind} — {why}" for who, why in items]
+        return result

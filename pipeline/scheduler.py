@@ -1,0 +1,323 @@
+"""``pipeline serve``: run the schedules of schedules.yaml until stopped.
+
+Built on APScheduler 3.11 with its in-memory job store: each process has its own
+scheduler (APScheduler 3 must never share a job store between processes), and the
+processes coordinate through the state store instead:
+
+- **Locks.** A run takes the locks its action names (``pipeline.actions``) before it
+  starts, waiting up to ``lock_wait`` for another schedule or another ``serve`` to
+  finish; if still busy, the run is recorded as ``busy``. Underneath, the delivery
+  ledger and digest editions (named by scheduled time) already make a second send
+  impossible; the locks keep two processes from even trying.
+- **Catch-up.** On start, a schedule whose newest run fell while the service was down
+  runs once now if that was within its ``grace``; older runs (or one past grace) are
+  recorded as ``missed``. A run a stop interrupted is finished the same way.
+- **Reload.** schedules.yaml is re-read when it changes. A good edit replaces the
+  changed schedules; a bad one is logged with every problem and the last good
+  schedules keep running.
+- **Stopping.** ``stop()`` (SIGTERM/SIGINT in the command) lets the running step
+  finish — a digest stops between messages — records the run as ``stopped``, and
+  returns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from pipeline.actions import Actions
+from pipeline.errors import ConfigError
+from pipeline.logs import event
+from pipeline.runs import BUSY, FAILED, MISSED, OK, PARTIAL, STOPPED, Locks, RunLog
+from pipeline.schedules import Schedule, ScheduleSet
+from pipeline.store import Store
+from pipeline.triggers import build_trigger, runs_between
+
+LOOKBACK = dt.timedelta(days=1)  # how far back catch-up looks for missed runs
+
+
+class Scheduler:
+    def __init__(
+        self,
+        load: Callable[[], ScheduleSet],
+        schedules_file: Path,
+        actions: Actions,
+        store: Store,
+        *,
+        log: logging.Logger,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        poll: float = 2.0,
+        lock_wait: float = 300.0,
+        workers: int = 4,
+    ):
+        self.load = load
+        self.schedules_file = schedules_file
+        self.actions = actions
+        self.store = store
+        self.runs = RunLog(store.engine)
+        self.locks = Locks(store.engine)
+        self.log = log
+        self.clock = clock
+        self.poll = poll
+        self.lock_wait = lock_wait
+        self.stopping = threading.Event()
+        self.current: dict[str, Schedule] = {}
+        self._seen_file: bytes | None = None
+        self._aps = BackgroundScheduler(
+            timezone=dt.UTC,
+            executors={"default": ThreadPoolExecutor(workers)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Start, catch up, then watch schedules.yaml until ``stop()``; returns when the
+        running steps have finished."""
+        self.start()
+        while not self.stopping.wait(self.poll):
+            self.reload_if_changed()
+        self.shutdown()
+
+    def start(self) -> None:
+        schedules = self.load()  # a bad file at start is the caller's ConfigError
+        self._seen_file = self._file_state()
+        for run in self.runs.close_interrupted():
+            self.log.warning(
+                "a run was cut short by a crash",
+                extra=event(
+                    "run.interrupted",
+                    schedule=run.schedule,
+                    scheduled=run.scheduled_for.isoformat(),
+                ),
+            )
+        self._aps.start()
+        self._apply(schedules)
+        self.log.info(
+            "serving",
+            extra=event(
+                "serve.started", schedules=len(schedules.enabled()), file=str(self.schedules_file)
+            ),
+        )
+        self.catch_up(schedules)
+
+    def shutdown(self) -> None:
+        """Wait for running steps to finish (they stop early once ``stop()`` is called)."""
+        self._aps.shutdown(wait=True)
+        self.log.info("stopped", extra=event("serve.stopped"))
+
+    def jobs(self) -> dict[str, dt.datetime | None]:
+        """Each scheduled job and its next run time (UTC)."""
+        return {job.id: job.next_run_time for job in self._aps.get_jobs()}
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    # -- the schedules -----------------------------------------------------------------
+
+    def _apply(self, schedules: ScheduleSet) -> None:
+        wanted = {s.name: s for s in schedules.enabled()}
+        for name in set(self.current) - set(wanted):
+            self._aps.remove_job(name)
+            self.log.info("schedule removed", extra=event("schedule.removed", schedule=name))
+        for name, schedule in wanted.items():
+            if _same(self.current.get(name), schedule):
+                continue
+            self._watch_since(schedule)
+            self._aps.add_job(
+                self._fire,
+                trigger=build_trigger(schedule.trigger, schedule.zone),
+                args=[name],
+                id=name,
+                name=name,
+                replace_existing=True,
+                misfire_grace_time=int(schedule.grace.total_seconds()),
+            )
+            job = self._aps.get_job(name)
+            self.log.info(
+                "schedule added",
+                extra=event(
+                    "schedule.added",
+                    schedule=name,
+                    do=str(schedule.action),
+                    when=schedule.describe(),
+                    next=job.next_run_time.astimezone(schedule.zone).isoformat()
+                    if job and job.next_run_time
+                    else None,
+                ),
+            )
+        self.current = wanted
+
+    def _file_state(self) -> bytes | None:
+        # The content, not the mtime: two quick saves within the clock's resolution
+        # would look unchanged. The file is small; reading it every poll costs nothing.
+        try:
+            return hashlib.sha256(self.schedules_file.read_bytes()).digest()
+        except OSError:
+            return None
+
+    def reload_if_changed(self) -> bool:
+        """Re-read schedules.yaml if it changed; True if the new schedules are running."""
+        state = self._file_state()
+        if state == self._seen_file:
+            return False
+        self._seen_file = state
+        try:
+            schedules = self.load()
+        except ConfigError as exc:
+            for problem in exc.problems:
+                self.log.error(str(problem), extra=event("schedules.invalid", problem=str(problem)))
+            self.log.error(
+                "schedules.yaml has problems; the last good schedules keep running",
+                extra=event("schedules.kept", problems=len(exc.problems)),
+            )
+            return False
+        self._apply(schedules)
+        self.log.info(
+            "schedules reloaded",
+            extra=event("schedules.reloaded", schedules=len(schedules.enabled())),
+        )
+        return True
+
+    def _watch_since(self, schedule: Schedule) -> dt.datetime:
+        """When this process (or an earlier one) started watching the schedule: a schedule
+        added today has no missed runs from before today."""
+        value = self.store.value_or_create(
+            f"schedule-watched:{schedule.name}", lambda: {"since": self.clock().isoformat()}
+        )
+        return dt.datetime.fromisoformat(value["since"])
+
+    # -- running -----------------------------------------------------------------------
+
+    def catch_up(self, schedules: ScheduleSet) -> None:
+        """Run once what the downtime missed, if within grace; record the rest as missed."""
+        now = self.clock()
+        for schedule in schedules.enabled():
+            last = self.runs.last_scheduled(schedule.name)
+            resumable = self.runs.resumable(schedule.name)
+            if resumable is not None and now - resumable <= schedule.grace:
+                self._submit(schedule, resumable, "finishing a run that was stopped")
+                continue
+            since = max(last or self._watch_since(schedule), now - LOOKBACK)
+            # Two windows, since runs_between keeps the earliest runs when there are many.
+            window = max(since, now - schedule.grace)
+            late = runs_between(schedule.trigger, schedule.zone, window, now)
+            skipped = runs_between(schedule.trigger, schedule.zone, since, window) + late[:-1]
+            if skipped:
+                detail = (
+                    f"{len(skipped)} run{'s' if len(skipped) > 1 else ''} from "
+                    f"{_local(skipped[0], schedule)} to {_local(skipped[-1], schedule)} "
+                    "missed while the service was down "
+                    f"(catch-up only within {_words(schedule.grace)})"
+                )
+                self.runs.note(schedule.name, str(schedule.action), skipped[-1], MISSED, detail)
+                self.log.warning(
+                    detail, extra=event("run.missed", schedule=schedule.name, count=len(skipped))
+                )
+            if late:
+                self._submit(schedule, late[-1], "catching up a run missed while down")
+
+    def _submit(self, schedule: Schedule, scheduled: dt.datetime, why: str) -> None:
+        self.log.info(
+            why,
+            extra=event("run.catch_up", schedule=schedule.name, scheduled=scheduled.isoformat()),
+        )
+        self._aps.add_job(
+            self.execute,
+            args=[schedule, scheduled],
+            id=f"catch-up:{schedule.name}",
+            replace_existing=True,
+        )
+
+    def _fire(self, name: str) -> None:
+        schedule = self.current.get(name)
+        if schedule is None:
+            return
+        now = self.clock()
+        # The run this call is for: the newest due one (APScheduler does not pass it).
+        lookback = min(schedule.grace, dt.timedelta(hours=1)) + dt.timedelta(minutes=1)
+        due = runs_between(schedule.trigger, schedule.zone, now - lookback, now)
+        self.execute(schedule, due[-1] if due else now.replace(microsecond=0))
+
+    def execute(self, schedule: Schedule, scheduled: dt.datetime) -> str:
+        """One run of ``schedule`` for its ``scheduled`` time, under its action's locks;
+        returns the outcome recorded."""
+        if self.stopping.is_set():
+            return STOPPED
+        fields = {
+            "schedule": schedule.name,
+            "do": str(schedule.action),
+            "scheduled": _local(scheduled, schedule),
+        }
+        busy = self._wait_for_locks(schedule)
+        if busy is not None:
+            self.runs.note(schedule.name, str(schedule.action), scheduled, BUSY, busy)
+            self.log.warning("run skipped: busy", extra=event("run.busy", **fields, detail=busy))
+            return BUSY
+        with self.locks.holding(schedule.action.locks()) as refused:
+            if refused is not None:  # taken between the wait and now
+                self.runs.note(schedule.name, str(schedule.action), scheduled, BUSY, refused)
+                return BUSY
+            run_id = self.runs.start(schedule.name, str(schedule.action), scheduled)
+            self.log.info("run started", extra=event("run.started", **fields))
+            try:
+                results = self.actions.run(schedule.action, scheduled, stop=self.stopping.is_set)
+            except Exception as exc:  # a run must never take the scheduler down
+                self.runs.finish(run_id, FAILED, {}, f"{type(exc).__name__}: {exc}")
+                self.log.exception("run failed", extra=event("run.failed", **fields))
+                return FAILED
+            counts: dict[str, int] = {}
+            for result in results:
+                for kind, n in result.counts.items():
+                    counts[kind] = counts.get(kind, 0) + n
+            problems = [p for r in results for p in r.problems]
+            notes = [r.note for r in results if r.note]
+            outcome = OK if not problems else PARTIAL
+            if self.stopping.is_set() and (
+                len(results) < len(schedule.action.steps()) or schedule.action.kind == "digest"
+            ):
+                outcome = STOPPED
+            detail = "\n".join(notes + problems) or None
+            self.runs.finish(run_id, outcome, counts, detail)
+            log = self.log.info if outcome == OK else self.log.warning
+            log("run finished", extra=event("run.finished", **fields, outcome=outcome, **counts))
+            for problem in problems:
+                self.log.warning(problem, extra=event("run.problem", schedule=schedule.name))
+            return outcome
+
+    def _wait_for_locks(self, schedule: Schedule) -> str | None:
+        """None once the locks are free (they are taken just after), or who holds one."""
+        deadline = time.monotonic() + self.lock_wait
+        while True:
+            held = [n for n in schedule.action.locks() if self.locks.holder(n)]
+            if not held:
+                return None
+            if time.monotonic() >= deadline or self.stopping.wait(1.0):
+                holder = self.locks.holder(held[0]) or "another process"
+                return f"{held[0]} was still running in {holder}"
+
+
+def _same(old: Schedule | None, new: Schedule) -> bool:
+    return old is not None and (old.action, old.trigger, old.timezone, old.grace) == (
+        new.action,
+        new.trigger,
+        new.timezone,
+        new.grace,
+    )
+
+
+def _local(moment: dt.datetime, schedule: Schedule) -> str:
+    return moment.astimezone(schedule.zone).isoformat(timespec="minutes")
+
+
+def _words(span: dt.timedelta) -> str:
+    minutes = int(span.total_seconds() // 60)
+    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"

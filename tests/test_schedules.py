@@ -1,0 +1,148 @@
+"""schedules.yaml as comms staff write it: forgiving to read, strict to check."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from pipeline.actions import Action
+from pipeline.errors import ConfigError
+from pipeline.schedules import load_schedules
+from pipeline.settings import load_settings
+from pipeline.triggers import AtTimes, Cron, Every
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def settings():
+    return load_settings(REPO / "config" / "pipeline.yaml")
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "schedules.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(path: Path, settings) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_schedules(path, settings)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_the_example_file_loads(settings):
+    loaded = load_schedules(REPO / "schedules.yaml", settings)
+    by_name = {s.name: s for s in loaded.schedules}
+    assert by_name["check-news"].action == Action("cycle")
+    assert by_name["check-news"].trigger == Every(dt.timedelta(minutes=15))
+    weekly = by_name["weekly-digest-en"]
+    assert weekly.trigger == AtTimes((dt.time(9, 0),), frozenset({1}))
+    assert weekly.timezone == "Asia/Kathmandu" and weekly.grace == dt.timedelta(hours=6)
+    assert by_name["monthly-digest-zh"].timezone == "Asia/Shanghai"
+    assert isinstance(by_name["monthly-digest-zh"].trigger, Cron)
+    assert not by_name["archive-afternoon"].enabled
+    assert [s.name for s in loaded.enabled()] == [
+        "check-news",
+        "weekly-digest-en",
+        "monthly-digest-zh",
+    ]
+
+
+def test_unquoted_times_stay_times_and_yaml_words_stay_words(tmp_path, settings):
+    # PyYAML (YAML 1.1) reads 9:30 as 570 and `on`/`no` as booleans; YAML 1.2 does not.
+    path = write(
+        tmp_path,
+        "schedules:\n"
+        "  - name: morning\n    do: digest weekly-en\n    at: 9:30\n    on: [mon, thu]\n"
+        "  - name: late\n    do: feeds\n    at:\n      - 7:05\n      - 23:59\n    on: weekends\n",
+    )
+    morning, late = load_schedules(path, settings).schedules
+    assert morning.trigger == AtTimes((dt.time(9, 30),), frozenset({1, 4}))
+    assert late.trigger == AtTimes((dt.time(7, 5), dt.time(23, 59)), frozenset({6, 7}))
+    assert morning.describe() == "Mondays, Thursdays at 09:30"
+    assert late.describe() == "weekends at 07:05, 23:59"
+
+
+def test_unquoted_times_in_a_bracketed_list_get_a_hint_to_quote_them(tmp_path, settings):
+    path = write(tmp_path, "schedules:\n  - name: a\n    do: feeds\n    at: [10:00, 16:00]\n")
+    (message,) = problems(path, settings)
+    assert ":4:" in message and 'at: ["10:00", "16:00"]' in message
+
+
+def test_a_broken_file_yields_one_located_message_per_problem(tmp_path, settings):
+    path = write(
+        tmp_path,
+        "timezone: Asia/Kathmandu\n"  # 1
+        "schedules:\n"  # 2
+        "  - name: weekly\n"  # 3
+        "    do: digest weekly-eng\n"  # 4  unknown digest
+        "    on: munday\n"  # 5  wrong day name
+        '    at: "25:00"\n'  # 6  bad time
+        "  - name: social\n"  # 7
+        "    do: post archive\n"  # 8
+        "    every: 15 minutes\n"  # 9
+        "    enabeld: false\n",  # 10 unknown key
+    )
+    found = problems(path, settings)
+    assert len(found) == 4, found
+    shown = str(path)
+    assert found[0] == (
+        f"{shown}:4:9: `do`: unknown digest 'weekly-eng' — did you mean `weekly-en`?"
+    )
+    assert found[1].startswith(f"{shown}:5:9: `on`: 'munday' is not a day — did you mean `monday`?")
+    assert found[2].startswith(f"{shown}:6:9: `at`: '25:00' is not a time of day")
+    assert '"HH:MM"' in found[2]
+    assert found[3] == f"{shown}:10:5: unknown key `enabeld` — did you mean `enabled`?"
+
+
+def test_actions_channels_and_numbers_are_checked(tmp_path, settings):
+    path = write(
+        tmp_path,
+        "schedules:\n"
+        "  - name: a\n    do: post mastodon\n    every: 15 minutes\n"  # 2-4
+        "  - name: b\n    do: publish\n    every: 15\n"  # 5-7
+        "  - name: c\n    do: feeds\n    at: 930\n"  # 8-10
+        "  - name: a\n    do: ingest\n    cron: '0 9 * * 8'\n",  # 11-13
+    )
+    found = problems(path, settings)
+    assert any(
+        ":3:9: `do`: unknown channel 'mastodon' — the channels are: archive" in p for p in found
+    )
+    assert any(":6:9: `do`: 'publish' is not an action" in p for p in found)
+    assert any(
+        ":7:12: `every`: 15 is not a duration — write a number and a unit" in p for p in found
+    )
+    assert any(":10:9: `at`: 930 is not a time of day" in p for p in found)
+    assert any(
+        ":13:11: `cron`: day of week '8' is out of range — use 0-7 (0 and 7 are Sunday)" in p
+        for p in found
+    )
+    assert any(":11:" in p and "'a' is used twice" in p for p in found)
+
+
+def test_timing_mistakes_say_what_to_write(tmp_path, settings):
+    path = write(
+        tmp_path,
+        "timezone: Asia/Kathmando\n"
+        "schedules:\n"
+        "  - name: none\n    do: feeds\n"
+        "  - name: both\n    do: feeds\n    every: 1 hour\n    cron: '0 * * * *'\n"
+        "  - name: lonely-on\n    do: feeds\n    every: 2 hours\n    on: monday\n",
+    )
+    found = problems(path, settings)
+    assert any(":1:11: `timezone`: unknown time zone" in p and "Asia/Kathmandu" in p for p in found)
+    assert any(":3:5: a schedule needs a time" in p for p in found)
+    assert any("`every` and `cron` cannot be combined" in p for p in found)
+    assert any("`on` needs `at`" in p for p in found)
+
+
+def test_readme_documents_every_schedules_key():
+    from pipeline.schedules import SCHEDULE_KEYS, TOP_KEYS
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    keys = [*TOP_KEYS, *(f"schedules.{key}" for key in SCHEDULE_KEYS)]
+    missing = [key for key in keys if f"| `{key}` |" not in readme]
+    assert not missing, f"README.md does not document: {', '.join(missing)}"

@@ -95,6 +95,18 @@ subscribers = Table(
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     Index("ix_subscribers_status", "status"),
+    sqlite_autoincrement=True,  # never reuse a deleted subscriber's id
+)
+
+list_unsubscribes = Table(
+    "list_unsubscribes",
+    metadata,
+    # a subscriber who left one digest (one-click unsubscribe) but not the others
+    Column(
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("list_name", String(100), primary_key=True),
+    Column("created_at", DateTime, nullable=False),
 )
 
 editions = Table(

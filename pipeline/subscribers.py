@@ -19,9 +19,10 @@ from pathlib import Path
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from pipeline.errors import Problem, display_path
-from pipeline.schema import subscribers
+from pipeline.schema import list_unsubscribes, subscribers
 from pipeline.settings.base import normalise_language
 
 ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED = "active", "pending", "unsubscribed", "bounced"
@@ -131,17 +132,62 @@ class SubscriberStore:
             return [_subscriber(row) for row in conn.execute(query)]
 
     def audience(
-        self, languages: Iterable[str] = (), topics: Iterable[str] = ()
+        self, languages: Iterable[str] = (), topics: Iterable[str] = (), list_name: str = ""
     ) -> list[Subscriber]:
-        """Active subscribers in one of ``languages`` with one of ``topics`` (empty: any)."""
+        """Active subscribers in one of ``languages`` with one of ``topics`` (empty: any),
+        except those who left ``list_name``."""
         wanted_languages = {v.lower() for v in languages}
         wanted_topics = {t.lower() for t in topics}
+        with self.engine.connect() as conn:
+            left = set(
+                conn.scalars(
+                    select(list_unsubscribes.c.subscriber_id).where(
+                        list_unsubscribes.c.list_name == list_name
+                    )
+                )
+            )
         return [
             s
             for s in self.all(ACTIVE)
-            if (not wanted_languages or s.language.lower() in wanted_languages)
+            if s.id not in left
+            and (not wanted_languages or s.language.lower() in wanted_languages)
             and (not wanted_topics or wanted_topics & {t.lower() for t in s.topics})
         ]
+
+    def leave(self, subscriber_id: int, list_name: str) -> bool:
+        """One-click unsubscribe from one digest; False if they had already left it."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(list_unsubscribes).values(
+                        subscriber_id=subscriber_id, list_name=list_name, created_at=self.clock()
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def lists_left(self, subscriber_id: int) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(
+                conn.scalars(
+                    select(list_unsubscribes.c.list_name).where(
+                        list_unsubscribes.c.subscriber_id == subscriber_id
+                    )
+                )
+            )
+
+    def activate(self, subscriber_id: int, detail: str) -> None:
+        """A confirmed sign-up: active again, on every digest they had left."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(list_unsubscribes).where(list_unsubscribes.c.subscriber_id == subscriber_id)
+            )
+            conn.execute(
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id)
+                .values(status=ACTIVE, status_detail=detail, updated_at=self.clock())
+            )
 
     def set_status(self, subscriber_id: int, status: str, detail: str | None = None) -> bool:
         """Change a subscriber's status; False if there is no such subscriber."""
@@ -159,6 +205,9 @@ class SubscriberStore:
         if found is None:
             return False
         with self.engine.begin() as conn:
+            conn.execute(
+                delete(list_unsubscribes).where(list_unsubscribes.c.subscriber_id == found.id)
+            )
             conn.execute(delete(subscribers).where(subscribers.c.id == found.id))
         return True
 

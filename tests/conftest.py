@@ -7,6 +7,7 @@ import asyncio
 import email
 import email.policy
 import os
+import re
 import shutil
 import socket
 import textwrap
@@ -15,12 +16,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from sqlalchemy import create_engine
 
 from pipeline.cli import main
-from pipeline.settings import SiteSettings
+from pipeline.mailer import open_transport
+from pipeline.settings import SiteSettings, load_settings
+from pipeline.store import Store
+from pipeline.subscribers import SubscriberStore
+from pipeline.tokens import link_secret, sign
+from pipeline.web.app import create_app
 
 REPO = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("PIPELINE_TEST_POSTGRES")
@@ -211,3 +218,71 @@ def mail_project(project, inbox):
 
 def invoke(root: Path, *args: str):
     return CliRunner().invoke(main, ["--config", str(root / "config" / "pipeline.yaml"), *args])
+
+
+# -- a real HTTP server on 127.0.0.1 for the web endpoints ---------------------------------
+
+
+@pytest.fixture
+def live_app():
+    """Serve an ASGI app with uvicorn on a free 127.0.0.1 port; yields a function that
+    starts one and returns its base URL. Every server is stopped after the test."""
+    import uvicorn
+
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(app) -> str:
+        port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        for _ in range(500):
+            if server.started:
+                break
+            threading.Event().wait(0.01)
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(10)
+
+
+# -- the web endpoints of the example project, live, mailing through the test server ----
+
+
+@pytest.fixture
+def live_site(mail_project, inbox, live_app):
+    """The example project mailing through the test SMTP server, its web endpoints live."""
+    settings = load_settings(mail_project / "config" / "pipeline.yaml")
+    store = Store(settings.state, settings.site.url)
+    app = create_app(settings, store, transport=lambda: open_transport(settings.email))
+    base = live_app(app)
+    yield Site(base, settings, store, inbox[0])
+    store.close()
+
+
+class Site:
+    def __init__(self, base, settings, store, handler):
+        self.base, self.settings, self.store, self.handler = base, settings, store, handler
+        self.people = SubscriberStore(store.engine)
+        self.secret = link_secret(settings.email.unsubscribe.secret, store)
+
+    def unsubscribe_link(self, email: str, digest: str = "weekly-en", secret: str | None = None):
+        person = self.people.get(email)
+        token = sign(secret or self.secret, "unsubscribe", person.id, digest, email=person.email)
+        return f"{self.base}/unsubscribe?token={token}"
+
+    def post_form(self, data: dict, session: requests.Session | None = None, **kw):
+        """POST /subscribe as the browser showing our form would (with our Origin)."""
+        headers = {"Origin": self.base, **kw.pop("headers", {})}
+        return (session or requests).post(f"{self.base}/subscribe", data=data, headers=headers)
+
+    def form_token(self, session: requests.Session | None = None) -> str:
+        page = (session or requests).get(f"{self.base}/subscribe").text
+        return re.search(r'name="form_token" value="([^"]+)"', page).group(1)
+
+    def audience(self, digest: str) -> list[str]:
+        return [s.email for s in self.people.audience(("en", "zh-CN"), (), digest)]

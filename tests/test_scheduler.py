@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from pipeline.actions import Actions
 from pipeline.logs import configure
@@ -23,7 +24,7 @@ from pipeline.scheduler import Scheduler
 from pipeline.schedules import load_schedules
 from pipeline.settings import load_settings
 from pipeline.store import Store
-from tests.conftest import invoke
+from tests.conftest import free_port, invoke
 
 NOW = dt.datetime(2026, 11, 29, 10, 7, tzinfo=dt.UTC)
 
@@ -195,11 +196,14 @@ def test_serve_stopped_mid_send_and_restarted_sends_everyone_once(mail_project, 
     an_hour_ago = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(hours=1)
     RunLog(store.engine).note("weekly", "digest weekly-en", an_hour_ago, OK, "seeded")
     env = {**os.environ, "NO_COLOR": "1"}
-    command = [sys.executable, "-m", "pipeline", "serve", "--poll", "0.2"]
+    listen = f"127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "pipeline", "serve", "--poll", "0.2", "--listen", listen]
 
     first = subprocess.Popen(command, cwd=mail_project, env=env, stderr=subprocess.PIPE, text=True)
     try:
         assert handler.holding.wait(60), "the catch-up run never reached the 2nd message"
+        # the web endpoints run beside the schedules, in the same process
+        assert requests.get(f"http://{listen}/healthz", timeout=10).text == "ok"
         first.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         handler.release.set()

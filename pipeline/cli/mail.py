@@ -89,7 +89,7 @@ def digest_send(project: Project, name: str, dry_run: bool) -> int:
             rendered, articles = digests.preview(name)
             digest_settings = settings.digests[name]
             audience = digests.subscribers.audience(
-                digest_settings.audience.languages, digest_settings.audience.topics
+                digest_settings.audience.languages, digest_settings.audience.topics, name
             )
             summary = f"{rendered.subject!r}, {len(articles)} articles, {len(audience)} recipients"
             click.echo(f"{name}: {summary}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import sys
+import threading
 import time
+from typing import Any
 
 import click
 
@@ -62,18 +64,42 @@ def schedule_command(project: Project, count: int) -> int:
     hidden=True,
     help="Seconds between looks at schedules.yaml for edits.",
 )
+@click.option("--web-only", is_flag=True, help="Serve the web endpoints only; run no schedules.")
+@click.option(
+    "--listen", default=None, help="host:port for the web endpoints (default web.listen)."
+)
 @pass_project
 @command
-def serve(project: Project, log_format: str, poll: float) -> int:
-    """Run the schedules until stopped (SIGTERM or Ctrl-C finish the running step)."""
+def serve(
+    project: Project, log_format: str, poll: float, web_only: bool, listen: str | None
+) -> int:
+    """Run the schedules and the web endpoints until stopped (SIGTERM or Ctrl-C let the
+    running step finish)."""
     from pipeline.actions import Actions
-    from pipeline.logs import configure
+    from pipeline.logs import configure, event
     from pipeline.scheduler import Scheduler
 
     log = configure(log_format, sys.stderr)
     settings = project.settings
-    project.schedules()  # a broken file at start is exit status 2, before anything runs
+    if not web_only:
+        project.schedules()  # a broken file at start is exit status 2, before anything runs
     with project.store() as store:
+        web = _web_server(project, store, listen)
+        if web is None and web_only:
+            raise click.UsageError("the web endpoints need an `email:` section in the config")
+        if web is not None:
+            config = web.config
+            log.info(
+                "web endpoints listening",
+                extra=event("web.started", url=f"http://{config.host}:{config.port}"),
+            )
+        if web_only:
+            assert web is not None
+            web.run()  # uvicorn handles SIGTERM/SIGINT itself
+            return EXIT_OK
+        thread = threading.Thread(target=web.run, name="web", daemon=True) if web else None
+        if thread is not None:
+            thread.start()
         actions = Actions(settings, store, http=project.http, sleep=time.sleep)
         scheduler = Scheduler(
             project.schedules, project.schedules_file, actions, store, log=log, poll=poll
@@ -86,4 +112,34 @@ def serve(project: Project, log_format: str, poll: float) -> int:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         scheduler.serve()
+        if web is not None and thread is not None:
+            web.should_exit = True
+            thread.join(10)
     return EXIT_OK
+
+
+def _web_server(project: Project, store: Any, listen: str | None) -> Any:
+    """A uvicorn server for the web endpoints, or None without an `email:` section."""
+    settings = project.settings
+    if settings.email is None:
+        return None
+    import uvicorn
+
+    from pipeline.mailer import open_transport
+    from pipeline.settings.web import WebSettings
+    from pipeline.web.app import create_app
+
+    email = settings.email
+    web = WebSettings(**{**settings.web.model_dump(), **({"listen": listen} if listen else {})})
+    app = create_app(settings, store, transport=lambda: open_transport(email))
+    config = uvicorn.Config(
+        app,
+        host=web.host,
+        port=web.port,
+        proxy_headers=True,
+        forwarded_allow_ips=list(web.trusted_proxies),
+        access_log=False,  # request lines carry tokens; events are logged by the pipeline
+        server_header=False,
+        log_level="warning",
+    )
+    return uvicorn.Server(config)

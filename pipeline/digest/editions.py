@@ -134,7 +134,7 @@ class Digests:
         digest, timezone = self.settings.digests[name], self.settings.site.timezone
         if scheduled is not None:
             new_id = edition_id(name, scheduled, timezone)
-            found = self._load(new_id)
+            found = self.load(new_id)
             if found is not None:
                 return found
         else:
@@ -144,7 +144,7 @@ class Digests:
             # A send by hand is a new edition each time, even twice in one second.
             scheduled = self.clock().replace(microsecond=0)
             new_id = edition_id(name, scheduled, timezone, "seconds")
-            while self._load(new_id) is not None:
+            while self.load(new_id) is not None:
                 scheduled += dt.timedelta(seconds=1)
                 new_id = edition_id(name, scheduled, timezone, "seconds")
         eligible = self._eligible(name)
@@ -191,12 +191,13 @@ class Digests:
                     )
         except IntegrityError:
             pass  # another process made this edition (or took an article) first: use theirs
-        found = self._load(new_id)
+        found = self.load(new_id)
         if found is None:
             raise RuntimeError(f"edition {new_id} could not be stored")
         return found
 
-    def _load(self, id_: str) -> Edition | None:
+    def load(self, id_: str) -> Edition | None:
+        """The stored edition with this id (``weekly-en@2026-11-23T09:00+05:45``), if any."""
         with self.store.engine.connect() as conn:
             row = conn.execute(select(editions).where(editions.c.id == id_)).first()
         return _edition(row) if row else None
@@ -250,7 +251,9 @@ class Digests:
             self.ledger.settle(stream, entry.item, UNCERTAIN, detail=detail)
             report.uncertain.append((entry.item, detail))
         digest = self.settings.digests[name]
-        audience = self.subscribers.audience(digest.audience.languages, digest.audience.topics)
+        audience = self.subscribers.audience(
+            digest.audience.languages, digest.audience.topics, list_name=name
+        )
         done = self.ledger.entries(stream)
         todo = [s for s in audience if str(s.id) not in done or done[str(s.id)].state == PENDING]
         secret = link_secret(self.email.unsubscribe.secret, self.store)
@@ -325,7 +328,7 @@ class Digests:
         """One subscriber's copy: multipart/alternative (text, then HTML) with RFC 8058
         one-click unsubscribe headers and a Message-ID stable for (edition, subscriber)."""
         email, site = self.email, self.settings.site
-        token = sign(secret, UNSUBSCRIBE, subscriber.id, edition.digest)
+        token = sign(secret, UNSUBSCRIBE, subscriber.id, edition.digest, email=subscriber.email)
         unsubscribe = f"{email.unsubscribe.url}?{urlencode({'token': token})}"
         html, text = personalise(
             edition.rendered,
@@ -356,10 +359,8 @@ class Digests:
 
     def view_url(self, edition: Edition) -> str:
         """The edition in a browser (served by ``pipeline serve``, beside /unsubscribe)."""
-        base = urlsplit(self.email.unsubscribe.url)
-        return (
-            f"{base.scheme}://{base.netloc}/digests/{edition.digest}/{edition.id.partition('@')[2]}"
-        )
+        origin = self.email.unsubscribe.origin
+        return f"{origin}/digests/{edition.digest}/{edition.id.partition('@')[2]}"
 
 
 def stream_of(edition: str) -> str:

@@ -34,6 +34,7 @@ from pipeline.settings.base import (
 )
 from pipeline.settings.channels import ChannelSettings
 from pipeline.settings.email import DigestSettings, EmailSettings
+from pipeline.settings.web import WebSettings
 
 __all__ = [  # the vocabulary other modules import from here
     "ConfigError",
@@ -210,6 +211,9 @@ class Settings(Strict):
     email: EmailSettings | None = Field(None, description="How digests are sent.")
     digests: dict[str, DigestSettings] = Field(
         {}, description="Email digests: name → contents and audience."
+    )
+    web: WebSettings = Field(
+        WebSettings(), description="The web endpoints of `pipeline serve` (unsubscribe, …)."
     )
 
     @model_validator(mode="after")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, field_validator, model_validator
@@ -54,6 +55,13 @@ class UnsubscribeSettings(Strict):
         description="Key that signs unsubscribe links; default: one generated on first use "
         "and kept in the state store.",
     )
+
+    @property
+    def origin(self) -> str:
+        """scheme://host of the endpoints `pipeline serve` provides (unsubscribe, confirm,
+        the digest archive): links in emails are built on it."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
 
     @field_validator("url")
     @classmethod

@@ -1,0 +1,392 @@
+"""The web endpoints of ``pipeline serve`` (Starlette, served by uvicorn).
+
+- ``POST /unsubscribe?token=…`` with ``List-Unsubscribe=One-Click`` (RFC 8058): leaves
+  that digest at once; no cookies, no redirect, idempotent. ``GET`` on the same address
+  only shows a page with a button, because mail scanners follow links.
+- ``GET/POST /subscribe``: the sign-up form (double opt-in, see ``pipeline.signup``),
+  with a signed form token and an Origin check against cross-site posting, and a limit
+  per client address.
+- ``GET/POST /confirm?token=…``: the page the confirmation email links to; the button
+  confirms (again, a GET alone changes nothing).
+- ``GET /digests/NAME/EDITION``: a sent edition, without any recipient's token.
+- ``/feeds/…``: the feed files, with conditional GET and gzip (``FeedFiles``).
+
+Every refusal has a clear status (400 bad or forged link, 403 forged form, 405, 413
+too large, 429 too many) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pipeline import i18n
+from pipeline.digest.editions import SKIPPED_EDITION, Digests
+from pipeline.digest.render import personalise
+from pipeline.errors import DeliveryFailed
+from pipeline.mailer import MailerBroken, Transport
+from pipeline.settings import Settings
+from pipeline.signup import SignUp
+from pipeline.store import Store
+from pipeline.subscribers import Subscriber, SubscriberStore
+from pipeline.tokens import InvalidToken, link_secret, sign, verify
+from pipeline.web.feedfiles import FeedFiles
+from pipeline.web.pages import Pages
+
+MAX_BODY = 16 * 1024  # a sign-up form is a few hundred bytes
+FORM = "form"
+FORM_FOR = dt.timedelta(hours=2)
+UNSUBSCRIBE = "unsubscribe"
+ONE_CLICK = ("List-Unsubscribe", "One-Click")
+
+
+def create_app(
+    settings: Settings,
+    store: Store,
+    *,
+    transport: Callable[[], Transport],
+    clock: Callable[[], float] = time.time,
+) -> ASGIApp:
+    """The ASGI app; everything it uses is passed in."""
+    endpoints = _Endpoints(settings, store, transport, clock)
+    routes = [
+        Route("/unsubscribe", endpoints.unsubscribe, methods=["GET", "POST"]),
+        Route("/subscribe", endpoints.subscribe, methods=["GET", "POST"]),
+        Route("/confirm", endpoints.confirm, methods=["GET", "POST"]),
+        Route("/digests/{digest}/{edition}", endpoints.edition, methods=["GET"]),
+        Route("/healthz", lambda request: PlainTextResponse("ok"), methods=["GET"]),
+        Mount("/feeds", app=FeedFiles(settings.feeds.output)),
+    ]
+    return LimitBody(Starlette(routes=routes), MAX_BODY)
+
+
+class _Endpoints:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        transport: Callable[[], Transport],
+        clock: Callable[[], float],
+    ):
+        assert settings.email is not None, "the web endpoints need an `email:` section"
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.pages = Pages(settings)
+        self.subscribers = SubscriberStore(store.engine)
+        self.signup = SignUp(settings, store, transport=transport, clock=clock)
+        self.secret = link_secret(settings.email.unsubscribe.secret, store)
+        self.origins = {settings.email.unsubscribe.origin.lower(), *settings.web.allowed_origins}
+        self.limit = RateLimit(settings.web.subscribe_per_hour, clock)
+        self.digests = Digests(settings, store, transport=transport, sleep=lambda s: None)
+
+    # -- unsubscribe ------------------------------------------------------------------------
+
+    async def unsubscribe(self, request: Request) -> Response:
+        posted = await _token_and_form(request)
+        if isinstance(posted, Response):
+            return posted
+        token, form = posted
+        if form is not None and form.get(ONE_CLICK[0]) != ONE_CLICK[1]:
+            return PlainTextResponse(
+                "A one-click unsubscribe POST carries List-Unsubscribe=One-Click.", 400
+            )
+        language = self.pages.choose_language(None, request.headers.get("accept-language", ""))
+        if not token:
+            return self._message(language, "unsubscribe", "no_token_text")
+        try:
+            claims = verify(self.secret, token, UNSUBSCRIBE)
+            subscriber = await run_in_threadpool(self.subscribers.get_by_id, claims.subscriber_id)
+            if subscriber is None or not claims.is_for(subscriber.email):
+                raise InvalidToken("the link is for an address we no longer know")
+        except InvalidToken:
+            return self._bad_link(language)
+        digest = self.settings.digests.get(claims.list_name)
+        title = digest.title if digest else claims.list_name
+        return await self._ask_then_act(
+            form is not None,
+            "unsubscribe",
+            subscriber,
+            token,
+            lambda: self.subscribers.leave(subscriber.id, claims.list_name),
+            digest=title,
+        )
+
+    # -- subscribe and confirm --------------------------------------------------------------
+
+    async def subscribe(self, request: Request) -> Response:
+        accept = request.headers.get("accept-language", "")
+        if request.method == "GET":
+            language = self.pages.choose_language(request.query_params.get("lang"), accept)
+            return self._form_page(language, {"language": language}, [])
+        language = self.pages.choose_language(None, accept)
+        if not self._same_site(request.headers.get("origin", ""), request):
+            return self._message(language, "subscribe_title", "form_expired", status=403)
+        form = await _form(request)
+        if isinstance(form, Response):
+            return form
+        values = {key: str(form.get(key, "")) for key in ("email", "name", "language", "topics")}
+        language = self.pages.choose_language(values["language"], accept)
+        try:
+            verify(self.secret, str(form.get("form_token", "")), FORM, now=self.clock())
+        except InvalidToken:
+            return self._message(language, "subscribe_title", "form_expired", status=403)
+        client = request.client.host if request.client else "unknown"
+        if not self.limit.allow(client):
+            words = i18n.words(language, site=self.settings.site.name)
+            return self.pages.render(
+                "error",
+                language,
+                title=words["subscribe_title"],
+                text=words["too_many"],
+                status=429,
+                headers={"Retry-After": "3600"},
+            )
+        errors = self._problems(values, language)
+        if errors:
+            return self._form_page(language, values, errors, status=400)
+        topics = [t.strip() for t in values["topics"].split(",") if t.strip()]
+        try:
+            await run_in_threadpool(
+                self.signup.request,
+                values["email"],
+                name=values["name"].strip(),
+                language=values["language"],
+                topics=topics,
+            )
+        except ValueError as exc:  # the address, as email-validator explains it
+            words = i18n.words(language, reason=str(exc))
+            return self._form_page(language, values, [words["error_email"]], status=400)
+        except (DeliveryFailed, MailerBroken):
+            return self._message(language, "subscribe_title", "too_many", status=503)
+        words = i18n.words(language, email=values["email"].strip())
+        return self.pages.render(
+            "done", language, title=words["check_title"], text=words["check_text"]
+        )
+
+    def _same_site(self, origin: str, request: Request) -> bool:
+        """Browsers name the page a form was posted from (``Origin``, sent with every
+        POST): ours (the configured public origin, or the host this request was sent to)
+        or an allowed site. A missing or ``null`` origin (a sandboxed frame, a script
+        elsewhere) is not trusted: the form is for browsers."""
+        if origin.lower() in self.origins:
+            return True
+        host = request.headers.get("host", "").lower()
+        return bool(host) and urlsplit(origin.lower()).netloc == host
+
+    def _problems(self, values: dict[str, str], language: str) -> list[str]:
+        words = i18n.words(language, reason="")
+        errors = []
+        name = values["name"]
+        # A name goes into the To: header; a line break there would add headers.
+        if len(name) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+            errors.append(words["error_name"])
+        if values["language"] not in self.pages.offered_languages():
+            errors.append(words["error_language"])
+        topics = values["topics"]
+        if len(topics) > 500 or any(ord(c) < 32 for c in topics):
+            errors.append(words["error_name"])
+        if any(ord(c) < 32 for c in values["email"]) or not values["email"].strip():
+            errors.append(words["error_email"].replace(" ()", "").replace("（）", ""))
+        return errors
+
+    def _form_page(
+        self, language: str, values: dict[str, str], errors: list[str], status: int = 200
+    ) -> Response:
+        token = sign(self.secret, FORM, 0, "", expires=int(self.clock() + FORM_FOR.total_seconds()))
+        words = i18n.words(language, site=self.settings.site.name)
+        shown = {"email": "", "name": "", "topics": "", "language": language, **values}
+        return self.pages.render(
+            "subscribe",
+            language,
+            title=words["subscribe_title"],
+            form_token=token,
+            values=shown,
+            errors=errors,
+            languages=self.pages.offered_languages(),
+            status=status,
+            # The form's own address carries no token, and without a referrer policy that
+            # lets the origin through, browsers would post it as Origin: null.
+            headers={"Referrer-Policy": "same-origin"},
+        )
+
+    async def confirm(self, request: Request) -> Response:
+        posted = await _token_and_form(request)
+        if isinstance(posted, Response):
+            return posted
+        token, form = posted
+        language = self.pages.choose_language(None, request.headers.get("accept-language", ""))
+        try:
+            subscriber = await run_in_threadpool(self.signup.check, token)
+        except InvalidToken:
+            return self._bad_link(language)
+        return await self._ask_then_act(
+            form is not None, "confirm", subscriber, token, lambda: self.signup.confirm(token)
+        )
+
+    async def _ask_then_act(
+        self,
+        posted: bool,
+        page: str,
+        subscriber: Subscriber,
+        token: str,
+        act: Callable[[], object],
+        **fill: str,
+    ) -> Response:
+        """A link from an email: its GET shows a page with a button (scanners follow
+        links, people press buttons); the button's POST acts, then says it is done."""
+        words = i18n.words(
+            subscriber.language, site=self.settings.site.name, email=subscriber.email, **fill
+        )
+        done = {"unsubscribe": "unsubscribed", "confirm": "confirmed"}[page]
+        if not posted:
+            return self.pages.render(
+                page,
+                subscriber.language,
+                title=words[f"{page}_title"],
+                text=words[f"{page}_text"],
+                button=words[f"{page}_button"],
+                token=token,
+            )
+        await run_in_threadpool(act)
+        return self.pages.render(
+            "done", subscriber.language, title=words[f"{done}_title"], text=words[f"{done}_text"]
+        )
+
+    # -- the digest archive -----------------------------------------------------------------
+
+    async def edition(self, request: Request) -> Response:
+        name, when = request.path_params["digest"], request.path_params["edition"]
+        found = await run_in_threadpool(self.digests.load, f"{name}@{when}")
+        if found is None or found.status == SKIPPED_EDITION or name not in self.settings.digests:
+            return PlainTextResponse("No such edition.", 404)
+        assert self.settings.email is not None
+        html, _ = personalise(
+            found.rendered,
+            unsubscribe_url=f"{self.settings.email.unsubscribe.origin}/unsubscribe",
+            name="",
+            view_url=None,
+        )
+        return HTMLResponse(
+            html,
+            headers={
+                # The email's own markup: inline styles and remote images, never scripts.
+                "Content-Security-Policy": "default-src 'none'; img-src https: data:; "
+                "style-src 'unsafe-inline'; frame-ancestors 'self'",
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "public, max-age=3600",
+            },
+        )
+
+    # -- shared -----------------------------------------------------------------------------
+
+    def _message(self, language: str, title: str, text: str, status: int = 200) -> Response:
+        words = i18n.words(language, site=self.settings.site.name)
+        page = "error" if status >= 400 else "done"
+        return self.pages.render(
+            page, language, title=words[title], text=words[text], status=status
+        )
+
+    def _bad_link(self, language: str) -> Response:
+        return self._message(language, "bad_link_title", "bad_link_text", status=400)
+
+
+async def _token_and_form(request: Request) -> tuple[str, FormData | None] | Response:
+    """The link's token (from the address, or the page's form) and, for a POST, the form."""
+    token = request.query_params.get("token", "")
+    if request.method != "POST":
+        return token, None
+    form = await _form(request)
+    if isinstance(form, Response):
+        return form
+    return token or str(form.get("token", "")), form
+
+
+async def _form(request: Request) -> FormData | Response:
+    """The posted form, or a 400/415 response for a body that is not one."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return PlainTextResponse("Send the form as application/x-www-form-urlencoded.", 415)
+    try:
+        return await request.form(max_files=0, max_fields=20)
+    except Exception:  # python-multipart's errors have no common base worth naming
+        return PlainTextResponse("The form body could not be read.", 400)
+
+
+class RateLimit:
+    """At most ``per_hour`` events per key in any hour (sliding window, in memory: one
+    ``pipeline serve`` process serves the web)."""
+
+    def __init__(self, per_hour: int, clock: Callable[[], float]):
+        self.per_hour = per_hour
+        self.clock = clock
+        self.seen: dict[str, collections.deque[float]] = {}
+
+    def allow(self, key: str) -> bool:
+        now = self.clock()
+        for other in [k for k, times in self.seen.items() if times and times[-1] < now - 3600]:
+            del self.seen[other]  # forget clients quiet for an hour: memory stays bounded
+        times = self.seen.setdefault(key, collections.deque())
+        while times and times[0] <= now - 3600:
+            times.popleft()
+        if len(times) >= self.per_hour:
+            return False
+        times.append(now)
+        return True
+
+
+class LimitBody:
+    """Refuse request bodies over ``limit`` bytes with 413 before the app sees them,
+    whether or not Content-Length was sent (chunked bodies are counted as they come)."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit():
+            await PlainTextResponse("Bad Content-Length.", 400)(scope, receive, send)
+            return
+        if int(declared) > self.limit:
+            await _too_large(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await _too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body: list[Any] = [b"".join(chunks)]
+
+        async def replay() -> Message:
+            if body:
+                return {"type": "http.request", "body": body.pop(), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+    await PlainTextResponse(f"The body is over {MAX_BODY} bytes.", 413)(scope, receive, send)

@@ -23,6 +23,8 @@ import multiprocessing as mp
 import smtplib
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from pathlib import Path
@@ -194,12 +196,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--scale", action="store_true", help="also run at 10x the count")
     args = parser.parse_args()
-    context = mp.get_context("spawn")
-    ports, stop = context.Queue(), context.Event()
-    process = context.Process(target=serve, args=(ports, stop), daemon=True)
-    process.start()
-    port = ports.get(timeout=30)
-    try:
+    with discard_server() as port:
         messages = build(args.count)
         html = messages[0].get_body(("html",))
         size = len(html.get_content().encode()) if html else 0
@@ -220,6 +217,18 @@ def main() -> None:
                 f"{o / b:>6.2f} {o_cpu / count * 1000:>11.2f} {b_cpu / count * 1000:>11.2f}",
                 flush=True,
             )
+
+
+@contextmanager
+def discard_server() -> Iterator[int]:
+    """An aiosmtpd server that accepts and discards, in its own process (so it does not
+    share our GIL) on 127.0.0.1; yields its port."""
+    context = mp.get_context("spawn")
+    ports, stop = context.Queue(), context.Event()
+    process = context.Process(target=serve, args=(ports, stop), daemon=True)
+    process.start()
+    try:
+        yield ports.get(timeout=30)
     finally:
         stop.set()
         process.join(10)

@@ -22,9 +22,10 @@ import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from pipeline.schema import deliveries
@@ -38,6 +39,17 @@ SENDING, SENT, PENDING, FAILED, UNCERTAIN, SKIPPED = (
     "skipped",
 )
 FINAL = frozenset({SENT, FAILED, UNCERTAIN, SKIPPED})
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """How a claimed delivery ended, to be recorded (see ``Ledger.claim``)."""
+
+    item: str
+    state: str
+    detail: str | None = None
+    remote_id: str | None = None
+    remote_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,24 +119,36 @@ class Ledger:
         with self.engine.connect() as conn:
             return bool(conn.scalar(query))
 
-    def claim(self, stream: str, item: str, key: str) -> bool:
+    def claim(
+        self, stream: str, item: str, key: str, *, settle_first: Settlement | None = None
+    ) -> bool:
         """Mark the item as being sent now; False if it is not ours to send (already
-        sent, failed, uncertain, skipped, or being sent by another process)."""
+        sent, failed, uncertain, skipped, or being sent by another process).
+
+        ``settle_first`` records how the previous item of the stream ended in the same
+        transaction: a batch then commits once per item instead of twice, and the
+        previous outcome is still on disk before anything more is sent."""
         now = self.clock()
+        values = {
+            "stream": stream,
+            "item": item,
+            "state": SENDING,
+            "attempts": 1,
+            "key": key,
+            "owner": self.owner,
+            "created_at": now,
+            "updated_at": now,
+        }
         with self.engine.begin() as conn:
+            if settle_first is not None:
+                self._settle(conn, stream, settle_first)
+            new = _insert_unless_present(conn.dialect.name, values)
+            if new is not None and conn.execute(new).rowcount == 1:
+                return True
+        if new is None:  # a database without INSERT … ON CONFLICT: let the key refuse it
             try:
-                conn.execute(
-                    insert(deliveries).values(
-                        stream=stream,
-                        item=item,
-                        state=SENDING,
-                        attempts=1,
-                        key=key,
-                        owner=self.owner,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                with self.engine.begin() as conn:
+                    conn.execute(insert(deliveries).values(**values))
                 return True
             except IntegrityError:
                 pass
@@ -170,20 +194,24 @@ class Ledger:
         remote_url: str | None = None,
     ) -> None:
         """Record how a claimed delivery ended."""
-        if state not in (SENT, PENDING, FAILED, UNCERTAIN):
-            raise ValueError(f"cannot settle a delivery as {state!r}")
+        outcome = Settlement(item, state, detail, remote_id, remote_url)
         with self.engine.begin() as conn:
-            conn.execute(
-                update(deliveries)
-                .where(_row(stream, item), deliveries.c.state == SENDING)
-                .values(
-                    state=state,
-                    detail=detail,
-                    remote_id=remote_id,
-                    remote_url=remote_url,
-                    updated_at=self.clock(),
-                )
+            self._settle(conn, stream, outcome)
+
+    def _settle(self, conn: Connection, stream: str, outcome: Settlement) -> None:
+        if outcome.state not in (SENT, PENDING, FAILED, UNCERTAIN):
+            raise ValueError(f"cannot settle a delivery as {outcome.state!r}")
+        conn.execute(
+            update(deliveries)
+            .where(_row(stream, outcome.item), deliveries.c.state == SENDING)
+            .values(
+                state=outcome.state,
+                detail=outcome.detail,
+                remote_id=outcome.remote_id,
+                remote_url=outcome.remote_url,
+                updated_at=self.clock(),
             )
+        )
 
     def skip(self, stream: str, reasons: dict[str, str]) -> None:
         """Record items that will never be delivered, each with why."""
@@ -231,6 +259,18 @@ class Ledger:
         )
         with self.engine.connect() as conn:
             return [Entry(**row._mapping) for row in conn.execute(query)]
+
+
+def _insert_unless_present(dialect: str, values: dict) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING where the database has it (no exception, so it
+    can share a transaction), else None."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        return None
+    return dialect_insert(deliveries).values(**values).on_conflict_do_nothing()
 
 
 def _row(stream: str, item: str):

@@ -81,6 +81,9 @@ class SubscriberStore:
         """Insert, or update the details of an existing subscriber (status untouched).
         Returns ("added" | "updated" | "unchanged", the subscriber)."""
         address = normalise_email(email)
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            # It becomes the display name in To:, where a line break would add headers.
+            raise ValueError("the name must be one line, without control characters")
         values = {
             "name": name.strip(),
             "language": normalise_language(language),
@@ -260,9 +263,15 @@ class SubscriberStore:
                 continue
             seen[email] = line
             topics = [t for t in (row.get("topics") or "").replace(",", ";").split(";")]
-            outcome, subscriber = self.add_or_update(
-                email, name=row.get("name") or "", language=language, topics=topics
-            )
+            try:
+                outcome, subscriber = self.add_or_update(
+                    email, name=row.get("name") or "", language=language, topics=topics
+                )
+            except ValueError as exc:
+                report.rejected.append(
+                    Problem(shown, line, None, str(exc), "fix or delete this row")
+                )
+                continue
             setattr(report, outcome, getattr(report, outcome) + 1)
             if subscriber.status in (UNSUBSCRIBED, BOUNCED):
                 report.kept_inactive.append(email)

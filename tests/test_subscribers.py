@@ -51,6 +51,17 @@ def test_import_validates_every_row_and_imports_the_rest(tmp_path, people):
     assert people.get("sonam@example.org").language == "en"  # the site's default
 
 
+def test_a_name_with_a_line_break_is_refused_so_it_cannot_add_mail_headers(tmp_path, people):
+    path = write_csv(
+        tmp_path,
+        'email,name\neve@example.org,"Eve\nBcc: everyone@example.org"\nok@example.org,Ok\n',
+    )
+    report = people.import_csv(path, default_language="en")
+    (problem,) = report.rejected
+    assert problem.line == 3 and "one line" in problem.message  # the row ends on line 3
+    assert people.get("eve@example.org") is None and people.get("ok@example.org") is not None
+
+
 def test_reimport_updates_instead_of_duplicating_and_never_resubscribes(tmp_path, people):
     people.import_csv(
         write_csv(tmp_path, "email,name\npema@example.org,Pema\nanna@example.org,Anna\n"), "en"

@@ -14,13 +14,14 @@ deduplicates, so unlike Mastodon there is no safe blind retry.
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import hashlib
 import json
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime, formataddr, parseaddr
 from urllib.parse import urlencode, urlsplit
 
@@ -29,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pipeline.digest.render import RenderedEdition, personalise, render_edition
 from pipeline.errors import PermanentFailure, TemporaryFailure
-from pipeline.ledger import FAILED, PENDING, SENT, UNCERTAIN, Ledger
+from pipeline.ledger import FAILED, PENDING, SENT, UNCERTAIN, Ledger, Settlement
 from pipeline.mailer import MailerBroken, Transport
 from pipeline.model import Article
 from pipeline.schema import edition_articles, editions
@@ -259,16 +260,28 @@ class Digests:
         secret = link_secret(self.email.unsubscribe.secret, self.store)
         transport = self.transport() if todo else None
         stopped = False
+        outcome: Settlement | None = None  # the last message's, recorded with the next claim
         try:
             for subscriber in todo:
                 if stop():
                     stopped = True  # the rest have no ledger row yet: the edition stays open
                     break
                 message = self.message(edition, digest, subscriber, secret)
-                if not self.ledger.claim(stream, str(subscriber.id), message["Message-ID"]):
-                    continue  # another process has it
-                self._deliver(transport, message, stream, subscriber, report)
+                claimed = self.ledger.claim(
+                    stream, str(subscriber.id), message["Message-ID"], settle_first=outcome
+                )
+                outcome = None
+                if claimed:  # else another process has it
+                    outcome = self._deliver(transport, message, stream, subscriber, report)
         finally:
+            if outcome is not None:
+                self.ledger.settle(
+                    stream,
+                    outcome.item,
+                    outcome.state,
+                    detail=outcome.detail,
+                    remote_id=outcome.remote_id,
+                )
             if transport is not None:
                 transport.close()
         remaining = [
@@ -289,36 +302,35 @@ class Digests:
         stream: str,
         subscriber: Subscriber,
         report: EditionReport,
-    ) -> None:
+    ) -> Settlement:
+        """Send one claimed message (retrying temporary refusals); how it ended, for the
+        ledger. A broken connection is recorded at once, then stops the batch."""
         assert transport is not None
         item, address = str(subscriber.id), subscriber.email
         for attempt in range(1, self.max_attempts + 1):
             try:
                 transport.send(message)
             except PermanentFailure as exc:
-                self.ledger.settle(stream, item, FAILED, detail=exc.reason)
                 report.failed.append((address, exc.reason))
                 if exc.status in BOUNCE_CODES:
                     self.subscribers.set_status(subscriber.id, BOUNCED, exc.reason)
-                return
+                return Settlement(item, FAILED, exc.reason)
             except TemporaryFailure as exc:
                 if exc.unknown_outcome:
-                    self.ledger.settle(stream, item, UNCERTAIN, detail=exc.reason)
                     report.uncertain.append((address, exc.reason))
-                    return
+                    return Settlement(item, UNCERTAIN, exc.reason)
                 if attempt == self.max_attempts:
                     detail = f"{exc.reason}; will retry on the next send"
-                    self.ledger.settle(stream, item, PENDING, detail=detail)
                     report.pending.append((address, detail))
-                    return
+                    return Settlement(item, PENDING, detail)
                 self.sleep(exc.retry_after or min(60.0, 2.0 ** (attempt - 1)))
                 continue
             except MailerBroken as exc:
                 self.ledger.settle(stream, item, PENDING, detail=str(exc))
                 raise
-            self.ledger.settle(stream, item, SENT, remote_id=message["Message-ID"])
             report.sent.append(address)
-            return
+            return Settlement(item, SENT, remote_id=message["Message-ID"])
+        raise AssertionError("unreachable: the last attempt always returns")
 
     # -- the message ------------------------------------------------------------------------
 
@@ -340,27 +352,58 @@ class Digests:
         sender_domain = parseaddr(email.from_)[1].rpartition("@")[2] or domain
         digest_id = hashlib.sha256(f"{edition.id}\n{subscriber.id}".encode()).hexdigest()[:32]
         message = EmailMessage()
-        message["From"] = email.from_
-        message["To"] = formataddr((subscriber.name, subscriber.email))
-        if email.reply_to:
-            message["Reply-To"] = email.reply_to
-        message["Subject"] = edition.rendered.subject
-        message["Date"] = format_datetime(self.clock().astimezone(dt.UTC))
-        message["Message-ID"] = f"<{digest_id}@{sender_domain}>"
-        message["List-Id"] = f"{digest.title} <{edition.digest}.{domain}>"
-        message["List-Unsubscribe"] = f"<{unsubscribe}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        message["Auto-Submitted"] = "auto-generated"
-        message.set_content(text)
-        message.add_alternative(html, subtype="html")
-        # After set_content, which drops every Content-* header already present.
-        message["Content-Language"] = digest.language
+        headers = {
+            "From": email.from_,
+            "To": formataddr((subscriber.name, subscriber.email)),
+            "Reply-To": email.reply_to,
+            "Subject": edition.rendered.subject,
+            "Date": format_datetime(self.clock().astimezone(dt.UTC)),
+            "Message-ID": f"<{digest_id}@{sender_domain}>",
+            "List-Id": f"{digest.title} <{edition.digest}.{domain}>",
+            "List-Unsubscribe": f"<{unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "Auto-Submitted": "auto-generated",
+            "Content-Language": digest.language,
+            "MIME-Version": "1.0",
+            "Content-Type": "multipart/alternative",  # the boundary is made on sending
+        }
+        for name, value in headers.items():
+            if not value:
+                continue
+            if value.isascii() and "\r" not in value and "\n" not in value:
+                # Plain ASCII as we wrote it: stored as is, not parsed into header
+                # objects (that parsing was a third of the time per recipient).
+                message.set_raw(name, value)
+            else:
+                message[name] = value  # encoded (RFC 2047), and line breaks refused
+        message.set_payload([_part(text, "plain"), _part(html, "html")])
         return message
 
     def view_url(self, edition: Edition) -> str:
         """The edition in a browser (served by ``pipeline serve``, beside /unsubscribe)."""
         origin = self.email.unsubscribe.origin
         return f"{origin}/digests/{edition.digest}/{edition.id.partition('@')[2]}"
+
+
+def _part(content: str, subtype: str) -> MIMEPart:
+    """A UTF-8 text part encoded by binascii (C), not by ``set_content`` (pure Python:
+    a millisecond per 37 KB digest, for every recipient). Quoted-printable keeps the
+    markup readable; base64 where it is shorter (mostly-Chinese text), as the standard
+    library itself chooses."""
+    data = content.encode("utf-8")
+    part = MIMEPart()
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    quoted = binascii.b2a_qp(data, istext=True)
+    if len(quoted) <= len(data) * 4 // 3:
+        part["Content-Transfer-Encoding"] = "quoted-printable"
+        part.set_payload(quoted.decode("ascii"))
+    else:
+        lines = (
+            binascii.b2a_base64(data[i : i + 57], newline=False) for i in range(0, len(data), 57)
+        )
+        part["Content-Transfer-Encoding"] = "base64"
+        part.set_payload(b"\n".join(lines).decode("ascii"))
+    return part
 
 
 def stream_of(edition: str) -> str:

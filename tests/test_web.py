@@ -228,3 +228,12 @@ def test_an_expired_confirmation_link_is_refused(live_site):
     response = requests.post(f"{live_site.base}/confirm?token={token}", data={"token": token})
     assert response.status_code == 400
     assert live_site.people.get("late@example.org").status == PENDING
+
+
+def test_a_confirmation_the_mail_server_refuses_says_to_try_later(live_site):
+    live_site.handler.refuse["later@example.org"] = "451 4.3.0 Try again later"
+    form = {"form_token": live_site.form_token(), "email": "later@example.org", "language": "en"}
+    response = live_site.post_form(form)
+    assert response.status_code == 503
+    assert "could not send the confirmation email" in response.text
+    assert live_site.people.get("later@example.org").status == PENDING  # never active

@@ -170,7 +170,7 @@ class _Endpoints:
             words = i18n.words(language, reason=str(exc))
             return self._form_page(language, values, [words["error_email"]], status=400)
         except (DeliveryFailed, MailerBroken):
-            return self._message(language, "subscribe_title", "too_many", status=503)
+            return self._message(language, "subscribe_title", "mail_down", status=503)
         words = i18n.words(language, email=values["email"].strip())
         return self.pages.render(
             "done", language, title=words["check_title"], text=words["check_text"]
@@ -187,8 +187,8 @@ class _Endpoints:
         return bool(host) and urlsplit(origin.lower()).netloc == host
 
     def _problems(self, values: dict[str, str], language: str) -> list[str]:
-        words = i18n.words(language, reason="")
-        errors = []
+        words = i18n.words(language)
+        errors = []  # the address is checked by email-validator in SignUp.request
         name = values["name"]
         # A name goes into the To: header; a line break there would add headers.
         if len(name) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
@@ -197,9 +197,7 @@ class _Endpoints:
             errors.append(words["error_language"])
         topics = values["topics"]
         if len(topics) > 500 or any(ord(c) < 32 for c in topics):
-            errors.append(words["error_name"])
-        if any(ord(c) < 32 for c in values["email"]) or not values["email"].strip():
-            errors.append(words["error_email"].replace(" ()", "").replace("（）", ""))
+            errors.append(words["error_topics"])
         return errors
 
     def _form_page(

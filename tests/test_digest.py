@@ -193,3 +193,13 @@ def test_a_send_killed_mid_batch_is_finished_without_sending_anyone_twice(mail_p
     assert len(delivered) == 3 and len(set(delivered)) == 3  # nobody twice
     history = invoke(mail_project, "history").output
     assert "2 sent" in history and "1 uncertain" in history
+
+
+def test_an_edition_nobody_would_receive_is_skipped_and_keeps_its_articles(project):
+    root = project()
+    assert invoke(root, "ingest").exit_code == 0
+    empty = invoke(root, "digest", "send", "weekly-en")
+    assert "edition skipped — no active subscribers in its audience" in empty.output
+    (root / "people.csv").write_text(PEOPLE, encoding="utf-8")
+    invoke(root, "subscribers", "import", str(root / "people.csv"))
+    assert "3 sent" in invoke(root, "digest", "send", "weekly-en").output

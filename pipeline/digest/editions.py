@@ -156,6 +156,12 @@ class Digests:
             status = SKIPPED_EDITION
             detail = f"{len(articles)} new articles; min_items is {digest.min_items}"
             articles, passed_over = [], []
+        elif not self.subscribers.audience(
+            digest.audience.languages, digest.audience.topics, list_name=name
+        ):
+            # Nobody would read it: keep the articles for an edition someone receives.
+            status, detail = SKIPPED_EDITION, "no active subscribers in its audience"
+            articles, passed_over = [], []
         elif passed_over:
             detail = f"{len(passed_over)} older articles left out; max_items is {digest.max_items}"
         rendered = render_edition(digest, self.settings.site, articles)

@@ -22,7 +22,7 @@ from pipeline.errors import ConfigError, Problem
 from pipeline.settings import Settings, read_yaml_file
 from pipeline.settings.base import check_name, check_timezone
 from pipeline.triggers import AtTimes, Every, TriggerSpec, parse_cron
-from pipeline.yamlfile import YamlDocument
+from pipeline.yamlfile import YamlDocument, unknown_key_hint
 
 DEFAULT_GRACE = dt.timedelta(hours=1)
 TOP_KEYS = {
@@ -282,8 +282,7 @@ def _unknown_keys(
     for key in data:
         if key in allowed:
             continue
-        close = difflib.get_close_matches(str(key), list(allowed), n=1)
-        hint = f"did you mean `{close[0]}`?" if close else f"allowed here: {', '.join(allowed)}"
+        hint = unknown_key_hint(str(key), list(allowed))
         line, col = doc.position((*path, key), key=True)
         problems.append(Problem(doc.file, line, col, f"unknown key `{key}`", hint))
 

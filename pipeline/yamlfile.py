@@ -145,7 +145,7 @@ def problems_from_validation(
         if kind == "extra_forbidden":
             line, col = doc.position(path, key=True)
             parent = f" in `{dotted(path[:-1])}`" if path[:-1] else ""
-            hint = _unknown_key_hint(str(path[-1]), _fields_at(model, model_loc[:-1]))
+            hint = unknown_key_hint(str(path[-1]), _fields_at(model, model_loc[:-1]))
             problems.append(Problem(doc.file, line, col, f"unknown key `{path[-1]}`{parent}", hint))
             continue
         if kind == "union_tag_invalid":
@@ -201,7 +201,8 @@ def _written_path(data: Any, root: Path_, loc: Path_) -> Path_:
     return tuple(out)
 
 
-def _unknown_key_hint(key: str, allowed: list[str]) -> str:
+def unknown_key_hint(key: str, allowed: list[str]) -> str:
+    """What to write instead of an unknown key: the nearest allowed one, or the list."""
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     if close:
         return f"did you mean `{close[0]}`?"

@@ -87,10 +87,7 @@ def digest_send(project: Project, name: str, dry_run: bool) -> int:
         )
         if dry_run:
             rendered, articles = digests.preview(name)
-            digest_settings = settings.digests[name]
-            audience = digests.subscribers.audience(
-                digest_settings.audience.languages, digest_settings.audience.topics, name
-            )
+            audience = digests.audience(name)
             summary = f"{rendered.subject!r}, {len(articles)} articles, {len(audience)} recipients"
             click.echo(f"{name}: {summary}")
             for article in articles:

@@ -129,9 +129,22 @@ class Digests:
         articles = self.next_articles(name)
         return render_edition(self.settings.digests[name], self.settings.site, articles), articles
 
-    def edition(self, name: str, scheduled: dt.datetime | None = None) -> Edition:
+    def audience(self, name: str) -> list[Subscriber]:
+        """Who gets digest ``name`` now: active, matching, and not unsubscribed from it."""
+        digest = self.settings.digests[name]
+        return self.subscribers.audience(
+            digest.audience.languages, digest.audience.topics, list_name=name
+        )
+
+    def edition(
+        self,
+        name: str,
+        scheduled: dt.datetime | None = None,
+        audience: list[Subscriber] | None = None,
+    ) -> Edition:
         """The edition to send: the one scheduled for ``scheduled`` if it exists, an
-        unfinished one of this digest, or a new one made from the next articles."""
+        unfinished one of this digest, or a new one made from the next articles (skipped
+        if ``audience``, by default the digest's current one, is empty)."""
         digest, timezone = self.settings.digests[name], self.settings.site.timezone
         if scheduled is not None:
             new_id = edition_id(name, scheduled, timezone)
@@ -156,9 +169,7 @@ class Digests:
             status = SKIPPED_EDITION
             detail = f"{len(articles)} new articles; min_items is {digest.min_items}"
             articles, passed_over = [], []
-        elif not self.subscribers.audience(
-            digest.audience.languages, digest.audience.topics, list_name=name
-        ):
+        elif not (self.audience(name) if audience is None else audience):
             # Nobody would read it: keep the articles for an edition someone receives.
             status, detail = SKIPPED_EDITION, "no active subscribers in its audience"
             articles, passed_over = [], []
@@ -236,8 +247,10 @@ class Digests:
             target = edition_id(name, scheduled, self.settings.site.timezone)
             for earlier in self._unfinished(name):
                 if earlier.id != target and not stop():
-                    self._send_edition(earlier, report, stop)
-        edition = self.edition(name, scheduled)
+                    self._send_edition(earlier, report, stop, self.audience(name))
+        # Read once (a full pass over the subscribers): to decide, then to send.
+        audience = self.audience(name)
+        edition = self.edition(name, scheduled, audience)
         report.edition = edition
         if edition.status == SKIPPED_EDITION:
             report.skipped = edition.detail
@@ -245,11 +258,15 @@ class Digests:
         if edition.status == SENT_EDITION:
             report.already_done = True
             return report
-        self._send_edition(edition, report, stop)
+        self._send_edition(edition, report, stop, audience)
         return report
 
     def _send_edition(
-        self, edition: Edition, report: EditionReport, stop: Callable[[], bool]
+        self,
+        edition: Edition,
+        report: EditionReport,
+        stop: Callable[[], bool],
+        audience: list[Subscriber],
     ) -> None:
         name = edition.digest
         stream = stream_of(edition.id)
@@ -258,9 +275,6 @@ class Digests:
             self.ledger.settle(stream, entry.item, UNCERTAIN, detail=detail)
             report.uncertain.append((entry.item, detail))
         digest = self.settings.digests[name]
-        audience = self.subscribers.audience(
-            digest.audience.languages, digest.audience.topics, list_name=name
-        )
         done = self.ledger.entries(stream)
         todo = [s for s in audience if str(s.id) not in done or done[str(s.id)].state == PENDING]
         secret = link_secret(self.email.unsubscribe.secret, self.store)

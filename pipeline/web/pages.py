@@ -66,7 +66,7 @@ class Pages:
             language=language,
             site=self.settings.site,
             title=title,
-            t=i18n.words(language, site=self.settings.site.name, **values.pop("fill", {})),
+            t=i18n.words(language, site=self.settings.site.name),
             **values,
         )
         return HTMLResponse(html, status_code=status, headers={**PAGE_HEADERS, **(headers or {})})

@@ -143,7 +143,8 @@ class Ledger:
             if settle_first is not None:
                 self._settle(conn, stream, settle_first)
             new = _insert_unless_present(conn.dialect.name, values)
-            if new is not None and conn.execute(new).rowcount == 1:
+            # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT.
+            if new is not None and conn.execute(new).first() is not None:
                 return True
         if new is None:  # a database without INSERT … ON CONFLICT: let the key refuse it
             try:
@@ -270,7 +271,12 @@ def _insert_unless_present(dialect: str, values: dict) -> Any:
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         return None
-    return dialect_insert(deliveries).values(**values).on_conflict_do_nothing()
+    return (
+        dialect_insert(deliveries)
+        .values(**values)
+        .on_conflict_do_nothing()
+        .returning(deliveries.c.item)
+    )
 
 
 def _row(stream: str, item: str):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from pipeline.errors import Problem, StoreError
 from pipeline.model import Article, Translation
@@ -114,7 +115,7 @@ class Store:
         self.site_url = site_url
         self.engine: Engine = _engine(url)
         try:
-            metadata.create_all(self.engine)
+            _create_tables(self.engine)
         except SQLAlchemyError as exc:
             raise StoreError(
                 f"cannot open the state store {url}: {exc.__class__.__name__}: {exc}"
@@ -398,6 +399,22 @@ def _engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         event.listen(engine, "connect", _sqlite_wal)
     return engine
+
+
+def _create_tables(engine: Engine, attempts: int = 5) -> None:
+    """Create what is missing. Two processes opening a new store at once both see no
+    tables and both issue CREATE TABLE; the loser's statement fails (SQLite: "already
+    exists" or "locked", PostgreSQL: a duplicate in pg_type), and a second look then
+    finds the winner's tables complete, since each create_all is one transaction."""
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as conn:
+                metadata.create_all(conn)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def _sqlite_wal(connection: Any, record: Any) -> None:

@@ -12,8 +12,10 @@ import shutil
 import socket
 import textwrap
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -43,33 +45,107 @@ def site() -> SiteSettings:
     )
 
 
-def _store_params() -> list:
-    params = [pytest.param("sqlite", id="sqlite")]
-    params.append(
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In CI the PostgreSQL half of the suite must run, never skip: fail at once when the
+    server is missing instead of reporting a green run that tested only SQLite."""
+    if os.environ.get("PIPELINE_REQUIRE_POSTGRES") and not POSTGRES_URL:
+        pytest.exit("PIPELINE_REQUIRE_POSTGRES is set but PIPELINE_TEST_POSTGRES is not", 3)
+    if POSTGRES_URL:
+        try:
+            engine = create_engine(POSTGRES_URL)
+            with engine.connect() as conn:
+                _drop_orphan_schemas(conn)
+            engine.dispose()
+        except Exception as exc:  # the server must answer before any test relies on it
+            pytest.exit(f"PostgreSQL at PIPELINE_TEST_POSTGRES cannot be used: {exc}", 3)
+
+
+SCHEMA_PREFIX = "pipeline_test_"
+
+
+def _drop_orphan_schemas(conn) -> None:
+    """Schemas left by test processes that were killed (their pid is gone)."""
+    from sqlalchemy import text
+
+    names = conn.execute(
+        text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"),
+        {"p": SCHEMA_PREFIX + "%"},
+    ).scalars()
+    for name in list(names):
+        pid = name.removeprefix(SCHEMA_PREFIX).split("_")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+            conn.commit()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _database_params() -> list:
+    return [
+        pytest.param("sqlite", id="sqlite"),
         pytest.param(
             "postgres",
             id="postgres",
-            marks=pytest.mark.skipif(not POSTGRES_URL, reason="PIPELINE_TEST_POSTGRES not set"),
-        )
-    )
-    return params
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.skipif(not POSTGRES_URL, reason="PIPELINE_TEST_POSTGRES not set"),
+            ],
+        ),
+    ]
 
 
-@pytest.fixture(params=_store_params())
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL with an empty schema; PostgreSQL runs when PIPELINE_TEST_POSTGRES is set."""
+def _with_search_path(url: str, schema: str) -> str:
+    """The server URL with every connection's search_path set to ``schema``: each test
+    gets an empty database of its own without creating databases."""
+    options = quote(f"-csearch_path={schema}")
+    joiner = "&" if "?" in url else "?"
+    return f"{url}{joiner}options={options}&application_name={schema}"
+
+
+@pytest.fixture(params=_database_params())
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty state store: a SQLite file, or (when PIPELINE_TEST_POSTGRES is
+    set) a PostgreSQL schema of this test's own, dropped afterwards. Every test that
+    touches the state store takes this fixture, so it runs on both databases."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state.db'}"
         return
-    from pipeline.store import metadata
+    from sqlalchemy import text
 
-    engine = create_engine(POSTGRES_URL)
-    metadata.drop_all(engine)
-    engine.dispose()
-    yield POSTGRES_URL
-    engine = create_engine(POSTGRES_URL)
-    metadata.drop_all(engine)
-    engine.dispose()
+    schema = f"{SCHEMA_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield _with_search_path(POSTGRES_URL, schema)
+    finally:
+        with admin.connect() as conn:
+            # A connection a test left open (a pool, a killed subprocess) must not hang
+            # the run: end those of this schema before dropping what they hold.
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": schema},
+            )
+            conn.execute(text("SET lock_timeout = '10s'"))
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def store_url(state_url: str) -> str:
+    """The older name of ``state_url``, kept for the store's own tests."""
+    return state_url
 
 
 def write_article(folder: Path, name: str, front: str, body: str = "Body text.\n") -> Path:
@@ -81,13 +157,19 @@ def write_article(folder: Path, name: str, front: str, body: str = "Body text.\n
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Callable[..., Path]:
-    """Copy the repository's config, templates and example site into a fresh folder."""
+def project(tmp_path: Path, state_url: str) -> Callable[..., Path]:
+    """Copy the repository's config, templates and example site into a fresh folder.
+
+    On SQLite the project keeps its default store (``var/state.db`` in the folder); on
+    PostgreSQL its config names this test's own schema."""
 
     def make(with_examples: bool = True) -> Path:
         root = tmp_path / "project"
         (root / "config").mkdir(parents=True)
-        shutil.copy(REPO / "config" / "pipeline.yaml", root / "config" / "pipeline.yaml")
+        config = (REPO / "config" / "pipeline.yaml").read_text(encoding="utf-8")
+        if not state_url.startswith("sqlite"):
+            config = config.replace("# state: sqlite:///var/state.db", f"state: {state_url}  #")
+        (root / "config" / "pipeline.yaml").write_text(config, encoding="utf-8")
         shutil.copy(REPO / "schedules.yaml", root / "schedules.yaml")
         shutil.copytree(REPO / "templates", root / "templates")
         if with_examples:
@@ -131,7 +213,7 @@ def make_article(site):
 
 
 @pytest.fixture
-def channel_context(tmp_path, site):
+def channel_context(state_url, site):
     """What a channel gets in production: a real requests session, the site, and a real
     state store (SQLite) as its memory between runs."""
     import requests
@@ -139,7 +221,7 @@ def channel_context(tmp_path, site):
     from pipeline.channels import ChannelContext
     from pipeline.store import Store
 
-    store = Store(f"sqlite:///{tmp_path / 'channels.db'}", site.url)
+    store = Store(state_url, site.url)
     with requests.Session() as http:
         yield ChannelContext(http=http, site=site, memory=store)
     store.close()

@@ -153,8 +153,8 @@ def pds(httpserver) -> FakePds:
 
 
 @pytest.fixture
-def memory(tmp_path, site):
-    store = Store(f"sqlite:///{tmp_path / 'state.db'}", site.url)
+def memory(state_url, site):
+    store = Store(state_url, site.url)
     yield store
     store.close()
 

@@ -452,8 +452,8 @@ def test_timeout_is_temporary_with_unknown_outcome(httpserver, channel_context, 
 # -- through the posting engine --------------------------------------------------------------
 
 
-def test_engine_retries_once_and_records_the_status(httpserver, tmp_path, site, make_article):
-    store = Store(f"sqlite:///{tmp_path / 'state.db'}", site.url)
+def test_engine_retries_once_and_records_the_status(httpserver, state_url, site, make_article):
+    store = Store(state_url, site.url)
     try:
         published = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
         article = make_article(published=published)

@@ -271,7 +271,7 @@ def test_the_token_appears_in_no_error_nor_its_traceback(api, channel_context, m
 
 
 def test_poster_sends_one_message_per_article_and_nothing_on_the_next_run(
-    api, channel_context, make_article, site, tmp_path
+    api, channel_context, make_article, site, state_url
 ):
     now = dt.datetime.now(dt.UTC)
     articles = [
@@ -280,7 +280,7 @@ def test_poster_sends_one_message_per_article_and_nothing_on_the_next_run(
             id="news/two", title="二", url="https://news.example.org/news/two/", published=now
         ),
     ]
-    store = Store(f"sqlite:///{tmp_path / 'state.db'}", site.url)
+    store = Store(state_url, site.url)
     try:
         store.apply("news", Scan(changed=[Item(a.id, "fp", a) for a in articles]))
         ids = iter(range(100, 200))

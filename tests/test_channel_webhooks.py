@@ -343,8 +343,8 @@ def test_a_timeout_may_have_posted(kind, channel, httpserver, make_article):
 
 
 @pytest.fixture
-def store(tmp_path, site):
-    store = Store(f"sqlite:///{tmp_path / 'state.db'}", site.url)
+def store(state_url, site):
+    store = Store(state_url, site.url)
     yield store
     store.close()
 

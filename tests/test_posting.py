@@ -44,8 +44,8 @@ class ScriptedChannel(FileChannel):
 
 
 @pytest.fixture
-def store(tmp_path, site):
-    store = Store(f"sqlite:///{tmp_path / 'state.db'}", site.url)
+def store(state_url, site):
+    store = Store(state_url, site.url)
     yield store
     store.close()
 

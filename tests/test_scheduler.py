@@ -146,8 +146,8 @@ def test_two_schedulers_never_run_the_same_action_at_once(served):
     assert scheduler.execute(schedule, NOW) == OK
 
 
-def test_locks_are_exclusive_expire_and_are_taken_from_a_dead_process(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'state.db'}", "https://news.example.org")
+def test_locks_are_exclusive_expire_and_are_taken_from_a_dead_process(state_url):
+    store = Store(state_url, "https://news.example.org")
     locks = Locks(store.engine, ttl=dt.timedelta(seconds=0.3))
     assert locks.acquire("post", "a")
     assert not locks.acquire("post", "b")

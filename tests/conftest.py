@@ -60,6 +60,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             pytest.exit(f"PostgreSQL at PIPELINE_TEST_POSTGRES cannot be used: {exc}", 3)
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Say how many state-store tests ran on each database, so a run that quietly
+    covered only SQLite shows it."""
+    counts = {"sqlite": 0, "postgres": 0}
+    for report in terminalreporter.stats.get("passed", []):
+        for name in counts:
+            if f"[{name}" in report.nodeid or f"-{name}]" in report.nodeid:
+                counts[name] += 1
+    terminalreporter.write_line(
+        f"state-store tests passed: {counts['sqlite']} on SQLite, "
+        f"{counts['postgres']} on PostgreSQL"
+    )
+
+
 SCHEMA_PREFIX = "pipeline_test_"
 
 

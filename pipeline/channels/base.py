@@ -1,5 +1,6 @@
-"""What every channel class shares: its name, options and context, its template, and
-turning an article into fitted text. Networks subclass it and add prepare/send."""
+"""What every channel class shares: its name, options and context, its template, its
+redactor, and turning an article into fitted text. Networks subclass it and add
+prepare/send."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import ClassVar, Generic, TypeVar
 from pipeline.channels import ChannelContext
 from pipeline.channels.compose import Measure, fit, load_template, template_values
 from pipeline.model import Article
+from pipeline.redact import redactor_for
 from pipeline.settings.channels import ChannelOptions
 
 Options = TypeVar("Options", bound=ChannelOptions)
@@ -24,6 +26,9 @@ class ChannelBase(Generic[Options]):
         self.context = context
         assert options.template is not None  # settings resolve the default
         self.template = load_template(options.template, autoescape=self.autoescape)
+        # This channel's own credentials (token, password, webhook URL): every reason made
+        # from a server's answer passes through it (pipeline.channels.http.request).
+        self.redact = redactor_for(options)
 
     def text(self, article: Article, *, limit: int | None, measure: Measure) -> str:
         """The channel's template for ``article``, fitted to ``limit`` by ``measure``."""

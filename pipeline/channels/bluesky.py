@@ -29,6 +29,7 @@ from pipeline.channels.compose import graphemes
 from pipeline.channels.http import request
 from pipeline.errors import DeliveryFailed, PermanentFailure, TemporaryFailure
 from pipeline.model import Article
+from pipeline.redact import Redactor
 from pipeline.settings.channels import BlueskyOptions
 
 POST = "app.bsky.feed.post"
@@ -153,7 +154,15 @@ class BlueskyChannel(ChannelBase[BlueskyOptions]):
             return None
         http, timeout = self.context.http, self.options.timeout
         try:
-            image = request(http, "GET", article.image, service="lead image", timeout=timeout)
+            image = request(
+                http,
+                "GET",
+                article.image,
+                service="lead image",
+                timeout=timeout,
+                redact=self.redact,
+                follow_redirects=True,  # no credentials go with it, and images move to CDNs
+            )
         except DeliveryFailed:
             return None
         kind = image.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -178,7 +187,7 @@ class BlueskyChannel(ChannelBase[BlueskyOptions]):
         if self._session is None:
             stored = self.context.memory.value(self.memory_key)
             if stored.get("accessJwt") and stored.get("login") == self.login:
-                self._session = stored
+                self._use(stored)
             else:
                 self._session = self._create()
         return self._session
@@ -200,7 +209,7 @@ class BlueskyChannel(ChannelBase[BlueskyOptions]):
         stored = self.context.memory.value(self.memory_key)
         fresh = stored.get("accessJwt")
         if fresh and fresh != failed and stored.get("login") == self.login:
-            self._session = stored  # another run refreshed it meanwhile
+            self._use(stored)  # another run refreshed it meanwhile
             return stored
         refresh = (self._session or {}).get("refreshJwt", "")
         try:
@@ -213,8 +222,13 @@ class BlueskyChannel(ChannelBase[BlueskyOptions]):
         session = {k: str(answer[k]) for k in ("accessJwt", "refreshJwt", "did", "handle")}
         session["login"] = self.login
         self.context.memory.save_value(self.memory_key, session)
-        self._session = session
+        self._use(session)
         return session
+
+    def _use(self, session: dict[str, str]) -> None:
+        """Make ``session`` current; its tokens are secrets from now on too."""
+        self.redact.add(session.get("accessJwt"), session.get("refreshJwt"))
+        self._session = session
 
     def _authed(self, method: str, nsid: str, **kwargs: Any) -> dict[str, Any]:
         """Call with the access token; once more after a refresh if it had expired."""
@@ -248,13 +262,14 @@ class BlueskyChannel(ChannelBase[BlueskyOptions]):
                 f"{self.options.service}/xrpc/{nsid}",
                 service="Bluesky",
                 timeout=self.options.timeout,
+                redact=self.redact,
                 headers=sent,
                 **kwargs,
             )
         except DeliveryFailed as exc:
             error, reason = "", exc.reason
-            if exc.response is not None:
-                error, message = _error_of(exc.response)
+            if exc.response is not None and not 300 <= (exc.status or 0) < 400:
+                error, message = _error_of(exc.response, self.redact)
                 detail = f"{message} ({error})" if message and error else message or error
                 reason = f"Bluesky {nsid} answered {exc.status}: {detail or reason}"
             if isinstance(exc, TemporaryFailure):
@@ -264,12 +279,14 @@ class BlueskyChannel(ChannelBase[BlueskyOptions]):
         return response.json()
 
 
-def _error_of(response: requests.Response) -> tuple[str, str]:
-    """The XRPC error body: ``{"error": name, "message": words}``."""
+def _error_of(response: requests.Response, redact: Redactor) -> tuple[str, str]:
+    """The XRPC error body: ``{"error": name, "message": words}``, secrets masked (before
+    the cut, so no half token survives it)."""
     try:
         body = response.json()
     except ValueError:
-        return "", (response.text or "").strip()[:300]
+        return "", redact((response.text or "").strip())[:300]
     if not isinstance(body, dict):
         return "", ""
-    return str(body.get("error") or ""), str(body.get("message") or "")[:300]
+    error = redact(str(body.get("error") or ""))[:100]
+    return error, redact(str(body.get("message") or ""))[:300]

@@ -88,7 +88,12 @@ class DiscordChannel(ChatWebhookChannel[DiscordOptions]):
         url = urlunsplit(urlsplit(self.options.webhook_url)._replace(query=""))
         try:
             found = request(
-                self.context.http, "GET", url, service=self.service, timeout=self.options.timeout
+                self.context.http,
+                "GET",
+                url,
+                service=self.service,
+                timeout=self.options.timeout,
+                redact=self.redact,
             ).json()
         except (DeliveryFailed, ValueError):
             return None

@@ -23,6 +23,7 @@ from pipeline.channels.compose import urls_as
 from pipeline.channels.http import request
 from pipeline.errors import DeliveryFailed, PermanentFailure, TemporaryFailure
 from pipeline.model import Article
+from pipeline.redact import shown_url
 from pipeline.settings.channels import MastodonOptions
 from pipeline.text import excerpt
 
@@ -184,10 +185,17 @@ class MastodonChannel(ChannelBase[MastodonOptions]):
         attached. No credentials go to the image's host."""
         try:
             response = request(
-                self.context.http, "GET", url, service="image", timeout=self.options.timeout
+                self.context.http,
+                "GET",
+                url,
+                service="image",
+                timeout=self.options.timeout,
+                redact=self.redact,
+                follow_redirects=True,  # no credentials go with it, and images move to CDNs
             )
         except (DeliveryFailed, requests.RequestException) as exc:
-            log.warning("%s: image %s not fetched: %s", self.name, url, exc)
+            why = exc.reason if isinstance(exc, DeliveryFailed) else type(exc).__name__
+            log.warning("%s: image %s not fetched: %s", self.name, shown_url(url), why)
             return None
         mime = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         supported = limits.get("supported_mime_types") or []
@@ -200,7 +208,7 @@ class MastodonChannel(ChannelBase[MastodonOptions]):
         elif size_limit and len(response.content) > size_limit:
             problem = f"is larger than the server's {size_limit} bytes"
         if problem:
-            log.warning("%s: image %s %s", self.name, url, problem)
+            log.warning("%s: image %s %s", self.name, shown_url(url), problem)
             return None
         filename = urlsplit(url).path.rsplit("/", 1)[-1] or "image"
         return filename, response.content, mime
@@ -217,6 +225,7 @@ class MastodonChannel(ChannelBase[MastodonOptions]):
                 self.options.instance + path,
                 service=SERVICE,
                 timeout=self.options.timeout,
+                redact=self.redact,
                 headers=headers,
                 **kwargs,
             )

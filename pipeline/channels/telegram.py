@@ -26,7 +26,6 @@ import datetime as dt
 import html
 import re
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
@@ -99,7 +98,13 @@ class TelegramChannel(ChannelBase[TelegramOptions]):
         timeout = self.options.timeout
         try:
             return request(
-                self.context.http, "POST", self._url, service="telegram", timeout=timeout, json=body
+                self.context.http,
+                "POST",
+                self._url,
+                service="telegram",
+                timeout=timeout,
+                redact=self.redact,
+                json=body,
             )
         except TemporaryFailure as exc:
             return TemporaryFailure(self._explain(exc.reason), exc.retry_after, exc.unknown_outcome)
@@ -114,9 +119,7 @@ class TelegramChannel(ChannelBase[TelegramOptions]):
 
     def _explain(self, reason: str) -> str:
         """The reason without the token, with what a person can do about it."""
-        token = self.options.bot_token
-        if token:
-            reason = reason.replace(token, "<bot token>").replace(quote(token), "<bot token>")
+        reason = self.redact(reason)
         if "chat not found" in reason:
             return f"{reason} — check chat_id ({self.options.chat_id}) and add the bot to that chat"
         if "answered 401" in reason:

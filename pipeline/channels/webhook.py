@@ -30,8 +30,10 @@ replayed later. Verify before parsing: re-serialised JSON is not the same bytes.
 retry is signed afresh (new timestamp, same body and key).
 
 The answer: any 2xx is success; a JSON body's ``id`` (and an http(s) ``url``) are
-recorded. 429 and 5xx are retried, other 4xx fail, and a timeout is marked uncertain:
-we cannot know that the receiver dedupes, so nothing of unknown fate is sent twice.
+recorded. 429 and 5xx are retried, other 4xx fail, a 3xx fails too (redirects are never
+followed: the body and its signature go only to the configured URL), and a timeout is
+marked uncertain: we cannot know that the receiver dedupes, so nothing of unknown fate
+is sent twice.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ class WebhookChannel(ChannelBase[WebhookOptions]):
                 self.options.url,
                 service="webhook",
                 timeout=self.options.timeout,
+                redact=self.redact,
                 data=body,
                 headers=headers,
             )

@@ -116,6 +116,7 @@ class ChatWebhookChannel(ChannelBase[Options]):
             self.endpoint(),
             service=self.service,
             timeout=self.options.timeout,
+            redact=self.redact,
             data=json.dumps(post.body, ensure_ascii=False).encode("utf-8"),
             headers={"Content-Type": "application/json"},
         )

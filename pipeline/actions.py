@@ -112,12 +112,22 @@ class Actions:
         scheduled: dt.datetime | None = None,
         stop: Callable[[], bool] = lambda: False,
     ) -> list[StepResult]:
-        """Each step in turn; a stop request lets the running step finish, then stops."""
+        """Each step in turn; a stop request lets the running step finish, then stops.
+        A database failure becomes a StoreError of one line (what, where, what to do):
+        the run history keeps the message, and SQLAlchemy's would carry the statement
+        and its parameters, whole emails among them."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from pipeline.store import store_fault
+
         results = []
         for step in action.steps():
             if stop() and results:
                 break
-            results.append(getattr(self, "_" + step.kind)(step, scheduled, stop))
+            try:
+                results.append(getattr(self, "_" + step.kind)(step, scheduled, stop))
+            except SQLAlchemyError as exc:
+                raise store_fault(exc, self.settings.state) from None
         return results
 
     def _ingest(
@@ -140,9 +150,13 @@ class Actions:
     def _feeds(
         self, step: Action, scheduled: dt.datetime | None, stop: Callable[[], bool]
     ) -> StepResult:
+        from pipeline.errors import StorageError
         from pipeline.feeds import write_feeds
 
-        report = write_feeds(self.store, self.settings.site, self.settings.feeds)
+        try:
+            report = write_feeds(self.store, self.settings.site, self.settings.feeds)
+        except StorageError as exc:  # a cycle still posts: posting does not read the files
+            return StepResult("feeds", {"written": 0}, [str(exc)])
         return StepResult("feeds", {"written": len(report.written)})
 
     def _post(

@@ -28,6 +28,7 @@ from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
+from pipeline.errors import StorageError, describe_os_error
 from pipeline.model import Article
 from pipeline.settings import FeedFormat, FeedSettings, SiteSettings
 from pipeline.text import xml_safe
@@ -129,8 +130,58 @@ def write_feeds(query: ArticleQuery, site: SiteSettings, feeds: FeedSettings) ->
     written: list[Path] = []
     unchanged: list[Path] = []
     for path, data in rendered:
-        (written if write_if_changed(path, data) else unchanged).append(path)
+        try:
+            (written if write_if_changed(path, data) else unchanged).append(path)
+        except OSError as exc:
+            # Stop at the first: a full or read-only disk fails every other file the same
+            # way. Each file is replaced whole or not at all, so readers keep a valid feed.
+            # name the file that stands in a folder's place, else the feed being written
+            blocker = next((f for f in reversed(path.parents) if f.is_file()), None)
+            what = "cannot write the feeds into" if blocker else "cannot write the feed"
+            message = describe_os_error(exc, what, blocker or path)
+            done = f", {len(written)} were written" if written else ""
+            raise StorageError(
+                f"{message} (feeds not rewritten keep their previous version{done})"
+            ) from exc
     return FeedReport(written, unchanged)
+
+
+def published_entries(site: SiteSettings, feeds: FeedSettings) -> dict[str, str]:
+    """Article URL → feed id of every entry the feed files on disk list now (any
+    format). It tells that this project has published before, and gives articles their
+    published feed ids back when the state store has to start over."""
+    found: dict[str, str] = {}
+    for feed in plan_feeds(site, feeds):
+        for fmt, filename in FILENAMES.items():
+            try:
+                data = (feed.folder / filename).read_bytes()
+            except OSError:
+                continue  # not written in this format, or unreadable: the others may do
+            try:
+                found.update(_entries(fmt, data))
+            except (ValueError, etree.XMLSyntaxError):
+                continue  # not a feed this pipeline wrote
+    return found
+
+
+def _entries(fmt: str, data: bytes) -> dict[str, str]:
+    if fmt == "json":
+        items = json.loads(data).get("items") or []
+        return {i["url"]: i["id"] for i in items if isinstance(i, dict) and {"url", "id"} <= set(i)}
+    root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
+    if fmt == "atom":
+        ns = {"a": "http://www.w3.org/2005/Atom"}
+        found = {}
+        for entry in root.iterfind("a:entry", ns):
+            link = entry.xpath("string(a:link[@rel='alternate'][1]/@href)", namespaces=ns)
+            if entry.findtext("a:id", namespaces=ns) and link:
+                found[link] = entry.findtext("a:id", namespaces=ns)
+        return found
+    return {
+        item.findtext("link"): item.findtext("guid")
+        for item in root.iterfind("channel/item")
+        if item.findtext("link") and item.findtext("guid")
+    }
 
 
 def write_if_changed(path: Path, data: bytes) -> bool:

@@ -8,8 +8,20 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from pipeline.schema import article_tags, articles
+
+# The widths of the state store's columns. PostgreSQL refuses a longer value, failing the
+# whole source's transaction; SQLite keeps it. A source building an Article learns of it
+# at once, as a ValueError it reports against the one file or entry.
+LIMITS: dict[str, int] = {
+    name: articles.c[name].type.length
+    for name in ("id", "source", "language", "section", "translation_of")
+}
+TAG_LIMIT: int = article_tags.c.tag_key.type.length
 
 
 class Translation(BaseModel):
@@ -55,6 +67,16 @@ class Article(BaseModel):
         description="Permanent feed id, assigned by the store on first ingest and never changed.",
     )
 
+    def __init__(self, **data: Any) -> None:
+        # Checked here rather than with Field(max_length=…): a plain ValueError reads as
+        # one line in a source's rejection (pydantic's is a multi-line report quoting the
+        # value), and articles already stored in SQLite stay loadable, since loading
+        # (model_validate_json) does not pass through __init__.
+        problem = too_long(data)
+        if problem:
+            raise ValueError(problem)
+        super().__init__(**data)
+
     @property
     def modified(self) -> datetime:
         """The time readers should treat as the last change."""
@@ -64,3 +86,21 @@ class Article(BaseModel):
         """Hash of everything a reader could see; equal hashes mean nothing to re-publish."""
         visible = self.model_dump_json(exclude={"translations", "guid", "origin"})
         return hashlib.sha256(visible.encode()).hexdigest()
+
+
+def too_long(data: dict[str, Any]) -> str | None:
+    """Why a field is wider than its column in the state store, or None."""
+    for name, limit in LIMITS.items():
+        value = data.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            return (
+                f"`{name}` is {len(value):,} characters long; the state store keeps at most "
+                f"{limit:,} — shorten it"
+            )
+    for tag in data.get("tags") or ():
+        if isinstance(tag, str) and len(tag) > TAG_LIMIT:
+            return (
+                f"tag {tag[:20]!r}… is {len(tag):,} characters long; the state store keeps at "
+                f"most {TAG_LIMIT:,} — shorten it"
+            )
+    return None

@@ -30,12 +30,34 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
 
-from pipeline.errors import Problem, StoreError
+from pipeline.errors import (
+    Problem,
+    StoreError,
+    describe_database_error,
+    describe_os_error,
+    display_path,
+)
 from pipeline.model import Article, Translation
-from pipeline.schema import LIVE, REMOVED, article_tags, articles, metadata, state_values
+from pipeline.redact import shown_url
+from pipeline.schema import (
+    LIVE,
+    REMOVED,
+    article_tags,
+    articles,
+    deliveries,
+    editions,
+    metadata,
+    state_values,
+)
 from pipeline.sources import Scan
 
 _TAG_SAFE = "/:-._~!$&'()*+,;=@"  # RFC 4151 pchar, unescaped
@@ -112,14 +134,14 @@ class Store:
     """Articles and source cursors in one database; every write is one transaction."""
 
     def __init__(self, url: str, site_url: str):
+        self.url = url  # as configured, for messages (``store_fault``); may hold a password
         self.site_url = site_url
         self.engine: Engine = _engine(url)
         try:
             _create_tables(self.engine)
         except SQLAlchemyError as exc:
-            raise StoreError(
-                f"cannot open the state store {url}: {exc.__class__.__name__}: {exc}"
-            ) from exc
+            # from None: the chained SQLAlchemy error would print the CREATE statements
+            raise store_fault(exc, url) from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -188,15 +210,8 @@ class Store:
             for item in scan.changed:
                 article, old = item.article, existing.get(item.article.id)
                 content_hash = article.content_hash()
-                if (
-                    old is not None
-                    and old.status == LIVE
-                    and (old.source, old.item_key)
-                    != (
-                        source,
-                        item.key,
-                    )
-                ):
+                moved = old is not None and (old.source, old.item_key) != (source, item.key)
+                if old is not None and old.status == LIVE and moved:
                     report.rejected.append(_duplicate(article, old))
                     continue
                 if old is not None and old.status == LIVE and old.content_hash == content_hash:
@@ -204,8 +219,12 @@ class Store:
                     report.unchanged += 1
                     continue
                 values = _row(source, item.key, item.fingerprint, content_hash, article, now)
+                guid = permanent_id(article, self.site_url, now) if old is None else None
+                problem = _too_wide({**values, "guid": guid}, article.tags)
+                if problem is not None:  # PostgreSQL would refuse it, failing the whole scan
+                    report.rejected.append(Problem(article.origin, None, None, *problem))
+                    continue
                 if old is None:
-                    guid = permanent_id(article, self.site_url, now)
                     inserts.append({**values, "guid": guid, "first_seen": now})
                     report.added.append(article.id)
                 else:
@@ -294,6 +313,33 @@ class Store:
                 .where(articles.c.id.in_(chunk))
                 .values(status=REMOVED, changed_at=now)
             )
+
+    # -- starting over ------------------------------------------------------------------
+
+    def holds_history(self) -> bool:
+        """Whether anything was ever stored: an article, a delivery or a digest edition.
+        A store without any is new, or was lost (see ``pipeline state adopt``)."""
+        with self.engine.connect() as conn:
+            return any(
+                conn.execute(select(table).limit(1)).first() is not None
+                for table in (articles, deliveries, editions)
+            )
+
+    def live_ids(self) -> list[str]:
+        with self.engine.connect() as conn:
+            query = select(articles.c.id).where(articles.c.status == LIVE).order_by(articles.c.id)
+            return list(conn.scalars(query))
+
+    def restore_guids(self, guids: dict[str, str]) -> int:
+        """Give articles back the feed ids published feeds already show (article id →
+        guid), so feed readers do not see every article again after a fresh start."""
+        width = articles.c.guid.type.length
+        rows = [{"k_id": id_, "guid": guid} for id_, guid in guids.items() if len(guid) <= width]
+        if not rows:
+            return 0
+        with self.engine.begin() as conn:
+            conn.execute(update(articles).where(articles.c.id == bindparam("k_id")), rows)
+        return len(rows)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -389,16 +435,71 @@ def _chunks(values: list[str], size: int) -> Iterable[list[str]]:
         yield values[start : start + size]
 
 
-def _engine(url: str) -> Engine:
-    if url.startswith("sqlite:///") and url != "sqlite://":
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+_HINTS = {  # the model checks the Article's own fields; these are made from them
+    "item_key": "give the file a shorter path",
+    "guid": "give it a shorter `id:` (its feed id spells the id out with %-escapes)",
+}
+
+
+def _too_wide(values: dict[str, Any], tags: Iterable[str]) -> tuple[str, str] | None:
+    """(what, hint) for the first value wider than its column, or None."""
+    widths = [(articles.c.get(name), value) for name, value in values.items()]
+    widths += [(article_tags.c.tag_key, tag.lower()) for tag in tags]
+    for column, value in widths:
+        limit = getattr(column.type, "length", None) if column is not None else None
+        if limit and isinstance(value, str) and len(value) > limit:
+            name = "a tag" if column.table is article_tags else f"its {column.name}"
+            what = f"{name} is {len(value):,} characters long; the state store keeps {limit:,}"
+            return what, _HINTS.get(column.name, "shorten it")
+    return None
+
+
+def store_location(url: str) -> str:
+    """Where the state store is, as a person should see it: the SQLite file's path, or the
+    server URL without password and options."""
     try:
-        engine = create_engine(url)
+        parsed = make_url(url)
+    except ArgumentError:
+        return "(an unreadable URL)"
+    if parsed.get_backend_name() == "sqlite":
+        database = (parsed.database or "").removeprefix("file:")
+        return display_path(Path(database)) if database not in ("", ":memory:") else "(in memory)"
+    return parsed.set(query={}).render_as_string(hide_password=True)
+
+
+def store_fault(exc: BaseException, url: str) -> StoreError:
+    """A database failure as one line for people: what, where, what to do; no SQL."""
+    return StoreError(describe_database_error(exc, store_location(url)))
+
+
+def _engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            parsed = _sqlite_file(parsed)
+        engine = create_engine(parsed)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
-        raise StoreError(f"state: cannot use database URL {url!r}: {exc}") from exc
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StoreError(f"state: cannot use database URL {shown_url(url)}: {reason}") from None
+    except OSError as exc:
+        what = "cannot create the folder of the state store"
+        raise StoreError(describe_os_error(exc, what)) from None
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         event.listen(engine, "connect", _sqlite_wal)
     return engine
+
+
+def _sqlite_file(parsed: Any) -> Any:
+    """Create a SQLite file's folder, unless opened read-only. ``?mode=ro&uri=true`` (a
+    read-only store, e.g. a copy for reporting) needs a ``file:`` name, which a path
+    resolved against the project folder has lost: put it back."""
+    database, query = parsed.database, parsed.query
+    uri = str(query.get("uri", "")).lower() in ("true", "1")
+    if uri and not database.startswith("file:"):
+        parsed = parsed.set(database=f"file:{database}")
+    if str(query.get("mode", "")) != "ro":
+        Path(database.removeprefix("file:")).parent.mkdir(parents=True, exist_ok=True)
+    return parsed
 
 
 def _create_tables(engine: Engine, attempts: int = 5) -> None:

@@ -12,7 +12,7 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,11 @@ from pipeline.settings.base import normalise_language
 
 ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED = "active", "pending", "unsubscribed", "bounced"
 COLUMNS = ("email", "name", "language", "topics")
+FIX = "fix or delete this row"
+MAX_LINE = 64 * 1024
+"""Longest CSV line read, in characters: a subscriber row is a few hundred. Longer lines
+are rejected before the csv module sees them, whose field limit (128 KB) would otherwise
+end the import with an error instead of naming the one line."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,12 @@ class SubscriberStore:
             "language": normalise_language(language),
             "topics": json.dumps(sorted({t.strip() for t in topics if t.strip()})),
         }
+        for key, value in (("email", address), *values.items()):
+            limit = getattr(subscribers.c[key].type, "length", None)
+            if limit and len(value) > limit:  # PostgreSQL would refuse it, SQLite keep it
+                raise ValueError(
+                    f"the {key} is {len(value):,} characters long; at most {limit} fit"
+                )
         now = self.clock()
         with self.engine.begin() as conn:
             row = conn.execute(select(subscribers).where(subscribers.c.email == address)).first()
@@ -223,8 +234,12 @@ class SubscriberStore:
         except (OSError, UnicodeDecodeError) as exc:
             report.rejected.append(Problem(shown, None, None, f"cannot read it: {exc}"))
             return report
-        reader = csv.DictReader(io.StringIO(text))
-        header = [h.strip().lower() for h in reader.fieldnames or []]
+        reader = csv.DictReader(self._lines(text, shown, report))
+        try:
+            header = [h.strip().lower() for h in reader.fieldnames or []]
+        except csv.Error as exc:
+            report.rejected.append(Problem(shown, 1, None, f"cannot read the header: {exc}"))
+            return report
         if "email" not in header:
             report.rejected.append(
                 Problem(
@@ -238,7 +253,21 @@ class SubscriberStore:
             return report
         reader.fieldnames = header
         seen: dict[str, int] = {}
-        for row in reader:
+        while True:
+            start = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                # Only a row spanning lines gets here (an over-long line never reaches the
+                # reader), so a quote was left open and swallowed the lines after it:
+                # reading on would take pieces of that field for rows. Stop; importing
+                # the mended file again changes nothing that is already in.
+                what = f"cannot read this row: {exc}; the lines after it were not read"
+                hint = 'close the quote (") this row opens, then import the file again'
+                report.rejected.append(Problem(shown, start, None, what, hint))
+                break
             line = reader.line_num
             try:
                 email = normalise_email(row.get("email") or "")
@@ -246,9 +275,7 @@ class SubscriberStore:
                     (row.get("language") or "").strip() or default_language
                 )
             except ValueError as exc:
-                report.rejected.append(
-                    Problem(shown, line, None, str(exc), "fix or delete this row")
-                )
+                report.rejected.append(Problem(shown, line, None, str(exc), FIX))
                 continue
             if email in seen:
                 report.rejected.append(
@@ -268,14 +295,23 @@ class SubscriberStore:
                     email, name=row.get("name") or "", language=language, topics=topics
                 )
             except ValueError as exc:
-                report.rejected.append(
-                    Problem(shown, line, None, str(exc), "fix or delete this row")
-                )
+                report.rejected.append(Problem(shown, line, None, str(exc), FIX))
                 continue
             setattr(report, outcome, getattr(report, outcome) + 1)
             if subscriber.status in (UNSUBSCRIBED, BOUNCED):
                 report.kept_inactive.append(email)
         return report
+
+    @staticmethod
+    def _lines(text: str, shown: str, report: ImportReport) -> Iterator[str]:
+        """The file's lines for the csv reader, an over-long one reported by its number
+        and replaced by an empty line (which the reader skips, keeping the count)."""
+        for number, line in enumerate(io.StringIO(text, newline=""), 1):
+            if len(line) > MAX_LINE:
+                what = f"line is {len(line):,} characters long; a row may have {MAX_LINE:,}"
+                report.rejected.append(Problem(shown, number, None, what, FIX))
+                line = "\n"
+            yield line
 
 
 def _subscriber(row) -> Subscriber:

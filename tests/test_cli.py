@@ -215,3 +215,16 @@ def test_a_killed_post_run_is_never_repeated_blindly(project, httpserver):
     assert history.count("post:hook") == 13
     assert sum("post:hook" in line and " uncertain " in line for line in history.splitlines()) == 1
     assert received[2] in next(line for line in history.splitlines() if " uncertain " in line)
+
+
+def test_a_file_system_fault_in_any_command_is_one_line(project):
+    """Faults no stage names itself (here `digest preview --out` onto a file) are still
+    one line with the path and what to do, exit status 2, never a traceback."""
+    root = project()
+    assert invoke(root, "ingest").exit_code == 0
+    (root / "taken").write_text("a file, not a folder")
+    result = invoke(root, "digest", "preview", "weekly-en", "--out", str(root / "taken" / "here"))
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: cannot use ") and "project/taken" in line
+    assert "a file stands where a folder should be" in line and "Traceback" not in result.output

@@ -505,3 +505,60 @@ def test_control_characters_are_dropped_not_fatal():
         assert parsed.bozo == 0
         assert parsed.entries[0].title == "Bell and tab\tok"
     assert json_item(render_json(SPEC, [article]), article)["summary"] == "xy"
+
+
+# --- 11. storage faults and starting over -----------------------------------------------------
+
+
+def test_a_fault_while_writing_names_the_file_and_keeps_what_was_there(tmp_path, monkeypatch):
+    """A full disk raised OSError out of the command (a traceback); now a StorageError
+    of one line, and every file is still whole: the old version or the new one."""
+    from pipeline.errors import StorageError
+
+    feeds = feed_settings(tmp_path)
+    write_feeds(ListQuery([EN]), SITE, feeds)
+    before = {p.name: p.read_bytes() for p in feeds.output.iterdir()}
+
+    def full(fd, *args, **kwargs):
+        os.close(fd)
+        return open("/dev/full", "wb")  # closed by the caller's `with`
+
+    monkeypatch.setattr(os, "fdopen", full)
+    with pytest.raises(StorageError) as caught:
+        write_feeds(ListQuery(ARTICLES), SITE, feeds)
+    message = str(caught.value)
+    assert message.startswith(f"cannot write the feed {feeds.output / 'rss.xml'}: ")
+    assert "no space left on the device — free some space" in message and "\n" not in message
+    assert {p.name: p.read_bytes() for p in feeds.output.iterdir()} == before  # no .tmp
+
+
+def test_a_file_where_a_feed_folder_should_be_is_named(tmp_path):
+    from pipeline.errors import StorageError
+
+    feeds = feed_settings(tmp_path, extra=(ExtraFeedSettings(section="blog"),))
+    feeds.output.mkdir(parents=True)
+    (feeds.output / "section").write_text("in the way")
+    with pytest.raises(StorageError) as caught:
+        write_feeds(ListQuery(ARTICLES), SITE, feeds)
+    blocker = feeds.output / "section"
+    assert f"the feeds into {blocker}: a file stands where a folder should be" in str(caught.value)
+    assert (feeds.output / "rss.xml").exists()  # the main feed went out before it
+
+
+def test_published_entries_reads_every_format_back(tmp_path):
+    """What the feeds on disk list: evidence that the project published, and the feed
+    ids to give articles back when the state store starts over."""
+    from pipeline.feeds import published_entries
+
+    feeds = feed_settings(tmp_path, extra=(ExtraFeedSettings(section="blog"),))
+    assert published_entries(SITE, feeds) == {}
+    write_feeds(ListQuery(ARTICLES), SITE, feeds)
+    expected = {a.url: a.guid or a.url for a in ARTICLES}
+    assert published_entries(SITE, feeds) == expected
+    for name in ("feed.json", "atom.xml"):  # any one format is enough
+        (feeds.output / name).unlink()
+        (feeds.output / "section" / "blog" / name).unlink()
+    (feeds.output / "rss.xml").write_text("<rss><channel><item><link>x", encoding="utf-8")
+    assert published_entries(SITE, feeds) == {
+        a.url: a.guid or a.url for a in ARTICLES if a.section == "blog"
+    }

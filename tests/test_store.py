@@ -149,3 +149,119 @@ def test_source_cursor_round_trips(store):
     store.apply("feed", Scan(cursor={"etag": '"abc"'}))
     assert store.cursor("feed") == {"etag": '"abc"'}
     assert store.cursor("other") == {}
+
+
+# -- storage faults: one line, no SQL (finding 1) ------------------------------------------
+
+
+def test_a_read_only_sqlite_store_reads_and_refuses_writes_in_one_line(tmp_path, site, monkeypatch):
+    """`?mode=ro&uri=true` opens the file read-only (a copy for reporting, a restored
+    backup); before, the URL's `file:` name was lost and a new empty store was created."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipeline.store import store_fault
+
+    path = tmp_path / "state.db"
+    write_article(tmp_path / "news", "a.md", "title: A\ndate: 2024-01-01")
+    writable = Store(f"sqlite:///{path}", site.url)
+    run(tmp_path / "news", site, writable)
+    writable.close()
+    monkeypatch.chdir(tmp_path / "news")
+    url = f"sqlite:///{path}?mode=ro&uri=true"
+    store = Store(url, site.url)
+    try:
+        assert store.count() == 1
+        with pytest.raises(SQLAlchemyError) as caught:
+            store.save_value("x", {"secret": "do-not-print"})
+    finally:
+        store.close()
+    message = str(store_fault(caught.value, url))
+    assert message.startswith(f"cannot write to the state store {path} (table state_values): ")
+    assert "it is read-only (sqlite3: attempt to write a readonly database)" in message
+    assert "do-not-print" not in message and "DELETE" not in message and "\n" not in message
+    assert list((tmp_path / "news").iterdir()) == [tmp_path / "news" / "a.md"]  # no file: dir
+
+
+def test_a_full_disk_under_the_store_is_one_line_and_nothing_half_written(tmp_path, site):
+    """SQLite says "database or disk is full" (SQLITE_FULL); max_page_count makes the
+    file as full as a disk would."""
+    from sqlalchemy import event
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipeline.store import store_fault
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = Store(url, site.url)
+    with store.engine.connect() as conn:
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+
+    @event.listens_for(store.engine, "connect")
+    def full(connection, record):
+        connection.execute(f"PRAGMA max_page_count = {pages + 2}")
+
+    store.engine.dispose()
+    for n in range(40):
+        write_article(tmp_path / "news", f"a{n}.md", "title: A\ndate: 2024-01-01", "x" * 20_000)
+    try:
+        source = MarkdownSource(
+            MarkdownSourceSettings(type="markdown", name="news", path=tmp_path / "news"), site
+        )
+        with pytest.raises(SQLAlchemyError) as caught:
+            store.apply("news", source.scan({}, {}))
+        assert store.count() == 0  # the scan is one transaction: none of it was kept
+    finally:
+        store.close()
+    message = str(store_fault(caught.value, url))
+    assert "(table articles): its disk is full (sqlite3: database or disk is full)" in message
+    assert "free some space, then run again" in message and "xxxx" not in message
+
+
+def test_a_database_server_refusing_writes_is_named_with_its_reason(state_url, site):
+    """On PostgreSQL a read-only session (a hot standby, or default_transaction_read_only)
+    refuses with SQLSTATE 25006; the URL is shown without its options."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipeline.store import store_fault
+
+    Store(state_url, site.url).close()  # the tables exist; writing is what is refused
+    if state_url.startswith("sqlite"):
+        url = state_url + "?mode=ro&uri=true"
+    else:
+        url = state_url.replace("&", "%20-cdefault_transaction_read_only%3Don&", 1)
+    store = Store(url, site.url)
+    try:
+        with pytest.raises(SQLAlchemyError) as caught:
+            store.save_value("x", {})
+    finally:
+        store.close()
+    message = str(store_fault(caught.value, url))
+    assert (
+        "it is read-only" in message and "options" not in message and "search_path" not in message
+    )
+
+
+def test_a_value_too_wide_for_a_column_is_rejected_by_the_store_itself(store, make_article):
+    """Whatever built the Article, the store refuses what PostgreSQL would (failing the
+    whole scan) and SQLite would keep: here a feed id longer than its column."""
+    from pipeline.sources import Item, Scan
+
+    wide = make_article(id="news/" + "山" * 200, guid="", origin="news/wide.md")
+    fine = make_article(id="news/fine", guid="")
+    report = store.apply(
+        "news", Scan(changed=[Item("wide.md", "1", wide), Item("f.md", "1", fine)])
+    )
+    assert report.added == ["news/fine"]
+    (problem,) = report.rejected
+    assert problem.file == "news/wide.md" and "its guid is 1," in problem.message
+    assert "1,024" in problem.message and "shorter `id:`" in problem.hint
+
+
+def test_an_article_wider_than_its_columns_cannot_be_built(make_article):
+    """A one-line ValueError a source reports against the file, not pydantic's report."""
+    with pytest.raises(ValueError) as caught:
+        make_article(section="s" * 101)
+    assert str(caught.value) == (
+        "`section` is 101 characters long; the state store keeps at most 100 — shorten it"
+    )
+    with pytest.raises(ValueError, match="tag 'tttttttttttttttttttt'… is 201 characters"):
+        make_article(tags=("t" * 201,))

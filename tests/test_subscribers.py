@@ -142,3 +142,49 @@ def test_tokens_cannot_be_forged_altered_or_reused(store):
         verify(secret, token, "confirm")
     with pytest.raises(InvalidToken):
         verify("another-secret", token, "unsubscribe")
+
+
+def test_an_oversize_line_is_rejected_by_its_number_and_the_rest_imported(tmp_path, people):
+    """A field over csv's 128 KB limit ended the import with csv.Error (a traceback in
+    the CLI); any line over 64 KB is now a located rejection of that line."""
+    path = write_csv(
+        tmp_path,
+        "email,name,language,topics\n"
+        "pema@example.org,Pema,en,Nepal\n"
+        f"anna@example.org,{'x' * 200_000},en,\n"
+        f"sonam@example.org,Sonam,en,{'y' * 70_000}\n"
+        "li.wen@example.org,李文,zh-CN,China\n",
+    )
+    report = people.import_csv(path, default_language="en")
+    assert report.added == 2
+    assert [(p.line, p.message) for p in report.rejected] == [
+        (3, "line is 200,022 characters long; a row may have 65,536"),
+        (4, "line is 70,028 characters long; a row may have 65,536"),
+    ]
+    assert {s.email for s in people.all()} == {"pema@example.org", "li.wen@example.org"}
+
+
+def test_an_unclosed_quote_swallowing_a_huge_field_is_rejected_not_raised(tmp_path, people):
+    """Many short lines inside one quoted field still exceed csv's limit: rejected with
+    the line where the row began, and nothing after it is taken for rows."""
+    body = "\n".join("z" * 1000 for _ in range(200))
+    path = write_csv(tmp_path, f'email,name\npema@example.org,Pema\nanna@example.org,"{body}\n')
+    report = people.import_csv(path, default_language="en")
+    assert report.added == 1
+    (problem,) = report.rejected
+    assert problem.line == 3 and "field larger than field limit" in problem.message
+    assert "lines after it were not read" in problem.message and "quote" in problem.hint
+
+
+def test_values_wider_than_their_columns_are_rejected_by_line(tmp_path, people):
+    """PostgreSQL refuses a name over 200 characters (the whole import then failed with a
+    traceback); SQLite kept it. Both now reject that row."""
+    path = write_csv(tmp_path, f"email,name\npema@example.org,{'P' * 201}\nanna@example.org,Anna\n")
+    report = people.import_csv(path, default_language="en")
+    assert report.added == 1
+    (problem,) = report.rejected
+    assert (problem.line, problem.message) == (
+        2,
+        "the name is 201 characters long; at most 200 fit",
+    )
+    assert people.get("pema@example.org") is None

@@ -1,7 +1,8 @@
 """The ``pipeline`` command: the group, the project it works on, and error handling.
 
 Exit status: 0 all done; 1 done except for items that were rejected or failed (each
-named, the rest delivered); 2 bad usage or configuration (nothing changed).
+named, the rest delivered); 2 bad usage or configuration (nothing changed), or a storage
+fault (disk full, read-only, database unreachable or damaged), said in one line.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from typing import Any
 import click
 import requests
 
-from pipeline.errors import ConfigError, PipelineError, StoreError
+from pipeline import redact
+from pipeline.errors import (
+    ConfigError,
+    PipelineError,
+    StateLost,
+    StorageError,
+    StoreError,
+    describe_os_error,
+)
 from pipeline.settings import Settings, load_settings
 
 EXIT_OK, EXIT_PARTIAL, EXIT_CONFIG = 0, 1, 2
@@ -46,14 +55,19 @@ class Project:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config_file)
+            redact.install(self._settings)
         return self._settings
 
     @contextmanager
-    def store(self) -> Iterator[Any]:
+    def store(self, *, adopting: bool = False) -> Iterator[Any]:
+        """The state store, refused (StateLost) when it was lost: see ``check_not_lost``.
+        Only ``pipeline state adopt``, which exists to start over, opens it regardless."""
         from pipeline.store import Store
 
         store = Store(self.settings.state, self.settings.site.url)
         try:
+            if not adopting:
+                check_not_lost(store, self.settings)
             yield store
         finally:
             store.close()
@@ -65,6 +79,12 @@ class Project:
             yield session
 
 
+def print_error(text: str) -> None:
+    """The one place error text reaches stderr: whatever every error message needs
+    (such as masking secrets) is added here, once."""
+    click.echo(redact.scrub(text), err=True)
+
+
 def command(func: Callable[..., int]) -> Callable[..., None]:
     """Run a command, turning known errors into their message and exit status."""
 
@@ -74,19 +94,103 @@ def command(func: Callable[..., int]) -> Callable[..., None]:
             status = func(*args, **kwargs)
         except ConfigError as exc:
             for problem in exc.problems:
-                click.echo(str(problem), err=True)
+                print_error(str(problem))
             noun = "problem" if len(exc.problems) == 1 else "problems"
-            click.echo(f"{len(exc.problems)} {noun}; nothing was changed.", err=True)
+            print_error(f"{len(exc.problems)} {noun}; nothing was changed.")
             status = EXIT_CONFIG
-        except StoreError as exc:
-            click.echo(f"error: {exc}", err=True)
+        except (StoreError, StorageError) as exc:
+            print_error(f"error: {exc}")
             status = EXIT_CONFIG
         except PipelineError as exc:
-            click.echo(f"error: {exc}", err=True)
+            print_error(f"error: {exc}")
             status = EXIT_PARTIAL
+        except Exception as exc:
+            message = storage_fault(exc)
+            if message is None:
+                raise
+            print_error(f"error: {message}")
+            status = EXIT_CONFIG
         sys.exit(status)
 
     return run
+
+
+def storage_fault(exc: BaseException) -> str | None:
+    """One line for a database or file-system failure no stage caught, else None. The
+    state store's errors become the driver's message with what and where: SQLAlchemy's
+    own text would print the statement and its parameters (article bodies, emails)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipeline.store import store_fault
+
+    driver = type(exc).__module__.split(".")[0]
+    if isinstance(exc, SQLAlchemyError) or driver in ("sqlite3", "psycopg", "psycopg2"):
+        context = click.get_current_context(silent=True)
+        project = context.find_object(Project) if context else None
+        try:
+            url = project.settings.state if project else "(the configured state store)"
+        except PipelineError:
+            url = "(the configured state store)"
+        return str(store_fault(exc, url))
+    if isinstance(exc, OSError) and not isinstance(exc, requests.RequestException):
+        return describe_os_error(exc, "cannot use")
+    return None
+
+
+def check_not_lost(store: Any, settings: Settings) -> None:
+    """Refuse an empty state store when this project's own files show it published
+    before: a deleted database, a backup restored to the wrong place or a wrong
+    ``state:`` URL would otherwise start afresh and post and send every article again.
+    A new project (no feed entries, no outbox, no posts file) passes."""
+    adopt = store.value(ADOPT_KEY)
+    if adopt.get("status") == "running":
+        raise StateLost(
+            "`pipeline state adopt` was interrupted before it finished recording what was "
+            "already published; run it again (nothing else runs until it has finished)"
+        )
+    if store.holds_history():
+        return
+    evidence = published_before(settings)
+    if not evidence:
+        return
+    from pipeline.store import store_location
+
+    raise StateLost(
+        f"the state store {store_location(settings.state)} holds nothing (it is new or "
+        f"was emptied), but this project has published before: {'; '.join(evidence)}.\n"
+        "Without its record of what was posted and sent, every article would go out "
+        "again, so nothing was done. Was the database deleted or replaced, a backup "
+        "restored to another place, or does `state:` in config/pipeline.yaml name the "
+        "wrong database?\n"
+        "Either restore the state store from a backup (and check `state:`), or start over "
+        "on purpose with `pipeline state adopt`: it records every current article as "
+        "already posted and already sent, so only newer ones go out."
+    )
+
+
+ADOPT_KEY = "state:adopt"
+"""State value of ``pipeline state adopt``: {"status": "running" | "done", …}."""
+
+
+def published_before(settings: Settings) -> list[str]:
+    """What in the project folder shows that it published: feed entries, digests in the
+    outbox, lines in a file channel. Each as a phrase for the message."""
+    from pipeline.feeds import published_entries
+
+    found = []
+    entries = published_entries(settings.site, settings.feeds)
+    if entries:
+        found.append(f"the feeds in {shown(settings.feeds.output)} list {len(entries)} articles")
+    email = settings.email
+    if email is not None and email.outbox.is_dir():
+        sent = sum(1 for _ in email.outbox.glob("*.eml"))
+        if sent:
+            found.append(f"{shown(email.outbox)} holds {sent} sent digest emails")
+    for name, options in settings.channels.items():
+        path = getattr(options, "path", None)
+        if options.type == "file" and path is not None and path.is_file() and path.stat().st_size:
+            found.append(f"{shown(path)} holds the posts of channel {name}")
+    return found
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -144,7 +248,7 @@ def print_outcomes(name: str, report: Any) -> None:
     """One stderr line per item that did not go out, with its reason."""
     for label, items in _outcomes(report).items():
         for who, reason in items:
-            click.echo(f"{name}: {label}: {who} — {reason}", err=True)
+            print_error(f"{name}: {label}: {who} — {reason}")
 
 
 def count_outcomes(report: Any) -> str:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
+from typing import Any
 
 import click
 
 from pipeline.cli.app import (
+    ADOPT_KEY,
+    EXIT_CONFIG,
     EXIT_OK,
     EXIT_PARTIAL,
     Project,
@@ -15,11 +19,12 @@ from pipeline.cli.app import (
     count_outcomes,
     main,
     pass_project,
+    print_error,
     print_outcomes,
     progress,
     shown,
 )
-from pipeline.errors import ConfigError, Problem
+from pipeline.errors import ConfigError, Problem, StorageError, StoreError
 
 
 @main.command()
@@ -84,7 +89,7 @@ def check(project: Project) -> int:
 @command
 def ingest_command(project: Project) -> int:
     """Pull new and changed articles into the state store."""
-    return _ingest(project)
+    return _ingest(project)[0]
 
 
 @main.command("feeds")
@@ -155,18 +160,28 @@ def history(project: Project, limit: int) -> int:
 @command
 def run(project: Project) -> int:
     """One cycle: ingest, feeds, then post."""
-    ingested = _ingest(project)
-    written = _feeds(project)
+    ingested = _ingest(project)[0]
+    try:
+        written = _feeds(project)
+    except StorageError as exc:
+        # Posting reads the state store, not the feed files: a full or read-only feed
+        # folder must not hold back the posts too.
+        print_error(f"error: {exc}")
+        written = EXIT_PARTIAL
     posted = _post(project, (), dry_run=False)
     return max(ingested, written, posted)
 
 
-def _ingest(project: Project) -> int:
+def _ingest(project: Project, *, adopting: bool = False) -> tuple[int, Any]:
     from pipeline.ingest import ingest
     from pipeline.sources import build_sources
 
     settings = project.settings
-    with project.store() as store, project.http() as http, progress("Ingesting") as step:
+    with (
+        project.store(adopting=adopting) as store,
+        project.http() as http,
+        progress("Ingesting") as step,
+    ):
         sources = build_sources(settings.sources, settings.site, http)
         report = ingest(sources, store, on_source=step)
     for name, stored in report.stored.items():
@@ -179,7 +194,7 @@ def _ingest(project: Project) -> int:
         click.echo(f"{name}: not read — {reason}", err=True)
     for problem in report.rejected:
         click.echo(f"rejected: {problem}", err=True)
-    return EXIT_OK if report.ok else EXIT_PARTIAL
+    return (EXIT_OK if report.ok else EXIT_PARTIAL), report
 
 
 def _feeds(project: Project) -> int:
@@ -229,3 +244,92 @@ def _post(project: Project, names: tuple[str, ...], dry_run: bool) -> int:
         if not report.ok:
             status = EXIT_PARTIAL
     return status
+
+
+@main.group("state")
+def state_group() -> None:
+    """The state store: start over on purpose after losing it."""
+
+
+@state_group.command("adopt")
+@pass_project
+@command
+def state_adopt(project: Project) -> int:
+    """Start over on purpose: ingest every article and record it as already posted to
+    every channel and already sent by every digest, so that only newer ones go out.
+
+    For an empty state store whose project has published before (the database was lost
+    and there is no backup). A store with a history is refused: it was not lost."""
+    from pipeline.feeds import published_entries
+    from pipeline.store import store_location
+
+    settings = project.settings
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    with project.store(adopting=True) as store:
+        if store.value(ADOPT_KEY).get("status") != "running" and store.holds_history():
+            raise StoreError(
+                f"the state store {store_location(settings.state)} already holds articles, "
+                "posts or digests: it was not lost, and adopting would mark articles never "
+                "posted as posted. Nothing was changed."
+            )
+        # Until the end, every other command refuses this store: a run between ingest
+        # and the records below would post everything.
+        store.save_value(ADOPT_KEY, {"status": "running", "started": now.isoformat()})
+    status, report = _ingest(project, adopting=True)
+    if report.unavailable:
+        print_error(
+            f"error: {', '.join(report.unavailable)} could not be read, so its articles "
+            "cannot be recorded; run `pipeline state adopt` again when it can be (until "
+            "then nothing else runs)"
+        )
+        return EXIT_CONFIG
+    with project.store(adopting=True) as store:
+        ids = store.live_ids()
+        by_url = {a.url: a.id for a in store.latest(max(len(ids), 1))}
+        published = published_entries(settings.site, settings.feeds)
+        kept = store.restore_guids({by_url[u]: g for u, g in published.items() if u in by_url})
+        _record_as_done(store, settings, ids, now)
+        store.save_value(ADOPT_KEY, {"status": "done", "at": now.isoformat(), "articles": len(ids)})
+    channels = ", ".join(settings.channels) or "(no channels)"
+    digests = ", ".join(settings.digests) or "(no digests)"
+    click.echo(
+        f"adopted {len(ids)} articles: recorded as already posted to {channels} and as "
+        f"already dealt with by the digests {digests}; {kept} keep the feed ids the "
+        "published feeds show"
+    )
+    if report.rejected:
+        click.echo(
+            f"{len(report.rejected)} rejected files are not recorded: once fixed, they are "
+            "new articles and will be posted and sent",
+            err=True,
+        )
+    click.echo("from now on, only newer articles are posted and sent")
+    return status
+
+
+def _record_as_done(store: Any, settings: Any, ids: list[str], when: dt.datetime) -> None:
+    """Every article as skipped by every channel (the ledger never sends a skipped item)
+    and as passed over by every digest (an edition takes only articles no earlier one
+    dealt with)."""
+    from sqlalchemy import insert, select
+
+    from pipeline.ledger import Ledger
+    from pipeline.posting import stream_of
+    from pipeline.schema import edition_articles as dealt
+
+    reason = f"already published when the state store started over on {when:%Y-%m-%d %H:%M}Z"
+    ledger = Ledger(store.engine)
+    for name in settings.channels:
+        for start in range(0, len(ids), 500):
+            ledger.skip(stream_of(name), {i: reason for i in ids[start : start + 500]})
+    with store.engine.begin() as conn:
+        for name in settings.digests:
+            done = set(conn.scalars(select(dealt.c.article_id).where(dealt.c.digest == name)))
+            edition = f"{name}@adopted-{when:%Y-%m-%dT%H:%MZ}"  # no such edition: none sent
+            rows = [
+                {"digest": name, "article_id": i, "edition_id": edition, "carried": False}
+                for i in ids
+                if i not in done
+            ]
+            if rows:
+                conn.execute(insert(dealt), rows)

@@ -10,16 +10,21 @@ another person, address, list or purpose; it may carry an expiry. Format:
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
 import secrets
-import time
 from dataclasses import dataclass
 
 from pipeline.errors import PipelineError
 
 SECRET_NAME = "email:link-secret"
+# Claims are only ever what ``sign`` wrote, so anything else in a genuinely signed
+# payload (a list, a float id, an id past the database's integers, a list name longer
+# than the column) is refused here rather than reaching the database.
+MAX_ID = 2**63 - 1
+MAX_TEXT = 100  # the longest list name the store keeps (list_unsubscribes.list_name)
 
 
 class InvalidToken(PipelineError):
@@ -35,7 +40,8 @@ class TokenClaims:
     expires: int | None = None  # unix time
 
     def is_for(self, email: str) -> bool:
-        return hmac.compare_digest(self.address, address_hash(email))
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
+        return hmac.compare_digest(self.address.encode(), address_hash(email).encode())
 
 
 def address_hash(email: str) -> str:
@@ -71,31 +77,50 @@ def sign(
     return f"{body}.{_b64(signature)}"
 
 
+def _now() -> float:
+    return dt.datetime.now(dt.UTC).timestamp()
+
+
 def verify(secret: str, token: str, purpose: str, now: float | None = None) -> TokenClaims:
-    """The claims of a genuine, unexpired token for ``purpose``; InvalidToken otherwise."""
+    """The claims of a genuine, unexpired token for ``purpose``; InvalidToken otherwise.
+
+    ``now`` (unix time) is the clock to judge expiry by, default the current time: a
+    token is still valid at its expiry second and refused after it."""
+    if not token:
+        raise InvalidToken("the link has no token")
     try:
         body, signature = token.split(".")
         expected = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
         if not hmac.compare_digest(expected, _unb64(signature)):
             raise InvalidToken("the link's signature does not match")
-        claims = json.loads(_unb64(body))
-        expires = claims.get("x")
-        found = TokenClaims(
-            str(claims["p"]),
-            int(claims["s"]),
-            str(claims["l"]),
-            str(claims.get("a", "")),
-            int(expires) if expires is not None else None,
-        )
-    except InvalidToken:
-        raise
-    except (ValueError, KeyError, TypeError) as exc:
+        found = _claims(json.loads(_unb64(body)))
+    except (ValueError, RecursionError) as exc:  # base64, UTF-8, JSON nested too deep
         raise InvalidToken(f"the link is malformed ({type(exc).__name__})") from None
     if found.purpose != purpose:
         raise InvalidToken(f"the link is for {found.purpose!r}, not {purpose!r}")
-    if found.expires is not None and (time.time() if now is None else now) > found.expires:
+    if found.expires is not None and (_now() if now is None else now) > found.expires:
         raise InvalidToken("the link has expired")
     return found
+
+
+def _claims(raw: object) -> TokenClaims:
+    """The claims exactly as ``sign`` writes them, or InvalidToken."""
+    if not isinstance(raw, dict) or not {"p", "s", "l"} <= raw.keys() <= {"p", "s", "l", "a", "x"}:
+        raise InvalidToken("the link's payload is not a set of claims")
+    purpose, subscriber, list_name = raw["p"], raw["s"], raw["l"]
+    address, expires = raw.get("a", ""), raw.get("x")
+    texts = (purpose, list_name, address)
+    # Printable: no NUL (PostgreSQL refuses it), no lone surrogate (not encodable).
+    if not all(isinstance(v, str) and len(v) <= MAX_TEXT and v.isprintable() for v in texts):
+        raise InvalidToken("the link's claims are not text")
+    if not _is_int(subscriber) or not (expires is None or _is_int(expires)):
+        raise InvalidToken("the link's claims are not whole numbers")
+    return TokenClaims(purpose, subscriber, list_name, address, expires)
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int to Python, and JSON's true must not pass for subscriber 1
+    return type(value) is int and 0 <= value <= MAX_ID
 
 
 def link_secret(configured: str | None, memory) -> str:

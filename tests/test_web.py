@@ -66,8 +66,18 @@ def test_the_unsubscribe_page_speaks_the_subscribers_language(live_site):
                 "weekly-en",
             )
         ),
+        lambda link, live_site: f"{live_site.base}/unsubscribe?token=",
+        lambda link, live_site: f"{live_site.base}/unsubscribe",
     ],
-    ids=["altered-signature", "forged-with-another-key", "garbage", "binary", "other-purpose"],
+    ids=[
+        "altered-signature",
+        "forged-with-another-key",
+        "garbage",
+        "binary",
+        "other-purpose",
+        "empty",
+        "missing",
+    ],
 )
 def test_forged_and_tampered_tokens_are_refused(live_site, tamper):
     link = tamper(live_site.unsubscribe_link("anna@example.org"), live_site)
@@ -237,3 +247,9 @@ def test_a_confirmation_the_mail_server_refuses_says_to_try_later(live_site):
     assert response.status_code == 503
     assert "could not send the confirmation email" in response.text
     assert live_site.people.get("later@example.org").status == PENDING  # never active
+
+
+def test_every_response_says_nosniff_over_http(live_site):
+    for path in ("/healthz", "/feeds/rss.xml", "/subscribe", "/unsubscribe", "/no/such/page"):
+        response = requests.get(live_site.base + path)
+        assert response.headers["X-Content-Type-Options"] == "nosniff", path

@@ -287,6 +287,7 @@ def test_other_methods_are_not_allowed(served, method):
     response = requests.request(method, served.url("rss.xml"), data=b"x", timeout=10)
     assert response.status_code == 405
     assert response.headers["Allow"] == "GET, HEAD"
+    assert response.text == "Method Not Allowed"  # a refusal says so, like every other
 
 
 def test_files_are_hashed_once_per_version(served, monkeypatch):

@@ -11,14 +11,16 @@
 - ``GET /digests/NAME/EDITION``: a sent edition, without any recipient's token.
 - ``/feeds/…``: the feed files, with conditional GET and gzip (``FeedFiles``).
 
-Every refusal has a clear status (400 bad or forged link, 403 forged form, 405, 413
-too large, 429 too many) and changes nothing.
+Every refusal has a clear status (400 bad, forged, empty or malformed link, 403 forged
+form, 405, 413 too large, 429 too many) and changes nothing. Every response, 404s and
+feed files included, carries ``X-Content-Type-Options: nosniff`` (``NoSniff``).
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +52,9 @@ FORM = "form"
 FORM_FOR = dt.timedelta(hours=2)
 UNSUBSCRIBE = "unsubscribe"
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
+# What an edition's time looks like in its address (2026-11-23T09:00+05:45); anything
+# else is no edition, and is not sent to the database (PostgreSQL refuses NUL in text).
+EDITION_TIME = re.compile(r"^[0-9T:+.-]{1,40}$")
 
 
 def create_app(
@@ -69,7 +74,7 @@ def create_app(
         Route("/healthz", lambda request: PlainTextResponse("ok"), methods=["GET"]),
         Mount("/feeds", app=FeedFiles(settings.feeds.output)),
     ]
-    return LimitBody(Starlette(routes=routes), MAX_BODY)
+    return NoSniff(LimitBody(Starlette(routes=routes), MAX_BODY))
 
 
 class _Endpoints:
@@ -99,13 +104,13 @@ class _Endpoints:
         if isinstance(posted, Response):
             return posted
         token, form = posted
+        language = self.pages.choose_language(None, request.headers.get("accept-language", ""))
+        if not token:  # an address typed by hand, or a link cut short by a mail client
+            return self._bad_link(language, "no_token_text")
         if form is not None and form.get(ONE_CLICK[0]) != ONE_CLICK[1]:
             return PlainTextResponse(
                 "A one-click unsubscribe POST carries List-Unsubscribe=One-Click.", 400
             )
-        language = self.pages.choose_language(None, request.headers.get("accept-language", ""))
-        if not token:
-            return self._message(language, "unsubscribe", "no_token_text")
         try:
             claims = verify(self.secret, token, UNSUBSCRIBE)
             subscriber = await run_in_threadpool(self.subscribers.get_by_id, claims.subscriber_id)
@@ -184,7 +189,10 @@ class _Endpoints:
         if origin.lower() in self.origins:
             return True
         host = request.headers.get("host", "").lower()
-        return bool(host) and urlsplit(origin.lower()).netloc == host
+        try:
+            return bool(host) and urlsplit(origin.lower()).netloc == host
+        except ValueError:  # e.g. "http://[::1": not a URL, so not ours
+            return False
 
     def _problems(self, values: dict[str, str], language: str) -> list[str]:
         words = i18n.words(language)
@@ -267,8 +275,10 @@ class _Endpoints:
 
     async def edition(self, request: Request) -> Response:
         name, when = request.path_params["digest"], request.path_params["edition"]
+        if name not in self.settings.digests or not EDITION_TIME.match(when):
+            return PlainTextResponse("No such edition.", 404)
         found = await run_in_threadpool(self.digests.load, f"{name}@{when}")
-        if found is None or found.status == SKIPPED_EDITION or name not in self.settings.digests:
+        if found is None or found.status == SKIPPED_EDITION:
             return PlainTextResponse("No such edition.", 404)
         assert self.settings.email is not None
         html, _ = personalise(
@@ -297,8 +307,9 @@ class _Endpoints:
             page, language, title=words[title], text=words[text], status=status
         )
 
-    def _bad_link(self, language: str) -> Response:
-        return self._message(language, "bad_link_title", "bad_link_text", status=400)
+    def _bad_link(self, language: str, text: str = "bad_link_text") -> Response:
+        """Every token-taking page's answer to an empty, malformed, forged or stale token."""
+        return self._message(language, "bad_link_title", text, status=400)
 
 
 async def _token_and_form(request: Request) -> tuple[str, FormData | None] | Response:
@@ -343,6 +354,31 @@ class RateLimit:
             return False
         times.append(now)
         return True
+
+
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
+class NoSniff:
+    """``X-Content-Type-Options: nosniff`` on every response, whoever made it (pages,
+    feed files, 404s, 405s, 413s): browsers then never run a feed or a plain-text answer
+    as a script or page of another type."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != NOSNIFF[0]]
+                message = {**message, "headers": [*headers, NOSNIFF]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
 
 
 class LimitBody:

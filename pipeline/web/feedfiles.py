@@ -68,7 +68,9 @@ class FeedFiles:
         if scope["type"] != "http":
             return
         if scope["method"] not in ("GET", "HEAD"):
-            await _send(send, 405, [("allow", "GET, HEAD"), ("content-length", "0")])
+            # A body like every other refusal, so nobody mistakes it for an empty feed.
+            text = [("content-type", "text/plain; charset=utf-8"), ("content-length", "18")]
+            await _send(send, 405, [("allow", "GET, HEAD"), *text], b"Method Not Allowed")
             return
         version = await run_in_threadpool(self._load, _route_path(scope))
         if version is None:

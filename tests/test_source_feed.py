@@ -278,3 +278,46 @@ def test_unreachable_server_is_unavailable(site):
     settings = FeedSourceSettings(type="feed", name="wire", url="http://127.0.0.1:9/feed.xml")
     with pytest.raises(SourceUnavailable, match=r"'wire'.*cannot read http://127\.0\.0\.1:9/"):
         FeedSource(settings, site, requests.Session()).scan({}, {})
+
+
+# -- one bad entry or an odd document never stops the scan -----------------------------
+
+
+def test_an_entry_failing_unexpectedly_is_rejected_and_the_rest_go_on(
+    httpserver, site, monkeypatch
+):
+    serve(httpserver, RSS_FEED)
+    real = feed_module._image
+
+    def fragile(entry, base):
+        if entry.get("id") == "wire-101":
+            raise KeyError("medium")
+        return real(entry, base)
+
+    monkeypatch.setattr(feed_module, "_image", fragile)
+    scan = make_source(httpserver, site).scan({}, {})
+    assert [item.key for item in scan.changed] == ["https://wire.example.com/?p=99"]
+    messages = {p.message for p in scan.rejected}
+    assert "entry wire-101: cannot be read: KeyError: 'medium'" in messages
+
+
+def test_a_character_reference_to_a_surrogate_does_not_stop_the_feed(httpserver, site):
+    """feedparser's lenient parser (for feeds that are not well-formed) raised on these."""
+    broken = RSS_FEED.replace("<title>Glacier lake monitored</title>", "<title>Lake &#xD800;")
+    serve(httpserver, broken)
+    scan = make_source(httpserver, site).scan({}, {})
+    assert "wire-101" in {item.key for item in scan.changed}
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_entity_declarations_are_refused_before_parsing(httpserver, site, encoding):
+    laughs = (
+        '<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa">'
+        + "".join(f'<!ENTITY {chr(98 + n)} "{("&" + chr(97 + n) + ";") * 10}">' for n in range(9))
+        + ']><rss version="2.0"><channel><title>&j;</title></channel></rss>'
+    )
+    serve(httpserver, laughs.encode(encoding), content_type="application/rss+xml")
+    started = time.monotonic()
+    with pytest.raises(SourceUnavailable, match="declares XML entities"):
+        make_source(httpserver, site).scan({}, {})
+    assert time.monotonic() - started < 1

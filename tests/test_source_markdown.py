@@ -208,3 +208,109 @@ def test_titles_are_plain_text_languages_get_bcp47_casing_and_summaries_are_boun
     summary = item.article.summary
     assert summary.endswith("…") and len(summary) <= site.excerpt_length
     assert long_summary.startswith(summary.removesuffix("…"))
+
+
+# -- one bad file never stops the scan (finding 1) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("date", "column"),
+    [
+        ("2026-02-30", 7),  # no such day
+        ("0000-01-01", 7),  # year 0
+        ('"99999-01-01"', 7),
+        ("0001-01-01T00:00:00+05:00", 7),  # overflows when converted to UTC
+        ("9999-12-31T23:59:59-05:00", 7),
+        ("0001-01-01", 7),  # midnight in Kathmandu is still year 0 in UTC
+    ],
+)
+def test_impossible_and_out_of_range_dates_reject_that_file(tmp_path, site, date, column):
+    write_article(tmp_path, "good.md", GOOD)
+    write_article(tmp_path, "bad.md", f"title: T\ndate: {date}")
+    result = scan(tmp_path, site)
+    assert [item.key for item in result.changed] == ["good.md"]
+    (problem,) = result.rejected
+    assert problem.file.endswith("bad.md") and (problem.line, problem.column) == (3, column)
+    assert "date" in problem.message
+
+
+def test_an_updated_time_out_of_range_is_rejected(tmp_path, site):
+    write_article(tmp_path, "a.md", "title: T\ndate: 2024-01-01\nupdated: 9999-12-31T23:00-05:00")
+    (problem,) = scan(tmp_path, site).rejected
+    assert problem.line == 4 and "out of range" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("front", "line"),
+    [
+        ("title: &a [*a]\ndate: 2024-01-01", 2),  # a recursive alias
+        ('title:\t"x"\ndate: 2024-01-01\ntgas: [x]', 2),  # a tab, and an unknown key too
+        ('title:\t"x"\ndate: 2026-02-30', 2),
+    ],
+)
+def test_yaml_the_loader_chokes_on_rejects_that_file(tmp_path, site, front, line):
+    write_article(tmp_path, "good.md", GOOD)
+    write_article(tmp_path, "bad.md", front)
+    result = scan(tmp_path, site)
+    assert [item.key for item in result.changed] == ["good.md"]
+    (problem,) = result.rejected
+    assert problem.file.endswith("bad.md") and problem.line == line
+
+
+def test_an_impossible_date_the_yaml_layer_raises_on_is_located(tmp_path, site, monkeypatch):
+    """Whatever the YAML layer raises for a date it cannot build, the file is rejected at
+    the line of that date (a ValueError from the timestamp constructor had no location)."""
+    from pipeline.sources import markdown as markdown_module
+
+    def strict(text, file, line_offset=0):
+        raise ValueError("day is out of range for month")
+
+    monkeypatch.setattr(markdown_module, "parse_yaml", strict)
+    write_article(tmp_path, "bad.md", "title: T\nauthor: Pema\ndate: 2026-02-30")
+    (problem,) = scan(tmp_path, site).rejected
+    assert (problem.line, problem.column) == (4, 7)
+    assert "'2026-02-30' is not a date: day is out of range for month" in problem.message
+
+
+def test_a_fifo_named_like_an_article_is_rejected_not_read(tmp_path, site):
+    write_article(tmp_path, "good.md", GOOD)
+    os.mkfifo(tmp_path / "pipe.md")  # reading it would block the run for ever
+    result = scan(tmp_path, site)
+    assert [item.key for item in result.changed] == ["good.md"]
+    (problem,) = result.rejected
+    assert problem.file.endswith("pipe.md") and "not a regular file" in problem.message
+
+
+def test_a_broken_symlink_is_rejected(tmp_path, site):
+    write_article(tmp_path, "good.md", GOOD)
+    (tmp_path / "gone.md").symlink_to(tmp_path / "nowhere.md")
+    result = scan(tmp_path, site)
+    assert [item.key for item in result.changed] == ["good.md"]
+    (problem,) = result.rejected
+    assert problem.file.endswith("gone.md") and "No such file" in problem.message
+
+
+def test_a_file_name_that_is_not_utf8_is_rejected_printably(tmp_path, site):
+    write_article(tmp_path, "good.md", GOOD)
+    name = os.fsencode(tmp_path) + b"/caf\xe9.md"
+    with open(name, "wb") as handle:
+        handle.write(f"---\n{GOOD}\n---\nBody\n".encode())
+    result = scan(tmp_path, site)
+    assert [item.key for item in result.changed] == ["good.md"]
+    (problem,) = result.rejected
+    assert "not UTF-8" in problem.message
+    str(problem).encode("utf-8")  # printable: no lone surrogate
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
+def test_a_folder_that_cannot_be_listed_removes_nothing(tmp_path, site):
+    write_article(tmp_path, "good.md", GOOD)
+    locked = tmp_path / "locked"
+    write_article(locked, "inside.md", GOOD)
+    locked.chmod(0)
+    try:
+        result = scan(tmp_path, site)
+    finally:
+        locked.chmod(0o755)
+    assert result.complete is False  # inside.md was not seen: it must not count as deleted
+    assert any("cannot be listed" in p.message for p in result.rejected)

@@ -294,3 +294,54 @@ def test_timeout_is_unavailable(httpserver, site):
     deadline = time.monotonic() + 5  # let the server finish, so the next test starts clean
     while not httpserver.log and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+# -- one bad post or an odd answer never stops the scan ---------------------------------
+
+
+def test_posts_of_any_shape_are_rejected_one_by_one(httpserver, site):
+    odd = [
+        "not a post",
+        post(True),  # JSON true is no post id
+        post(21, _embedded=["a list"]),
+        post(22, _embedded={"wp:term": [[{"name": 5, "taxonomy": "post_tag"}]]}),
+        post(23, title=["a", "list"], date_gmt={"nested": 1}),
+        post(24, link="http://[::1", slug=None),
+        post(25),
+    ]
+    serve_pages(httpserver, [odd])
+    scan = make_source(httpserver, site).scan({}, {})
+    assert "25" in {item.key for item in scan.changed}
+    located = [p.message.split(":")[0] for p in scan.rejected]
+    assert located[:2] == ["post #1", "post #2"]
+    for problem in scan.rejected:
+        assert problem.file == make_source(httpserver, site).settings.url and problem.message
+
+
+def test_a_post_listed_on_two_pages_is_scanned_once(httpserver, site):
+    page1 = [post(n) for n in range(300, 200, -1)]
+    page2 = [page1[-1]] + [post(n) for n in range(200, 190, -1)]
+    serve_pages(httpserver, [page1, page2])
+    keys = [item.key for item in make_source(httpserver, site).scan({}, {}).changed]
+    assert len(keys) == 110 == len(set(keys))
+
+
+@pytest.mark.parametrize("total", ["²", "9" * 5000, "-1", " 2 "])
+def test_an_odd_total_pages_header_is_ignored(httpserver, site, total):
+    def handler(request: Request) -> Response:
+        return Response(
+            json.dumps([post(1)]),
+            content_type="application/json",
+            headers={"X-WP-TotalPages": total},
+        )
+
+    httpserver.expect_request(API).respond_with_handler(handler)
+    assert [item.key for item in make_source(httpserver, site).scan({}, {}).changed] == ["1"]
+
+
+def test_json_nested_past_the_stack_is_unavailable_not_a_crash(httpserver, site):
+    httpserver.expect_request(API).respond_with_data(
+        "[" * 100_000 + "]" * 100_000, content_type="application/json"
+    )
+    with pytest.raises(SourceUnavailable, match="not a list of posts"):
+        make_source(httpserver, site).scan({}, {})

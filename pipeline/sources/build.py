@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from pipeline import text
 from pipeline.model import Article
+from pipeline.redact import shown_url
 from pipeline.settings import SiteSettings, normalise_language
 
 
@@ -42,7 +43,42 @@ def parse_date(value: object, timezone: str) -> dt.datetime:
         raise ValueError("expected a date such as 2024-03-01 or 2024-03-01T09:30+05:45")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zoneinfo.ZoneInfo(timezone))
-    return parsed
+    return in_range(parsed, value)
+
+
+# A day inside datetime's range on each side, so that showing the moment in any time
+# zone (feeds, digests, the store's UTC column) cannot overflow.
+_EARLIEST = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
+_LATEST = dt.datetime(9999, 12, 30, tzinfo=dt.UTC)
+
+
+def in_range(moment: dt.datetime, written: object = None) -> dt.datetime:
+    """``moment`` if every time zone can show it; else ValueError."""
+    try:
+        ok = _EARLIEST <= moment.astimezone(dt.UTC) <= _LATEST
+    except (OverflowError, ValueError):
+        ok = False
+    if not ok:
+        shown = written if written is not None else moment.isoformat()
+        raise ValueError(f"{shown!r} is out of range; use a date between 0001-01-02 and 9999-12-30")
+    return moment
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An unexpected exception as a person reads it: its type and first line, with any
+    URL's credentials masked (exception texts often repeat the URL they failed on)."""
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    first = _URL.sub(lambda m: shown_url(m.group()), first)
+    return shorten(f"{type(exc).__name__}: {first}" if first else type(exc).__name__, limit)
+
+
+def shorten(value: str, limit: int) -> str:
+    """``value`` cut to ``limit`` characters, for quoting untrusted text in a message."""
+    value = value.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+_URL = re.compile(r"\bhttps?://[^\s'\"<>]+")
 
 
 def slugify(value: str) -> str:
@@ -87,6 +123,9 @@ def make_article(
     title_text = " ".join(clean(title).split())
     if not title_text:
         raise ValueError("the title is empty")
+    in_range(published)
+    if updated is not None:
+        in_range(updated)
     return Article(
         id=id,
         source=source,

@@ -36,22 +36,32 @@ from lxml import etree
 
 from pipeline.errors import Problem
 from pipeline.model import Article
+from pipeline.redact import shown_url
 from pipeline.settings import FeedSourceSettings, SiteSettings, normalise_language
 from pipeline.sources import Item, Scan
-from pipeline.sources.build import make_article, slugify
-from pipeline.sources.http import fetch, unavailable
+from pipeline.sources.build import make_article, one_line, shorten, slugify
+from pipeline.sources.http import Fetched, Limits, fetch, unavailable
 from pipeline.text import html_to_text
 
 MEDIA = "http://search.yahoo.com/mrss/"
+_ENTITY_DECLARATION = re.compile(rb"<!\s*ENTITY", re.IGNORECASE)
+_PROLOG = 1_000_000  # a DOCTYPE comes before the root element, so near the start
 _IMAGE_FILE = re.compile(r"\.(jpe?g|png|gif|webp|avif)(\?|$)", re.IGNORECASE)
 
 
 class FeedSource:
-    def __init__(self, settings: FeedSourceSettings, site: SiteSettings, http: requests.Session):
+    def __init__(
+        self,
+        settings: FeedSourceSettings,
+        site: SiteSettings,
+        http: requests.Session,
+        limits: Limits | None = None,
+    ):
         self.settings = settings
         self.site = site
         self.http = http
         self.name = settings.name
+        self.limits = limits or Limits.of(settings)
 
     def scan(self, known: Mapping[str, str], cursor: Mapping[str, str]) -> Scan:
         s = self.settings
@@ -60,10 +70,21 @@ class FeedSource:
             headers["If-None-Match"] = cursor["etag"]
         if cursor.get("last_modified"):
             headers["If-Modified-Since"] = cursor["last_modified"]
-        response = fetch(self.http, s.url, source=s.name, timeout=s.timeout, headers=headers)
+        response = fetch(
+            self.http, s.url, source=s.name, timeout=s.timeout, headers=headers, limits=self.limits
+        )
         if response.status_code == 304:
             return Scan(unchanged={k: fp for k, fp in known.items()}, complete=False)
-        parsed = _parse(response)
+        prolog = response.content[:_PROLOG].replace(b"\0", b"")  # UTF-16/32 as ASCII
+        if _ENTITY_DECLARATION.search(prolog):
+            # Feeds never need their own entities, and nested ones ("billion laughs")
+            # make the XML parser expand megabytes before it gives up, once per parse.
+            detail = "it declares XML entities (<!ENTITY …>), which a feed never needs"
+            raise unavailable(s.name, response, detail)
+        try:
+            parsed = _parse(response)
+        except Exception as exc:  # feedparser's own bug on a hostile document
+            raise unavailable(s.name, response, f"cannot parse it ({one_line(exc)})") from None
         meta = parsed.feed
         if parsed.bozo and not parsed.entries and not meta.get("title"):
             raise unavailable(
@@ -75,10 +96,12 @@ class FeedSource:
         }
         scan = Scan(complete=False, cursor=new_cursor)
         alts = _image_alts(response.content, len(parsed.entries))
+        site = self.site.model_dump()
+        defaults = (meta.get("language"), meta.get("link"), s.section, s.language, site)
         seen: set[str] = set()
         for number, entry in enumerate(parsed.entries):
             key = entry.get("id") or entry.get("link")
-            if not key:
+            if not key or not isinstance(key, str):
                 scan.rejected.append(
                     self._problem(f"#{number + 1}", "it has neither an id nor a link")
                 )
@@ -87,23 +110,26 @@ class FeedSource:
                 scan.rejected.append(self._problem(key, "another entry has the same id; skipped"))
                 continue
             seen.add(key)
-            site = self.site.model_dump()
-            defaults = (meta.get("language"), meta.get("link"), s.section, s.language, site)
-            fingerprint = _fingerprint(entry, alts[number], defaults)
-            if known.get(key) == fingerprint:
-                scan.unchanged[key] = fingerprint
-                continue
+            # One entry's oddity, whatever it raises, costs that entry only.
             try:
+                fingerprint = _fingerprint(entry, alts[number], defaults)
+                if known.get(key) == fingerprint:
+                    scan.unchanged[key] = fingerprint
+                    continue
                 article = self._article(key, entry, parsed, alts[number])
             except ValueError as exc:
                 scan.rejected.append(self._problem(key, str(exc)))
+                continue
+            except Exception as exc:
+                scan.rejected.append(self._problem(key, f"cannot be read: {one_line(exc)}"))
                 continue
             scan.changed.append(Item(key=key, fingerprint=fingerprint, article=article))
         return scan
 
     def _problem(self, key: str, reason: str) -> Problem:
         hint = "the publisher of the feed must fix this entry; the other entries were read"
-        return Problem(self.settings.url, None, None, f"entry {key}: {reason}", hint)
+        shown = shorten(key, 200)
+        return Problem(shown_url(self.settings.url), None, None, f"entry {shown}: {reason}", hint)
 
     def _article(self, key: str, entry: Any, parsed: Any, alt: str | None) -> Article:
         s, meta = self.settings, parsed.feed
@@ -153,7 +179,7 @@ class FeedSource:
         )
 
 
-def _parse(response: requests.Response) -> Any:
+def _parse(response: Fetched) -> Any:
     """Parse with feedparser, giving it the charset and the base for relative links."""
     headers = {
         "content-type": response.headers.get("Content-Type", ""),
@@ -161,12 +187,24 @@ def _parse(response: requests.Response) -> Any:
     }
     if response.headers.get("Content-Language"):
         headers["content-language"] = response.headers["Content-Language"]
-    parsed = feedparser.parse(io.BytesIO(response.content), response_headers=headers)
+    content = _CHARREF.sub(_no_surrogate, response.content)
+    parsed = feedparser.parse(io.BytesIO(content), response_headers=headers)
     site = urljoin(response.url, parsed.feed.get("link", ""))
     if parsed.get("version", "").startswith("rss") and site != response.url:
         headers["content-location"] = site  # RSS links are relative to the site, not the feed
-        parsed = feedparser.parse(io.BytesIO(response.content), response_headers=headers)
+        parsed = feedparser.parse(io.BytesIO(content), response_headers=headers)
     return parsed
+
+
+_CHARREF = re.compile(rb"&#([xX][0-9a-fA-F]{1,16}|[0-9]{1,20});")
+
+
+def _no_surrogate(match: re.Match[bytes]) -> bytes:
+    """A character reference to a surrogate or past U+10FFFF becomes U+FFFD: feedparser's
+    lenient parser (used for feeds that are not well-formed) raises on those."""
+    digits = match.group(1)
+    number = int(digits[1:], 16) if digits[:1] in (b"x", b"X") else int(digits)
+    return b"&#xFFFD;" if 0xD800 <= number <= 0xDFFF or number > 0x10FFFF else match.group()
 
 
 def _fingerprint(entry: Any, alt: str | None, defaults: tuple) -> str:

@@ -8,18 +8,22 @@ rejected; an article already published from it stays as it was until it is fixed
 
 from __future__ import annotations
 
+import datetime as dt
 import os
-from collections.abc import Mapping
+import re
+import stat
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from markdown_it import MarkdownIt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ruamel.yaml.error import MarkedYAMLError
 
 from pipeline import text
 from pipeline.errors import ConfigError, Problem, SourceUnavailable, display_path
 from pipeline.settings import MarkdownSourceSettings, SiteSettings, normalise_language
 from pipeline.sources import Item, Scan
-from pipeline.sources.build import make_article, parse_date, slugify
+from pipeline.sources.build import make_article, one_line, parse_date, shorten, slugify
 from pipeline.yamlfile import parse_yaml, problems_from_validation
 
 SUFFIXES = (".md", ".markdown", ".html", ".htm")
@@ -76,46 +80,76 @@ class MarkdownSource:
             raise SourceUnavailable(f"source {self.name}: folder {root} does not exist")
         scan = Scan(complete=True)
         ids: dict[str, str] = {}
-        for path, key, stat in self._files(root):
-            fingerprint = f"{stat.st_mtime_ns}:{stat.st_size}"
-            if known.get(key) == fingerprint:
-                scan.unchanged[key] = fingerprint
-                continue
+        unlisted: list[OSError] = []
+        for path, key in self._files(root, unlisted.append):
+            # Whatever one file raises, that file alone is rejected; its published
+            # version (if any) is held until it is fixed.
             try:
-                item = self._read(path, key, fingerprint, stat.st_size)
+                self._scan_file(path, key, known, ids, scan)
             except Rejected as rejected:
                 scan.rejected.extend(rejected.problems)
                 scan.held.add(key)
-                continue
-            if item is None:  # a draft: leaves the feeds
-                continue
-            if item.article.id in ids:
-                scan.rejected.append(
-                    Problem(
-                        item.article.origin,
-                        self._id_line(path),
-                        None,
-                        f"duplicate id {item.article.id!r}: {ids[item.article.id]} already uses it",
-                        "give one of them a different `id:`",
-                    )
-                )
+            except Exception as exc:
+                scan.rejected.append(_unexpected(_shown(path), exc))
                 scan.held.add(key)
-                continue
-            ids[item.article.id] = item.article.origin
-            scan.changed.append(item)
+        for error in unlisted:
+            # Its files were not seen, so they must not count as deleted.
+            scan.complete = False
+            folder = _shown(Path(error.filename or root))
+            reason = error.strerror or one_line(error)
+            scan.rejected.append(
+                Problem(
+                    folder,
+                    None,
+                    None,
+                    f"folder cannot be listed: {reason}",
+                    "check its permissions; its articles stay as they were",
+                )
+            )
         return scan
 
-    def _files(self, root: Path):
-        """(path, key, stat) of every article file below root, in a stable order."""
-        for folder, dirs, names in os.walk(root):
+    def _scan_file(
+        self, path: Path, key: str, known: Mapping[str, str], ids: dict[str, str], scan: Scan
+    ) -> None:
+        shown = _shown(path)
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the run for ever
+            raise Rejected(Problem(shown, None, None, "not a regular file", "remove it"))
+        if not _is_utf8(key):  # os.walk kept the bytes as lone surrogates
+            raise Rejected(
+                Problem(shown, None, None, "the file name is not UTF-8", "rename the file")
+            )
+        fingerprint = f"{info.st_mtime_ns}:{info.st_size}"
+        if known.get(key) == fingerprint:
+            scan.unchanged[key] = fingerprint
+            return
+        item = self._read(path, key, fingerprint, info.st_size)
+        if item is None:  # a draft: leaves the feeds
+            return
+        if item.article.id in ids:
+            raise Rejected(
+                Problem(
+                    item.article.origin,
+                    self._id_line(path),
+                    None,
+                    f"duplicate id {item.article.id!r}: {ids[item.article.id]} already uses it",
+                    "give one of them a different `id:`",
+                )
+            )
+        ids[item.article.id] = item.article.origin
+        scan.changed.append(item)
+
+    def _files(self, root: Path, unlisted: Callable[[OSError], None]) -> Iterator[tuple[Path, str]]:
+        """(path, key) of every article file below root, in a stable order."""
+        for folder, dirs, names in os.walk(root, onerror=unlisted):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(names):
                 if name.lower().endswith(SUFFIXES) and not name.startswith("."):
                     path = Path(folder, name)
-                    yield path, path.relative_to(root).as_posix(), path.stat()
+                    yield path, path.relative_to(root).as_posix()
 
     def _read(self, path: Path, key: str, fingerprint: str, size: int) -> Item | None:
-        shown = display_path(path)
+        shown = _shown(path)
         limit = self.settings.max_bytes
         if size > limit:
             raise Rejected(
@@ -152,6 +186,8 @@ class MarkdownSource:
             doc = parse_yaml(head, shown, line_offset=1)
         except ConfigError as exc:
             raise Rejected(*exc.problems) from None
+        except Exception as exc:  # e.g. 2026-02-30, which the YAML loader itself refuses
+            raise Rejected(_front_matter_problem(head, shown, exc)) from None
         if not isinstance(doc.data, dict):
             raise Rejected(Problem(shown, 2, 1, "front matter must be `key: value` lines"))
         try:
@@ -211,6 +247,71 @@ class Rejected(Exception):
 
     def __init__(self, *problems: Problem):
         self.problems = list(problems)
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(path: Path) -> str:
+    """The path for messages; a name that is not UTF-8 shows its bytes escaped."""
+    return shorten(display_path(path), 1000)
+
+
+# What YAML reads as a date: year-month-day, optionally followed by a time.
+_YAML_DATE = re.compile(r"(?<![\w.:-])([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?![0-9])")
+
+
+def _front_matter_problem(head: str, shown: str, exc: Exception) -> Problem:
+    """A located Problem for an exception the YAML layer did not turn into one."""
+    for number, line in enumerate(head.splitlines(), 2):
+        for match in _YAML_DATE.finditer(line):
+            year, month, day = (int(part) for part in match.groups())
+            try:
+                dt.date(year, month, day)
+            except ValueError as bad:
+                return Problem(
+                    shown,
+                    number,
+                    match.start() + 1,
+                    f"{match.group()!r} is not a date: {bad}",
+                    "write a real calendar date, e.g. 2024-03-01",
+                )
+    return _unexpected(shown, exc, line=2)
+
+
+def _unexpected(shown: str, exc: BaseException, line: int | None = None) -> Problem:
+    """A Problem for an exception no check anticipated, located where the exception says."""
+    if isinstance(exc, MarkedYAMLError) and (exc.problem_mark or exc.context_mark):
+        mark = exc.problem_mark or exc.context_mark
+        what = shorten(exc.problem or exc.context or "not valid YAML", 300)
+        return Problem(
+            shown,
+            mark.line + 2,  # the front matter starts on line 2
+            mark.column + 1,
+            f"YAML syntax error: {what}",
+            "indent with spaces, not tabs, and quote values that contain ': '",
+        )
+    if isinstance(exc, RecursionError):
+        return Problem(
+            shown,
+            line,
+            None,
+            "nested too deeply to be read (a recursive YAML alias, or thousands of nested "
+            "HTML elements or list levels)",
+            "remove `&anchor` / `*alias` pairs and flatten the nesting",
+        )
+    return Problem(
+        shown,
+        line,
+        None,
+        f"cannot be read: {one_line(exc)}",
+        "fix or remove this file; the other files were read",
+    )
 
 
 def _split_front_matter(content: str, shown: str) -> tuple[str, str, int]:

@@ -35,10 +35,11 @@ import requests
 
 from pipeline.errors import Problem
 from pipeline.model import Article
+from pipeline.redact import shown_url
 from pipeline.settings import SiteSettings, WordPressSourceSettings
 from pipeline.sources import Item, Scan
-from pipeline.sources.build import make_article, parse_date, slugify
-from pipeline.sources.http import fetch, unavailable
+from pipeline.sources.build import make_article, one_line, parse_date, shorten, slugify
+from pipeline.sources.http import Fetched, Limits, fetch, unavailable
 from pipeline.text import html_to_text
 
 PER_PAGE = 100
@@ -49,12 +50,17 @@ _AUTO_END = re.compile(r"(\[(&hellip;|&#8230;|…|\.\.\.)\]|&hellip;|&#8230;|…
 
 class WordPressSource:
     def __init__(
-        self, settings: WordPressSourceSettings, site: SiteSettings, http: requests.Session
+        self,
+        settings: WordPressSourceSettings,
+        site: SiteSettings,
+        http: requests.Session,
+        limits: Limits | None = None,
     ):
         self.settings = settings
         self.site = site
         self.http = http
         self.name = settings.name
+        self.limits = limits or Limits.of(settings)
         self.base = re.sub(r"/wp-json(/wp/v2(/posts)?)?/?$", "", settings.url.rstrip("/"))
         self.api = f"{self.base}/wp-json/wp/v2/posts"
 
@@ -71,7 +77,13 @@ class WordPressSource:
                 "_embed": 1,
             }
             response = fetch(
-                self.http, self.api, source=s.name, timeout=s.timeout, params=params, allow=(400,)
+                self.http,
+                self.api,
+                source=s.name,
+                timeout=s.timeout,
+                params=params,
+                allow=(400,),
+                limits=self.limits,
             )
             body = _json(response)
             if response.status_code == 400:
@@ -81,8 +93,8 @@ class WordPressSource:
             if not isinstance(body, list):
                 detail = "the answer is not a list of posts; is the url a WordPress site?"
                 raise unavailable(s.name, response, detail)
-            total = response.headers.get("X-WP-TotalPages", "")
-            if total.isdigit():
+            total = response.headers.get("X-WP-TotalPages", "").strip()
+            if re.fullmatch(r"[0-9]{1,9}", total):
                 last = min(s.max_pages, int(total))
             if not self._read_page(body, known, scan) or len(body) < PER_PAGE:
                 break
@@ -90,33 +102,49 @@ class WordPressSource:
         return scan
 
     def _read_page(self, posts: list, known: Mapping[str, str], scan: Scan) -> bool:
-        """Add a page's posts to ``scan``; False when all of them were unchanged."""
+        """Add a page's posts to ``scan``; False when all of them were unchanged.
+
+        A post edited while the pages are read moves to the top of the list, pushing
+        the others one place down, so the last post of one page comes again at the top
+        of the next: a key already taken in this scan is skipped (storing it twice in
+        one transaction would write its tags twice).
+        """
         news = False
-        for post in posts:
+        taken = {item.key for item in scan.changed} | set(scan.unchanged) | scan.held
+        for position, post in enumerate(posts, 1):
             post_id = _get(post, "id")
-            if not isinstance(post_id, int):
-                scan.rejected.append(self._problem("?", "it has no numeric id"))
+            if not isinstance(post_id, int) or isinstance(post_id, bool):
+                scan.rejected.append(self._problem(f"#{position}", "it has no numeric id"))
                 continue
             key = str(post_id)
-            fingerprint = f"{key}:{post.get('modified_gmt')}"
-            if known.get(key) == fingerprint:
-                scan.unchanged[key] = fingerprint
+            if key in taken:
                 continue
-            if _get(post.get("content"), "protected"):
-                continue
-            news = True
+            taken.add(key)
+            # One post's oddity, whatever it raises, costs that post only.
             try:
+                fingerprint = f"{key}:{post.get('modified_gmt')}"
+                if known.get(key) == fingerprint:
+                    scan.unchanged[key] = fingerprint
+                    continue
+                if _get(post.get("content"), "protected"):
+                    continue
+                news = True
                 article = self._article(key, post)
-            except (ValueError, TypeError, AttributeError) as exc:
-                scan.rejected.append(self._problem(key, str(exc)))
+            except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                scan.rejected.append(self._problem(key, str(exc) or type(exc).__name__))
+                continue
+            except Exception as exc:
+                scan.rejected.append(self._problem(key, f"cannot be read: {one_line(exc)}"))
                 continue
             scan.changed.append(Item(key=key, fingerprint=fingerprint, article=article))
         return news
 
     def _problem(self, key: str, reason: str) -> Problem:
-        edit = f"{self.base}/wp-admin/post.php?post={key}&action=edit"
+        edit = f"{shown_url(self.base)}/wp-admin/post.php?post={key}&action=edit"
         hint = f"fix the post in WordPress ({edit}); the other posts were read"
-        return Problem(self.settings.url, None, None, f"post {key}: {reason}", hint)
+        return Problem(
+            shown_url(self.settings.url), None, None, f"post {key}: {shorten(reason, 300)}", hint
+        )
 
     def _article(self, key: str, post: dict) -> Article:
         s = self.settings
@@ -135,7 +163,7 @@ class WordPressSource:
             self.site,
             id=f"{s.name}:{key}",
             source=s.name,
-            origin=f"{self.api}/{key}",
+            origin=f"{shown_url(self.api)}/{key}",
             title=html_to_text(title),
             published=published,
             updated=updated if updated and updated > published else None,
@@ -152,10 +180,10 @@ class WordPressSource:
         )
 
 
-def _json(response: requests.Response) -> Any:
+def _json(response: Fetched) -> Any:
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past Python's stack
         return None
 
 

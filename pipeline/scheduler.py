@@ -13,8 +13,11 @@ processes coordinate through the state store instead:
   runs once now if that was within its ``grace``; older runs (or one past grace) are
   recorded as ``missed``. A run a stop interrupted is finished the same way.
 - **Reload.** schedules.yaml is re-read when it changes. A good edit replaces the
-  changed schedules; a bad one is logged with every problem and the last good
-  schedules keep running.
+  changed schedules; a bad one (or anything unexpected while reading it) is logged with
+  every problem, located, and the last good schedules keep running: an edit never stops
+  the service. The config file is watched too: a bad edit is logged the same way, a
+  good one is noted; either way the configuration ``serve`` started with stays in use
+  until it is restarted.
 - **Stopping.** ``stop()`` (SIGTERM/SIGINT in the command) lets the running step
   finish — a digest stops between messages — records the run as ``stopped``, and
   returns.
@@ -38,6 +41,7 @@ from pipeline.errors import ConfigError
 from pipeline.logs import event
 from pipeline.runs import BUSY, FAILED, MISSED, OK, PARTIAL, STOPPED, Locks, RunLog
 from pipeline.schedules import Schedule, ScheduleSet
+from pipeline.settings import MAX_FILE_BYTES, load_settings
 from pipeline.store import Store
 from pipeline.triggers import build_trigger, runs_between
 
@@ -57,9 +61,12 @@ class Scheduler:
         poll: float = 2.0,
         lock_wait: float = 300.0,
         workers: int = 4,
+        config_file: Path | None = None,
     ):
         self.load = load
         self.schedules_file = schedules_file
+        self.config_file = config_file
+        self._seen_config: bytes | None = None
         self.actions = actions
         self.store = store
         self.runs = RunLog(store.engine)
@@ -85,11 +92,14 @@ class Scheduler:
         self.start()
         while not self.stopping.wait(self.poll):
             self.reload_if_changed()
+            self.check_config_if_changed()
         self.shutdown()
 
     def start(self) -> None:
         schedules = self.load()  # a bad file at start is the caller's ConfigError
-        self._seen_file = self._file_state()
+        self._seen_file = self._file_state(self.schedules_file)
+        if self.config_file is not None:
+            self._seen_config = self._file_state(self.config_file)
         for run in self.runs.close_interrupted():
             self.log.warning(
                 "a run was cut short by a crash",
@@ -125,16 +135,22 @@ class Scheduler:
 
     def _apply(self, schedules: ScheduleSet) -> None:
         wanted = {s.name: s for s in schedules.enabled()}
+        # Every trigger is built before any job changes: one that cannot be built leaves
+        # the running schedules as they were, not half replaced.
+        triggers = {
+            name: build_trigger(schedule.trigger, schedule.zone)
+            for name, schedule in wanted.items()
+            if not _same(self.current.get(name), schedule)
+        }
         for name in set(self.current) - set(wanted):
             self._aps.remove_job(name)
             self.log.info("schedule removed", extra=event("schedule.removed", schedule=name))
-        for name, schedule in wanted.items():
-            if _same(self.current.get(name), schedule):
-                continue
+        for name, trigger in triggers.items():
+            schedule = wanted[name]
             self._watch_since(schedule)
             self._aps.add_job(
                 self._fire,
-                trigger=build_trigger(schedule.trigger, schedule.zone),
+                trigger=trigger,
                 args=[name],
                 id=name,
                 name=name,
@@ -156,36 +172,74 @@ class Scheduler:
             )
         self.current = wanted
 
-    def _file_state(self) -> bytes | None:
+    @staticmethod
+    def _file_state(path: Path) -> bytes | None:
         # The content, not the mtime: two quick saves within the clock's resolution
-        # would look unchanged. The file is small; reading it every poll costs nothing.
+        # would look unchanged. The file is small; reading it every poll costs nothing
+        # (and a huge one is read only as far as the reader would look, plus its size).
         try:
-            return hashlib.sha256(self.schedules_file.read_bytes()).digest()
+            with path.open("rb") as file:
+                head = file.read(MAX_FILE_BYTES + 1)
+                size = file.seek(0, 2)
+            return hashlib.sha256(head + size.to_bytes(8, "big")).digest()
         except OSError:
             return None
 
     def reload_if_changed(self) -> bool:
-        """Re-read schedules.yaml if it changed; True if the new schedules are running."""
-        state = self._file_state()
+        """Re-read schedules.yaml if it changed; True if the new schedules are running.
+        Never raises: a bad edit is logged and the last good schedules keep running."""
+        state = self._file_state(self.schedules_file)
         if state == self._seen_file:
             return False
         self._seen_file = state
+        kept = "schedules.yaml has problems; the last good schedules keep running"
         try:
             schedules = self.load()
+            self._apply(schedules)
         except ConfigError as exc:
-            for problem in exc.problems:
-                self.log.error(str(problem), extra=event("schedules.invalid", problem=str(problem)))
-            self.log.error(
-                "schedules.yaml has problems; the last good schedules keep running",
-                extra=event("schedules.kept", problems=len(exc.problems)),
-            )
+            self._log_problems(exc, "schedules.invalid")
+            self.log.error(kept, extra=event("schedules.kept", problems=len(exc.problems)))
             return False
-        self._apply(schedules)
+        except Exception:  # a bug met by some edit must not stop every schedule
+            self.log.exception(kept, extra=event("schedules.kept", problems=1))
+            return False
         self.log.info(
             "schedules reloaded",
             extra=event("schedules.reloaded", schedules=len(schedules.enabled())),
         )
         return True
+
+    def check_config_if_changed(self) -> None:
+        """Check the config file when it changed. The settings ``serve`` started with
+        stay in use either way (the actions and web endpoints hold them), so a bad edit
+        cannot stop anything; it is reported, located, so it can be fixed before the
+        next start."""
+        if self.config_file is None:
+            return
+        state = self._file_state(self.config_file)
+        if state == self._seen_config:
+            return
+        self._seen_config = state
+        try:
+            load_settings(self.config_file)
+        except ConfigError as exc:
+            self._log_problems(exc, "config.invalid")
+            self.log.error(
+                "the config file has problems; serve keeps the configuration it started "
+                "with, and a restart would fail until they are fixed",
+                extra=event("config.kept", problems=len(exc.problems)),
+            )
+        except Exception:
+            self.log.exception("the config file could not be checked", extra=event("config.kept"))
+        else:
+            self.log.warning(
+                "the config file changed; restart serve to use it",
+                extra=event("config.changed", file=str(self.config_file)),
+            )
+
+    def _log_problems(self, exc: ConfigError, kind: str) -> None:
+        for problem in exc.problems:
+            self.log.error(str(problem), extra=event(kind, problem=str(problem)))
 
     def _watch_since(self, schedule: Schedule) -> dt.datetime:
         """When this process (or an earlier one) started watching the schedule: a schedule

@@ -20,11 +20,15 @@ from typing import Any
 from pipeline.actions import Action, parse_action
 from pipeline.errors import ConfigError, Problem
 from pipeline.settings import Settings, read_yaml_file
-from pipeline.settings.base import check_name, check_timezone
-from pipeline.triggers import AtTimes, Every, TriggerSpec, parse_cron
+from pipeline.settings.base import check_name, check_timezone, shown
+from pipeline.triggers import MAX_EVERY, AtTimes, Every, TriggerSpec, parse_cron
 from pipeline.yamlfile import YamlDocument, unknown_key_hint
 
 DEFAULT_GRACE = dt.timedelta(hours=1)
+# Catch-up looks back a day at most (scheduler.LOOKBACK); a week covers any reading of
+# "late" and keeps every date sum far from overflowing.
+MAX_GRACE = dt.timedelta(days=7)
+MAX_SCHEDULES = 500
 TOP_KEYS = {
     "timezone": "the time zone of every schedule that does not name its own",
     "grace": "how late a run missed while the service was down may still be caught up",
@@ -51,7 +55,7 @@ DAY_GROUPS = {
     **{day[:3]: (i,) for i, day in enumerate(DAYS, 1)},
 }
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-_DURATION = re.compile(r"^(\d+)\s*(minutes?|mins?|m|hours?|hrs?|h)$", re.IGNORECASE)
+_DURATION = re.compile(r"([0-9]+)\s*(minutes?|mins?|m|hours?|hrs?|h)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -99,13 +103,23 @@ def load_schedules(path: Path, settings: Settings) -> ScheduleSet:
     data: dict[str, Any] = doc.data
     _unknown_keys(doc, (), data, TOP_KEYS, problems)
     timezone = _timezone(doc, ("timezone",), data.get("timezone"), settings.site.timezone, problems)
-    grace = _duration(doc, ("grace",), data.get("grace", "1 hour"), problems) or DEFAULT_GRACE
+    grace = _duration(doc, ("grace",), data.get("grace", "1 hour"), MAX_GRACE, problems)
+    grace = grace or DEFAULT_GRACE
     entries = data.get("schedules") or []
     if not isinstance(entries, list):
         problems.append(
             doc.problem(("schedules",), "`schedules` must be a list", "start each with `- name:`")
         )
         entries = []
+    if len(entries) > MAX_SCHEDULES:
+        problems.append(
+            doc.problem(
+                ("schedules", MAX_SCHEDULES),
+                f"more than {MAX_SCHEDULES} schedules",
+                f"at most {MAX_SCHEDULES}; combine schedules that do the same thing",
+            )
+        )
+        entries = entries[:MAX_SCHEDULES]
     schedules, seen = [], {}
     for index, entry in enumerate(entries):
         name = entry.get("name") if isinstance(entry, dict) else None
@@ -166,9 +180,9 @@ def _schedule(
     enabled = entry.get("enabled", True)
     if not isinstance(enabled, bool):
         problems.append(
-            doc.problem((*here, "enabled"), f"`enabled` is {enabled!r}", "write true or false")
+            doc.problem((*here, "enabled"), f"`enabled` is {shown(enabled)}", "write true or false")
         )
-    own_grace = _duration(doc, (*here, "grace"), entry.get("grace"), problems)
+    own_grace = _duration(doc, (*here, "grace"), entry.get("grace"), MAX_GRACE, problems)
     if len(problems) > before or action is None or trigger is None:
         return None
     line, _ = doc.position(here)
@@ -197,11 +211,13 @@ def _trigger(
         return None
     kind = kinds[0]
     if kind == "every":
-        interval = _duration(doc, (*here, "every"), entry["every"], problems)
+        interval = _duration(doc, (*here, "every"), entry["every"], MAX_EVERY, problems)
         return Every(interval) if interval else None
     if kind == "cron":
         try:
-            return parse_cron(str(entry["cron"]))
+            if not isinstance(entry["cron"], str) or len(entry["cron"]) > 200:
+                raise ValueError(f"{shown(entry['cron'])} is not a crontab line")
+            return parse_cron(entry["cron"])
         except ValueError as exc:
             message, _, hint = str(exc).partition(" — ")
             hint = hint or 'five fields: minute hour day month weekday, e.g. "0 9 * * 1"'
@@ -222,7 +238,7 @@ def _times(
         match = _TIME.match(item.strip()) if isinstance(item, str) else None
         if match is None:
             hint = 'write the time as "HH:MM" on the 24-hour clock, e.g. "09:30" or "16:00"'
-            problems.append(doc.problem(where, f"`at`: {item!r} is not a time of day", hint))
+            problems.append(doc.problem(where, f"`at`: {shown(item)} is not a time of day", hint))
             continue
         found.append(dt.time(int(match.group(1)), int(match.group(2))))
     return tuple(sorted(set(found)))
@@ -233,11 +249,12 @@ def _days(doc: YamlDocument, path: tuple, value: Any, problems: list[Problem]) -
     days: set[int] = set()
     for i, item in enumerate(values):
         where = (*path, i) if isinstance(value, list) else path
-        word = str(item).strip().lower()
+        word = str(item).strip().lower() if isinstance(item, str) else ""
         if word in DAY_GROUPS:
             days.update(DAY_GROUPS[word])
             continue
-        close = difflib.get_close_matches(word, [*DAYS, "daily", "weekdays", "weekends"], n=3)
+        names = [*DAYS, "daily", "weekdays", "weekends"]
+        close = difflib.get_close_matches(word, names, n=3) if len(word) < 20 else []
         # "munday" is as close to sunday as to monday; people keep the first letter.
         close.sort(key=lambda day: day[:1] != word[:1])
         hint = (
@@ -245,23 +262,29 @@ def _days(doc: YamlDocument, path: tuple, value: Any, problems: list[Problem]) -
             if close
             else "use a day (monday…sunday), weekdays, weekends or daily"
         )
-        problems.append(doc.problem(where, f"`on`: {item!r} is not a day", hint))
+        problems.append(doc.problem(where, f"`on`: {shown(item)} is not a day", hint))
     return frozenset(days)
 
 
 def _duration(
-    doc: YamlDocument, path: tuple, value: Any, problems: list[Problem]
+    doc: YamlDocument, path: tuple, value: Any, longest: dt.timedelta, problems: list[Problem]
 ) -> dt.timedelta | None:
     if value is None:
         return None
-    match = _DURATION.match(str(value).strip()) if isinstance(value, str) else None
-    amount = int(match.group(1)) if match else 0
-    if not amount:
+    match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+    amount = int(match.group(1)) if match and len(match.group(1)) < 10 else None
+    if match is None or amount == 0:
         hint = "write a number and a unit, e.g. 15 minutes or 2 hours"
-        problems.append(doc.problem(path, f"`{path[-1]}`: {value!r} is not a duration", hint))
+        problems.append(doc.problem(path, f"`{path[-1]}`: {shown(value)} is not a duration", hint))
         return None
-    unit = match.group(2).lower()
-    return dt.timedelta(hours=amount) if unit.startswith("h") else dt.timedelta(minutes=amount)
+    hours = match.group(2).lower().startswith("h")
+    if amount is None or amount * (60 if hours else 1) > longest.total_seconds() // 60:
+        most = f"{int(longest.total_seconds() // 3600)} hours ({longest.days} days)"
+        problems.append(
+            doc.problem(path, f"`{path[-1]}`: {shown(value)} is too long", f"at most {most}")
+        )
+        return None
+    return dt.timedelta(hours=amount) if hours else dt.timedelta(minutes=amount)
 
 
 def _timezone(
@@ -270,7 +293,9 @@ def _timezone(
     if value is None:
         return default
     try:
-        return check_timezone(str(value))
+        if not isinstance(value, str):
+            raise ValueError(f"{shown(value)} is not a time zone name; write e.g. Europe/Berlin")
+        return check_timezone(value)
     except ValueError as exc:
         problems.append(doc.problem(path, f"`timezone`: {exc}"))
         return default
@@ -284,7 +309,7 @@ def _unknown_keys(
             continue
         hint = unknown_key_hint(str(key), list(allowed))
         line, col = doc.position((*path, key), key=True)
-        problems.append(Problem(doc.file, line, col, f"unknown key `{key}`", hint))
+        problems.append(Problem(doc.file, line, col, f"unknown key `{str(key)[:60]}`", hint))
 
 
 def _days_in_words(days: frozenset[int]) -> str:

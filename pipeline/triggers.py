@@ -36,6 +36,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 UTC = dt.UTC
 MAX_RUNS = 1000
+# The longest `every`: a leap year. Longer intervals served no schedule and overflowed
+# the date arithmetic (`every: 1000000000 hours` reached the year 116079).
+MAX_EVERY = dt.timedelta(days=366)
 EVERY_ANCHOR = dt.datetime(2000, 1, 1)  # local midnight, in each schedule's own zone
 # The longest wait a valid schedule can have: 29 Feb, across 2100 (not a leap year).
 _SEARCH_DAYS = 366 * 9
@@ -115,8 +118,10 @@ class _CronFields:
 
 
 def _value(token: str, field: _Field) -> int:
-    if token.isdigit():
-        number = int(token)
+    if token.isascii() and token.isdigit():
+        # Not int() on the whole token: 5,000 digits raise a ValueError of Python's own.
+        digits = token.lstrip("0") or "0"
+        number = int(digits) if len(digits) <= 3 else field.high + 1
         if not field.low <= number <= field.high:
             raise ValueError(f"{field.label} '{token}' is out of range — use {field.allowed}")
         return number
@@ -157,11 +162,13 @@ def _parse_field(text: str, field: _Field) -> frozenset[int]:
                 )
         step = 1
         if step_text is not None:
-            if not step_text.isdigit() or int(step_text) == 0:
+            ascii_digits = step_text.isascii() and step_text.isdigit()
+            digits = step_text.lstrip("0") if ascii_digits else ""
+            if not digits or len(digits) > 4:
                 raise ValueError(
                     f"{field.label} step '/{step_text}' is not valid — use a whole number from 1"
                 )
-            step = int(step_text)
+            step = int(digits)
         values.update(range(start, stop + 1, step))
     return frozenset(values)
 
@@ -324,6 +331,8 @@ def build_trigger(spec: TriggerSpec, timezone: zoneinfo.ZoneInfo) -> BaseTrigger
         if spec.interval <= dt.timedelta(0):
             # IntervalTrigger would silently turn 0 into 1 second; say so instead.
             raise ValueError(f"every: the interval must be positive, not {spec.interval}")
+        if spec.interval > MAX_EVERY:
+            raise ValueError(f"every: the interval must be at most {MAX_EVERY.days} days")
         anchor = EVERY_ANCHOR.replace(tzinfo=timezone)
         return IntervalTrigger(
             seconds=spec.interval.total_seconds(), start_date=anchor, timezone=timezone

@@ -146,3 +146,106 @@ def test_readme_documents_every_schedules_key():
     keys = [*TOP_KEYS, *(f"schedules.{key}" for key in SCHEDULE_KEYS)]
     missing = [key for key in keys if f"| `{key}` |" not in readme]
     assert not missing, f"README.md does not document: {', '.join(missing)}"
+
+
+# -- hostile edits: located errors, never a traceback (the outside tester's findings) -----
+
+ONE = "schedules:\n  - name: a\n    do: feeds\n"
+
+
+def test_a_tab_after_a_colon_is_a_located_error_not_a_traceback(tmp_path, settings):
+    # The C loader took it and the located loader, run to place another error, did not.
+    path = write(tmp_path, "timezone:\tAsia/Kathmandu\n" + ONE + "    every:\t1 hour\n")
+    assert problems(path, settings) == [
+        f"{path}:1:10: a tab character here — YAML needs spaces: replace the tab"
+    ]
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path, settings):
+    lines = ["x0: &x0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"x{n}: &x{n} [{', '.join([f'*x{n - 1}'] * 9)}]" for n in range(1, 9)]
+    path = write(tmp_path, "\n".join(lines) + "\n" + ONE + "    every: 1 hour\n")
+    (message,) = problems(path, settings)
+    assert message.startswith(f"{path}:1:5: anchors and aliases (&name, *name) are not allowed")
+
+
+@pytest.mark.parametrize(
+    ("timing", "message"),
+    [
+        ("every: 1000000000 hours", "`every`: '1000000000 hours' is too long — at most 8784 hours"),
+        ("every: 527041 minutes", "`every`: '527041 minutes' is too long — at most 8784 hours"),
+        (f"every: {'9' * 5000} minutes", "`every`: '99999"),
+        (
+            "every: 15 minutes\n    grace: 169 hours",
+            "`grace`: '169 hours' is too long — at most 168",
+        ),
+        ("every: -5 minutes", "`every`: '-5 minutes' is not a duration"),
+        ("every: 0 hours", "`every`: '0 hours' is not a duration"),
+        ('cron: "0 ²4 * * *"', "`cron`: hour '²4' is not valid"),
+        (f'cron: "*/{"9" * 5000} * * * *"', "is not a crontab line"),
+        (f'cron: "{"1" * 5000} * * * *"', "is not a crontab line"),
+        ("every: 1 hour\n    timezone: " + "A" * 300, "`timezone`: unknown time zone 'AAAA"),
+        ("every: 1 hour\n    timezone: Asia", "`timezone`: unknown time zone 'Asia'"),
+        ("every: 1 hour\n    timezone: ../../etc/passwd", "`timezone`: unknown time zone"),
+        ("every: 1 hour\n    timezone: [UTC]", "`timezone`: ['UTC'] is not a time zone name"),
+        ("every: 1 hour\n    enabled: " + "x" * 500, "`enabled` is 'xxxx"),
+    ],
+)
+def test_numbers_and_names_out_of_bounds_are_located_errors(tmp_path, settings, timing, message):
+    path = write(tmp_path, ONE + f"    {timing}\n")
+    found = problems(path, settings)
+    assert len(found) == 1 and found[0].startswith((f"{path}:4:", f"{path}:5:")), found
+    assert message in found[0] and len(found[0]) < 400, found  # one readable line
+
+
+def test_the_longest_every_and_grace_are_accepted_and_can_be_planned(tmp_path, settings):
+    from pipeline.triggers import next_runs
+
+    path = write(tmp_path, ONE + "    every: 8784 hours\n    grace: 168 hours\n")
+    (schedule,) = load_schedules(path, settings).schedules
+    assert schedule.trigger == Every(dt.timedelta(days=366))
+    now = dt.datetime(2026, 11, 29, tzinfo=dt.UTC)
+    assert len(next_runs(schedule.trigger, schedule.zone, now, 3)) == 3
+
+
+def test_too_many_schedules_is_a_located_error(tmp_path, settings):
+    from pipeline.schedules import MAX_SCHEDULES
+
+    entries = "".join(
+        f"  - name: s{n}\n    do: feeds\n    every: 1 hour\n" for n in range(MAX_SCHEDULES + 1)
+    )
+    found = problems(write(tmp_path, "schedules:\n" + entries), settings)
+    assert found == [
+        f"{tmp_path / 'schedules.yaml'}:{2 + 3 * MAX_SCHEDULES}:5: more than {MAX_SCHEDULES} "
+        f"schedules — at most {MAX_SCHEDULES}; combine schedules that do the same thing"
+    ]
+
+
+def cli(tmp_path: Path, *args: str):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    config = REPO / "config" / "pipeline.yaml"
+    schedules = ["--schedules", str(tmp_path / "schedules.yaml")]
+    return CliRunner().invoke(main, ["--config", str(config), *schedules, *args])
+
+
+@pytest.mark.parametrize("count", ["-3", "0", "1001", "many"])
+def test_schedule_next_outside_1_to_1000_is_a_usage_error(tmp_path, count):
+    write(tmp_path, ONE + "    every: 1 hour\n")
+    result = cli(tmp_path, "schedule", "--next", count)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "Invalid value for '--next'" in result.output
+
+
+def test_what_check_accepts_schedule_next_can_show(tmp_path):
+    # `every: 1000000000 hours` passed `check`, then `schedule --next` crashed.
+    write(tmp_path, ONE + "    every: 1000000000 hours\n")
+    for command in (["check"], ["schedule", "--next", "2"]):
+        result = cli(tmp_path, *command)
+        assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+        assert "schedules.yaml:4:12: `every`" in result.output
+    write(tmp_path, ONE + "    every: 8784 hours\n")
+    result = cli(tmp_path, "schedule", "--next", "2")
+    assert result.exit_code == 0, result.output

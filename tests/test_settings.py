@@ -216,3 +216,94 @@ def test_channel_type_and_key_mistakes_are_located(tmp_path, monkeypatch):
     (message,) = problems(write_config(tmp_path, text))
     assert ":13:5: unknown key `langauges` in `channels.masto`" in message
     assert "did you mean `languages`?" in message
+
+
+# -- hostile edits: every number has a ceiling, every mistake a place (the findings) -----
+
+EMAIL = (
+    "email:\n  from: news@example.org\n"
+    "  unsubscribe:\n    url: https://news.example.org/unsubscribe\n"
+)
+WORDPRESS = "  - name: up\n    type: wordpress\n    url: https://wp.example.org\n"
+FILE_CHANNEL = "channels:\n  archive:\n    type: file\n    path: var/posts.jsonl\n"
+DIGEST = "digests:\n  weekly:\n    title: Weekly\n    language: en\n"
+
+
+@pytest.mark.parametrize(
+    ("added", "where", "maximum"),
+    [
+        ("    max_bytes: 200000000\n", "sources[0].max_bytes", "less than or equal to 100000000"),
+        (WORDPRESS + "    max_pages: 100000\n", "sources[1].max_pages", "or equal to 1000"),
+        (WORDPRESS + "    timeout: 1e9\n", "sources[1].timeout", "or equal to 600"),
+        (WORDPRESS + "    timeout: .inf\n", "sources[1].timeout", "finite number"),
+        (WORDPRESS + "    timeout: .nan\n", "sources[1].timeout", "finite number"),
+        (FILE_CHANNEL + "    per_run: 1000000\n", "channels.archive.per_run", "equal to 1000"),
+        (FILE_CHANNEL + "    max_age_hours: 1e12\n", "max_age_hours", "equal to 1000000"),
+        (FILE_CHANNEL + "    spacing_seconds: 1e6\n", "spacing_seconds", "equal to 3600"),
+        (FILE_CHANNEL + "    timeout: 100000\n", "channels.archive.timeout", "equal to 600"),
+        (EMAIL + "  rate: 1e9\n", "email.rate", "less than or equal to 10000"),
+        (EMAIL + "  smtp:\n    host: h\n    timeout: 1e9\n", "email.smtp.timeout", "to 600"),
+        (EMAIL + "  smtp:\n    host: h\n    port: 70000\n", "email.smtp.port", "to 65535"),
+        (EMAIL + DIGEST + "    min_items: 1000\n", "digests.weekly.min_items", "equal to 100"),
+        ("web:\n  subscribe_per_hour: 1000000000\n", "subscribe_per_hour", "equal to 10000"),
+        ("web:\n  listen: 127.0.0.1:99999\n", "web.listen", "a port from 1 to 65535"),
+        ("feeds:\n  items: " + "9" * 5000 + "\n", "feeds.items", ""),
+    ],
+)
+def test_every_number_has_a_maximum_named_in_a_located_error(tmp_path, added, where, maximum):
+    path = write_config(tmp_path, MINIMAL + added)
+    (message,) = problems(path)
+    last_line = (MINIMAL + added).count("\n")
+    assert message.startswith(f"{path}:{last_line}:"), message
+    assert f"{where}`: " in message and maximum in message and len(message) < 300, message
+
+
+def test_the_example_config_is_within_every_bound():
+    settings = load_settings(REPO / "config" / "pipeline.yaml")
+    assert settings.channels["archive"].max_age_hours == 100_000  # an archive demo
+
+
+@pytest.mark.parametrize(
+    ("zone", "message"),
+    [
+        ("A" * 300, "unknown time zone 'AAAAAAAA"),  # ZoneInfo raised OSError: name too long
+        ("Asia", "unknown time zone 'Asia'"),  # a folder: IsADirectoryError
+        ("../../../etc/passwd", "unknown time zone"),
+        ('"Asia/Kathmandu/"', "unknown time zone"),
+        ("Asia/Kathmandoo", "did you mean Asia/Kathmandu?"),
+    ],
+)
+def test_a_bogus_time_zone_is_a_located_error_never_os_error(tmp_path, zone, message):
+    path = write_config(tmp_path, MINIMAL.replace("  url:", f"  timezone: {zone}\n  url:"))
+    (found,) = problems(path)
+    assert found.startswith(f"{path}:3:13: `site.timezone`:") and message in found, found
+    assert len(found) < 300
+
+
+def test_a_tab_after_a_colon_is_a_located_error(tmp_path):
+    path = write_config(tmp_path, MINIMAL.replace("  name: News", '  name:\t"News"'))
+    assert problems(path) == [
+        f"{path}:2:8: a tab character here — YAML needs spaces: replace the tab"
+    ]
+
+
+def test_an_alias_bomb_in_the_config_is_refused_at_once(tmp_path):
+    lines = ["x0: &x0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"x{n}: &x{n} [{', '.join([f'*x{n - 1}'] * 9)}]" for n in range(1, 12)]
+    path = write_config(tmp_path, MINIMAL + "\n".join(lines) + "\n")
+    (message,) = problems(path)
+    assert message.startswith(f"{path}:8:5: anchors and aliases (&name, *name) are not allowed")
+
+
+def test_a_merge_key_is_refused_with_its_line(tmp_path):
+    text = MINIMAL + "feeds:\n  <<: {items: 5}\n"
+    (message,) = problems(write_config(tmp_path, text))
+    assert ":9:3: merge keys (<<) are not allowed" in message
+
+
+def test_a_file_too_large_or_not_a_file_is_a_config_error(tmp_path):
+    path = write_config(tmp_path, MINIMAL + "# " + "x" * 1_000_000 + "\n")
+    (message,) = problems(path)
+    assert "larger than 1,000,000 bytes" in message
+    (message,) = problems(tmp_path / "config")
+    assert message.startswith(f"{tmp_path / 'config'}: cannot be read")

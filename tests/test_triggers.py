@@ -542,3 +542,38 @@ def test_cron_near_clock_changes_matches_a_minute_by_minute_reading(
     assert runs_between(spec, tz, start, end, limit=5000) == [
         t for t in expected if start < t <= end
     ]
+
+
+# -- bounds: what the fuzzing found (unicode digits, 5,000 digits, a 100,000-year every) --
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("0 ²4 * * *", "hour '²4' is not valid"),  # isdigit() is True, int() fails
+        ("0 ٩ * * *", "hour '٩' is not valid"),  # an Arabic-Indic nine: not a crontab digit
+        ("9" * 5000 + " * * * *", "minute '9999"),  # beyond int()'s 4,300-digit limit
+        ("*/" + "9" * 5000 + " * * * *", "minute step '/9999"),
+        ("*/²0 * * * *", "minute step '/²0' is not valid"),
+        ("0 0024 * * *", "hour '0024' is out of range"),
+    ],
+)
+def test_crontab_numbers_are_ascii_and_bounded(expression, message):
+    with pytest.raises(ValueError) as caught:
+        parse_cron(expression)
+    assert message in str(caught.value) and "invalid literal" not in str(caught.value)
+
+
+def test_leading_zeros_in_crontab_numbers_still_read():
+    assert parse_cron("05 009 * * 01") == Cron("05 009 * * 01")
+
+
+def test_every_longer_than_a_leap_year_is_refused_by_the_trigger_too():
+    from pipeline.triggers import MAX_EVERY
+
+    now = dt.datetime(2026, 11, 29, tzinfo=UTC)
+    assert dt.timedelta(days=366) == MAX_EVERY
+    runs = next_runs(Every(MAX_EVERY), KATHMANDU, now, 3)
+    assert [b.at - a.at for a, b in itertools.pairwise(runs)] == [MAX_EVERY] * 2
+    with pytest.raises(ValueError, match="at most 366 days"):
+        build_trigger(Every(dt.timedelta(hours=1_000_000_000)), KATHMANDU)

@@ -15,7 +15,14 @@ from pipeline.cli.app import EXIT_OK, Project, command, main, pass_project
 
 
 @main.command("schedule")
-@click.option("--next", "count", default=5, show_default=True, help="How many runs to show.")
+@click.option(
+    "--next",
+    "count",
+    type=click.IntRange(1, 1000),  # triggers.MAX_RUNS; not imported, to keep --help fast
+    default=5,
+    show_default=True,
+    help="How many runs to show (1 to 1000).",
+)
 @pass_project
 @command
 def schedule_command(project: Project, count: int) -> int:
@@ -102,7 +109,13 @@ def serve(
             thread.start()
         actions = Actions(settings, store, http=project.http, sleep=time.sleep)
         scheduler = Scheduler(
-            project.schedules, project.schedules_file, actions, store, log=log, poll=poll
+            project.schedules,
+            project.schedules_file,
+            actions,
+            store,
+            log=log,
+            poll=poll,
+            config_file=project.config_file,
         )
 
         def stop(signum: int, frame: object) -> None:

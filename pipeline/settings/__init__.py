@@ -97,13 +97,18 @@ class MarkdownSourceSettings(SourceBase):
     type: Literal["markdown"] = Field(description="A folder of *.md / *.html files.")
     path: Path = Field(description="Folder holding the articles (searched recursively).")
     max_bytes: int = Field(
-        1_000_000, ge=1_000, description="Larger article files are rejected, not read."
+        1_000_000,
+        ge=1_000,
+        le=100_000_000,
+        description="Larger article files are rejected, not read.",
     )
 
 
 class HttpSourceBase(SourceBase):
     url: str = Field(description="URL to poll.")
-    timeout: float = Field(20.0, gt=0, description="Seconds to wait for the server.")
+    timeout: float = Field(
+        20.0, gt=0, le=600, allow_inf_nan=False, description="Seconds to wait for the server."
+    )
 
     @field_validator("url")
     @classmethod
@@ -120,7 +125,7 @@ class FeedSourceSettings(HttpSourceBase):
 class WordPressSourceSettings(HttpSourceBase):
     type: Literal["wordpress"] = Field(description="A WordPress site's REST API.")
     max_pages: int = Field(
-        20, ge=1, description="Stop after this many pages of 100 posts, newest first."
+        20, ge=1, le=1000, description="Stop after this many pages of 100 posts, newest first."
     )
 
 
@@ -271,18 +276,40 @@ def load_settings(config_file: Path) -> Settings:
     return _resolve_paths(settings, project_root(config_file))
 
 
+MAX_FILE_BYTES = 1_000_000  # config and schedules.yaml are a few kilobytes
+
+
 def read_yaml_file(path: Path) -> YamlDocument:
+    """Read config or schedules.yaml: every way it can be wrong is a located ConfigError."""
     shown = display_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise ConfigError(
+                [
+                    Problem(
+                        shown,
+                        None,
+                        None,
+                        f"larger than {MAX_FILE_BYTES:,} bytes",
+                        "is it the right file?",
+                    )
+                ]
+            )
+        # As text mode read it before: universal newlines, so lines count the same.
+        text = raw.decode("utf-8").removeprefix("\ufeff").replace("\r\n", "\n")
     except FileNotFoundError:
         raise ConfigError(
             [Problem(shown, None, None, "file not found", "create it or pass the right path")]
         ) from None
     except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
         raise ConfigError(
-            [Problem(shown, None, None, f"not UTF-8 text ({exc.reason})", "save it as UTF-8")]
+            [Problem(shown, line, None, f"not UTF-8 text ({exc.reason})", "save it as UTF-8")]
         ) from None
+    except OSError as exc:  # a folder, no permission, a disk error
+        raise ConfigError([Problem(shown, None, None, f"cannot be read: {exc.strerror}")]) from None
     doc = parse_yaml(text, shown)
     if not isinstance(doc.data, dict):
         raise ConfigError([Problem(shown, 1, 1, "expected a mapping of keys to values")])

@@ -25,8 +25,11 @@ def is_secret(field: FieldInfo) -> bool:
     return isinstance(extra, dict) and bool(extra.get(SECRET))
 
 
-_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+MAX_NAME = 64  # names of sources, channels, digests and schedules: keys in the store
+_ZONE = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
+MAX_ZONE_NAME = 64  # the longest IANA name has 32 characters
 
 
 class Strict(BaseModel):
@@ -41,9 +44,16 @@ class Strict(BaseModel):
             yield name, "***" if secret else value
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """``repr`` of a value a person wrote, cut short: a message must stay one line even
+    when the file holds a megabyte where a word belongs."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def check_language(value: str) -> str:
-    if not _LANGUAGE.match(value):
-        raise ValueError(f"{value!r} is not a language tag; use BCP 47, e.g. en or zh-CN")
+    if not _LANGUAGE.fullmatch(value):
+        raise ValueError(f"{shown(value)} is not a language tag; use BCP 47, e.g. en or zh-CN")
     return value
 
 
@@ -55,12 +65,21 @@ def normalise_language(value: str) -> str:
 
 
 def check_timezone(value: str) -> str:
+    """An IANA zone name, e.g. Asia/Kathmandu; ValueError (never OSError) otherwise."""
+    # ZoneInfo opens a file named after the zone: a long name raised OSError (name too
+    # long), a folder name IsADirectoryError. Only names shaped like zone names get there.
     try:
+        if len(value) > MAX_ZONE_NAME or not _ZONE.fullmatch(value):
+            raise ValueError
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        close = difflib.get_close_matches(value, _timezones(), n=1)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        close = (
+            difflib.get_close_matches(value, _timezones(), n=1)
+            if len(value) <= MAX_ZONE_NAME
+            else []
+        )
         hint = f"did you mean {close[0]}?" if close else "use an IANA name such as Asia/Kathmandu"
-        raise ValueError(f"unknown time zone {value!r}; {hint}") from None
+        raise ValueError(f"unknown time zone {shown(value)}; {hint}") from None
     return value
 
 
@@ -70,8 +89,8 @@ def _timezones() -> list[str]:
 
 
 def check_name(value: str) -> str:
-    if not NAME.match(value):
-        raise ValueError("use lower-case letters, digits, - and _, e.g. news")
+    if not NAME.fullmatch(value) or len(value) > MAX_NAME:
+        raise ValueError(f"use lower-case letters, digits, - and _ (at most {MAX_NAME}), e.g. news")
     return value
 
 

@@ -30,12 +30,28 @@ class ChannelOptions(Filters):
     max_age_hours: float = Field(
         72,
         gt=0,
+        le=1_000_000,  # 114 years: an archive can be posted, a date cannot overflow
+        allow_inf_nan=False,
         description="Articles published longer ago than this are never posted (so a new "
         "channel does not flood followers with the archive).",
     )
-    per_run: int = Field(5, ge=1, description="At most this many posts per run; the rest wait.")
-    spacing_seconds: float = Field(0, ge=0, description="Pause between two posts to this channel.")
-    timeout: float = Field(20, gt=0, description="Seconds to wait for the network to answer.")
+    per_run: int = Field(
+        5, ge=1, le=1000, description="At most this many posts per run; the rest wait."
+    )
+    spacing_seconds: float = Field(
+        0,
+        ge=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Pause between two posts to this channel.",
+    )
+    timeout: float = Field(
+        20,
+        gt=0,
+        le=600,
+        allow_inf_nan=False,
+        description="Seconds to wait for the network to answer.",
+    )
     max_attempts: int = Field(
         4, ge=1, le=10, description="Tries per post in one run for 429, 5xx and timeouts."
     )

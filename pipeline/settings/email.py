@@ -38,7 +38,9 @@ class SmtpSettings(Strict):
     )
     username: str | None = Field(None, description="Login name, if the server wants one.")
     password: OptionalSecret = Field(None, description="Login password.")
-    timeout: float = Field(30, gt=0, description="Seconds to wait for the server.")
+    timeout: float = Field(
+        30, gt=0, le=600, allow_inf_nan=False, description="Seconds to wait for the server."
+    )
 
     @property
     def effective_port(self) -> int:
@@ -80,7 +82,11 @@ class EmailSettings(Strict):
     outbox: Path = Field(Path("var/outbox"), description="Folder for .eml files (outbox delivery).")
     smtp: SmtpSettings | None = Field(None, description="The SMTP server (smtp delivery).")
     rate: float = Field(
-        0, ge=0, description="At most this many messages a second; 0: as fast as the server takes."
+        0,
+        ge=0,
+        le=10_000,
+        allow_inf_nan=False,
+        description="At most this many messages a second; 0: as fast as the server takes.",
     )
     unsubscribe: UnsubscribeSettings = Field(description="One-click unsubscribe (RFC 8058).")
     list_id: str | None = Field(
@@ -121,7 +127,7 @@ class DigestSettings(Filters):
     )
     max_items: int = Field(10, ge=1, le=100, description="At most this many articles an edition.")
     min_items: int = Field(
-        1, ge=1, description="Fewer new articles than this skips the edition (and says so)."
+        1, ge=1, le=100, description="Fewer new articles than this skips the edition (and says so)."
     )
     audience: AudienceSettings = Field(
         AudienceSettings(), description="Which subscribers get it; default: everyone active."

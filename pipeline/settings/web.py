@@ -15,7 +15,7 @@ class WebSettings(Strict):
         description="host:port to serve on; put a TLS-terminating proxy in front for the public.",
     )
     subscribe_per_hour: int = Field(
-        5, ge=1, description="Sign-up requests allowed per client address per hour."
+        5, ge=1, le=10_000, description="Sign-up requests allowed per client address per hour."
     )
     allowed_origins: tuple[str, ...] = Field(
         (),
@@ -30,8 +30,9 @@ class WebSettings(Strict):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        if not re.match(r"^[^\s:]+:\d{1,5}$", value):
-            raise ValueError("write host:port, e.g. 127.0.0.1:8080")
+        match = re.fullmatch(r"[^\s:]+:(\d{1,5})", value)
+        if match is None or not 1 <= int(match.group(1)) <= 65535:
+            raise ValueError("write host:port with a port from 1 to 65535, e.g. 127.0.0.1:8080")
         return value
 
     @field_validator("allowed_origins")

@@ -36,8 +36,9 @@ from pathlib import Path
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from pipeline import redact
 from pipeline.actions import Actions
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.logs import event
 from pipeline.runs import BUSY, FAILED, MISSED, OK, PARTIAL, STOPPED, Locks, RunLog
 from pipeline.schedules import Schedule, ScheduleSet
@@ -324,8 +325,13 @@ class Scheduler:
             self.log.info("run started", extra=event("run.started", **fields))
             try:
                 results = self.actions.run(schedule.action, scheduled, stop=self.stopping.is_set)
+            except PipelineError as exc:  # a known fault: its message says it all
+                self.runs.finish(run_id, FAILED, {}, redact.scrub(str(exc)))
+                self.log.error(str(exc), extra=event("run.failed", **fields))
+                return FAILED
             except Exception as exc:  # a run must never take the scheduler down
-                self.runs.finish(run_id, FAILED, {}, f"{type(exc).__name__}: {exc}")
+                detail = redact.scrub(f"{type(exc).__name__}: {exc}")
+                self.runs.finish(run_id, FAILED, {}, detail)
                 self.log.exception("run failed", extra=event("run.failed", **fields))
                 return FAILED
             counts: dict[str, int] = {}

@@ -243,7 +243,9 @@ class Store:
                     [{k: v for k, v in row.items() if k != "id"} for row in updates],
                 )
             written = {*report.added, *report.updated}
-            self._set_tags(conn, [i.article for i in scan.changed if i.article.id in written])
+            # One article per id: a scan that listed an id twice must not write its tags twice.
+            tagged = {i.article.id: i.article for i in scan.changed if i.article.id in written}
+            self._set_tags(conn, list(tagged.values()))
             stored = self.known(source, conn)
             refreshed += [
                 {"k_source": source, "k_key": key, "fingerprint": fingerprint}

@@ -66,7 +66,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     counts = {"sqlite": 0, "postgres": 0}
     for report in terminalreporter.stats.get("passed", []):
         for name in counts:
-            if f"[{name}" in report.nodeid or f"-{name}]" in report.nodeid:
+            if re.search(rf"[\[-]{name}[\]-]", report.nodeid):
                 counts[name] += 1
     terminalreporter.write_line(
         f"state-store tests passed: {counts['sqlite']} on SQLite, "

@@ -109,6 +109,20 @@ class HttpSourceBase(SourceBase):
     timeout: float = Field(
         20.0, gt=0, le=600, allow_inf_nan=False, description="Seconds to wait for the server."
     )
+    max_bytes: int = Field(
+        20_000_000,
+        ge=1_000,
+        le=500_000_000,
+        description="Larger responses (counted after decompression) make the source "
+        "unavailable for that run.",
+    )
+    max_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Longest one request may take in all: connecting, redirects and every read.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -385,7 +399,10 @@ def _resolve_paths(settings: Settings, root: Path) -> Settings:
     feeds = settings.feeds.model_copy(update={"output": root / settings.feeds.output})
     state = settings.state
     prefix = "sqlite:///"
-    if state.startswith(prefix) and not state.startswith(prefix + "/") and state != "sqlite://":
+    if state.startswith(prefix + "file:"):
+        # A URI filename (e.g. `?mode=ro&uri=true`): keep the `file:` scheme, resolve its path.
+        state = prefix + "file:" + str(root / state[len(prefix + "file:") :])
+    elif state.startswith(prefix) and not state.startswith(prefix + "/") and state != "sqlite://":
         state = prefix + str(root / state[len(prefix) :])
     channels = {
         name: options.model_copy(

@@ -4,15 +4,21 @@ A stream is what is delivered where: ``post:mastodon`` (items are article ids) o
 digest edition (items are subscriber ids). A row moves through these states::
 
     (none) ──claim──▶ sending ──▶ sent        the far side confirmed it
-                         │    ──▶ pending     a temporary failure; tried again next run
-                         │    ──▶ failed      a permanent failure, with the far side's reason
+                         │    ──▶ pending     a temporary failure: tried again from
+                         │                    next_attempt_at, until give_up_after
+                         │    ──▶ failed      a permanent failure (or given up), with the reason
                          └──(crash)──▶ uncertain   found still "sending" by a later run:
                                                    it may or may not have arrived
     (none) ──skip──▶ skipped    deliberately never delivered (too old, filtered), with why
+    uncertain ──settle by hand──▶ sent, or pending (due at once) to be sent again
 
 ``claim`` is committed *before* the network is touched, and it only succeeds for a row
 that is new or pending, so two processes can never both send the same item, and a
 crash between sending and recording leaves evidence rather than a silent resend.
+
+A pending row never holds anything else up: it waits for its own next attempt, each
+delay double the last (from ``retry_base``, at most ``retry_cap``), and once it has kept
+failing for ``give_up_after`` it is failed with the last reason.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -39,17 +45,34 @@ SENDING, SENT, PENDING, FAILED, UNCERTAIN, SKIPPED = (
     "skipped",
 )
 FINAL = frozenset({SENT, FAILED, UNCERTAIN, SKIPPED})
+GIVE_UP_AFTER = dt.timedelta(days=3)
+RETRY_BASE = dt.timedelta(minutes=5)
+RETRY_CAP = dt.timedelta(hours=6)
 
 
 @dataclass(frozen=True)
 class Settlement:
-    """How a claimed delivery ended, to be recorded (see ``Ledger.claim``)."""
+    """How a claimed delivery ended, to be recorded (see ``Ledger.claim``). A pending one
+    says when to try again (``Ledger.retry_later`` works it out)."""
 
     item: str
     state: str
     detail: str | None = None
     remote_id: str | None = None
     remote_url: str | None = None
+    next_attempt_at: dt.datetime | None = None
+    failing_since: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A row this process may now send: how many times it has been claimed, and since
+    when it has been failing (None: it has not failed yet)."""
+
+    stream: str
+    item: str
+    attempts: int
+    failing_since: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +88,8 @@ class Entry:
     detail: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    next_attempt_at: dt.datetime | None = None
+    failing_since: dt.datetime | None = None
 
 
 def _now() -> dt.datetime:
@@ -89,6 +114,16 @@ def owner_is_gone(owner: str | None) -> bool:
     return False
 
 
+def how_long(span: dt.timedelta) -> str:
+    """``3 days``, ``5 hours``, ``12 minutes``: the largest whole unit, for messages."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
+
+
 class Ledger:
     """Reads and moves delivery rows; every method is its own committed transaction."""
 
@@ -98,11 +133,18 @@ class Ledger:
         clock=_now,
         owner: str | None = None,
         stale_after: dt.timedelta = dt.timedelta(hours=1),
+        *,
+        give_up_after: dt.timedelta = GIVE_UP_AFTER,
+        retry_base: dt.timedelta = RETRY_BASE,
+        retry_cap: dt.timedelta = RETRY_CAP,
     ):
         self.engine = engine
         self.clock = clock
         self.owner = owner or this_process()
         self.stale_after = stale_after
+        self.give_up_after = give_up_after
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
 
     def entries(self, stream: str, items: Iterable[str] | None = None) -> dict[str, Entry]:
         query = select(deliveries).where(deliveries.c.stream == stream)
@@ -122,8 +164,21 @@ class Ledger:
     def claim(
         self, stream: str, item: str, key: str, *, settle_first: Settlement | None = None
     ) -> bool:
-        """Mark the item as being sent now; False if it is not ours to send (already
-        sent, failed, uncertain, skipped, or being sent by another process).
+        """``take``, answering only whether the item is now ours to send."""
+        return self.take(stream, item, key, settle_first=settle_first) is not None
+
+    def take(
+        self,
+        stream: str,
+        item: str,
+        key: str,
+        *,
+        settle_first: Settlement | None = None,
+        early: bool = False,
+    ) -> Claim | None:
+        """Mark the item as being sent now; None if it is not ours to send (already
+        sent, failed, uncertain, skipped, being sent by another process, or pending
+        but not due yet — unless ``early``, for a run's own retry of what it just tried).
 
         ``settle_first`` records how the previous item of the stream ended in the same
         transaction: a batch then commits once per item instead of twice, and the
@@ -145,18 +200,21 @@ class Ledger:
             new = _insert_unless_present(conn.dialect.name, values)
             # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT.
             if new is not None and conn.execute(new).first() is not None:
-                return True
+                return Claim(stream, item, 1)
         if new is None:  # a database without INSERT … ON CONFLICT: let the key refuse it
             try:
                 with self.engine.begin() as conn:
                     conn.execute(insert(deliveries).values(**values))
-                return True
+                return Claim(stream, item, 1)
             except IntegrityError:
                 pass
+        due = or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now)
         with self.engine.begin() as conn:
             moved = conn.execute(
                 update(deliveries)
-                .where(_row(stream, item), deliveries.c.state == PENDING)
+                .where(
+                    _row(stream, item), deliveries.c.state == PENDING, *(() if early else (due,))
+                )
                 .values(
                     state=SENDING,
                     attempts=deliveries.c.attempts + 1,
@@ -164,8 +222,33 @@ class Ledger:
                     owner=self.owner,
                     updated_at=now,
                 )
+                .returning(deliveries.c.attempts, deliveries.c.failing_since)
+            ).first()
+        return Claim(stream, item, moved.attempts, moved.failing_since) if moved else None
+
+    def retry_later(
+        self, claim: Claim, reason: str, retry_after: float | None = None
+    ) -> Settlement:
+        """How a claimed row that failed temporarily is to be settled: pending until its
+        next attempt (double the time it has been failing, from ``retry_base`` up to
+        ``retry_cap``, and no sooner than the far side's ``retry_after`` seconds), or
+        failed once it has been failing for ``give_up_after``. The last attempt falls on
+        the limit itself, so an item is never given up earlier than promised."""
+        now = self.clock()
+        since = claim.failing_since or now
+        failing = now - since
+        if failing >= self.give_up_after:
+            detail = (
+                f"gave up after {claim.attempts} attempts over {how_long(failing)}; "
+                f"the last: {reason}"
             )
-            return moved.rowcount == 1
+            return Settlement(claim.item, FAILED, detail)
+        delay = min(self.retry_cap, max(self.retry_base, failing))
+        if retry_after is not None:
+            delay = max(delay, dt.timedelta(seconds=retry_after))
+        next_at = min(now + delay, since + self.give_up_after)
+        detail = f"{reason}; next attempt after {next_at:%Y-%m-%d %H:%M}Z"
+        return Settlement(claim.item, PENDING, detail, next_attempt_at=next_at, failing_since=since)
 
     def reclaim(self, entry: Entry) -> bool:
         """Take over an interrupted row to send it again with the same key (only for a
@@ -195,7 +278,10 @@ class Ledger:
         remote_url: str | None = None,
     ) -> None:
         """Record how a claimed delivery ended."""
-        outcome = Settlement(item, state, detail, remote_id, remote_url)
+        self.record(stream, Settlement(item, state, detail, remote_id, remote_url))
+
+    def record(self, stream: str, outcome: Settlement) -> None:
+        """Record a settlement worked out beforehand (e.g. by ``retry_later``)."""
         with self.engine.begin() as conn:
             self._settle(conn, stream, outcome)
 
@@ -210,6 +296,8 @@ class Ledger:
                 detail=outcome.detail,
                 remote_id=outcome.remote_id,
                 remote_url=outcome.remote_url,
+                next_attempt_at=outcome.next_attempt_at,
+                failing_since=outcome.failing_since,
                 updated_at=self.clock(),
             )
         )
@@ -224,8 +312,7 @@ class Ledger:
             {
                 "stream": stream,
                 "item": item,
-                "state": SKIPPED,
-                "attempts": 0,
+                "state": SKIPPED,  # attempts: the column's default, 0
                 "detail": why,
                 "created_at": now,
                 "updated_at": now,
@@ -236,6 +323,24 @@ class Ledger:
         if rows:
             with self.engine.begin() as conn:
                 conn.execute(insert(deliveries), rows)
+
+    def drop(self, stream: str, item: str, why: str) -> bool:
+        """A pending item that is no longer wanted (its subscriber left, its article was
+        removed) becomes skipped, with why, instead of waiting for ever."""
+        return self._move(stream, item, PENDING, SKIPPED, why)
+
+    def due(self, stream: str) -> list[Entry]:
+        """Pending rows whose next attempt has come, oldest first."""
+        now = self.clock()
+        found = (e for e in self.entries(stream).values() if self.is_due(e, now))
+        return sorted(found, key=lambda e: (e.created_at, e.item))
+
+    def is_due(self, entry: Entry, now: dt.datetime | None = None) -> bool:
+        """Whether a row is pending and its next attempt has come."""
+        moment = self.clock() if now is None else now
+        return entry.state == PENDING and (
+            entry.next_attempt_at is None or entry.next_attempt_at <= moment
+        )
 
     def interrupted(self, stream: str) -> list[Entry]:
         """Rows a stopped process left in ``sending``: their fate is unknown. A row whose
@@ -250,13 +355,46 @@ class Ledger:
             and (owner_is_gone(e.owner) or e.updated_at < cutoff)
         ]
 
-    def history(self, stream_prefix: str = "", limit: int = 50) -> list[Entry]:
-        """Most recently changed rows first."""
+    def uncertain(self, stream_prefix: str = "") -> list[Entry]:
+        """Every uncertain row (of streams starting with ``stream_prefix``), oldest first."""
+        query = (
+            select(deliveries)
+            .where(deliveries.c.state == UNCERTAIN, deliveries.c.stream.startswith(stream_prefix))
+            .order_by(deliveries.c.updated_at, deliveries.c.stream, deliveries.c.item)
+        )
+        with self.engine.connect() as conn:
+            return [Entry(**row._mapping) for row in conn.execute(query)]
+
+    def settle_by_hand(self, stream: str, item: str, sent: bool, note: str = "") -> bool:
+        """An operator's verdict on an uncertain row: it arrived (sent), or it did not
+        (pending, due at once, with a fresh give-up period: it is sent on the next run).
+        False if the row is not uncertain (any more)."""
+        verdict = "sent" if sent else "not sent; sent again on the next run"
+        why = f"settled by hand as {verdict}" + (f" ({note})" if note else "")
+        return self._move(stream, item, UNCERTAIN, SENT if sent else PENDING, why)
+
+    def _move(self, stream: str, item: str, from_state: str, to_state: str, why: str) -> bool:
+        with self.engine.begin() as conn:
+            moved = conn.execute(
+                update(deliveries)
+                .where(_row(stream, item), deliveries.c.state == from_state)
+                .values(
+                    state=to_state,
+                    detail=why,
+                    next_attempt_at=None,
+                    failing_since=None,
+                    updated_at=self.clock(),
+                )
+            )
+            return moved.rowcount == 1
+
+    def history(self, stream_prefix: str = "", limit: int | None = 50) -> list[Entry]:
+        """Most recently changed rows first; ``limit`` None (or 0) for all of them."""
         query = (
             select(deliveries)
             .where(deliveries.c.stream.startswith(stream_prefix))
             .order_by(deliveries.c.updated_at.desc(), deliveries.c.item)
-            .limit(limit)
+            .limit(limit or None)
         )
         with self.engine.connect() as conn:
             return [Entry(**row._mapping) for row in conn.execute(query)]

@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -39,16 +39,25 @@ def _now() -> dt.datetime:
 
 
 class Locks:
-    def __init__(self, engine: Engine, ttl: dt.timedelta = dt.timedelta(minutes=2)):
+    """``clock`` (aware; default: now, in UTC) dates each lock's expiry and judges it, so
+    tests move it instead of sleeping past ``ttl``; ``holding`` renews on real time."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        ttl: dt.timedelta = dt.timedelta(minutes=2),
+        clock: Callable[[], dt.datetime] = _now,
+    ):
         self.engine = engine
         self.ttl = ttl
+        self.clock = clock
 
     def holder(self, name: str) -> str | None:
         with self.engine.connect() as conn:
             return conn.scalar(select(locks.c.owner).where(locks.c.name == name))
 
     def acquire(self, name: str, owner: str) -> bool:
-        expires = _utc(_now() + self.ttl)
+        expires = _utc(self.clock() + self.ttl)
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(locks).values(name=name, owner=owner, expires_at=expires))
@@ -56,7 +65,7 @@ class Locks:
         except IntegrityError:
             pass
         holder = self.holder(name)
-        stale = [locks.c.expires_at < _utc(_now())]
+        stale = [locks.c.expires_at < _utc(self.clock())]
         if holder and owner_is_gone(holder.partition("/")[0]):
             stale.append(locks.c.owner == holder)
         with self.engine.begin() as conn:
@@ -72,7 +81,7 @@ class Locks:
             conn.execute(
                 update(locks)
                 .where(locks.c.name.in_(names), locks.c.owner == owner)
-                .values(expires_at=_utc(_now() + self.ttl))
+                .values(expires_at=_utc(self.clock() + self.ttl))
             )
 
     def release(self, names: tuple[str, ...], owner: str) -> None:

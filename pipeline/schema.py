@@ -70,6 +70,12 @@ deliveries = Table(
     Column("detail", Text),  # the far side's reason for a failure, or why it was skipped
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    # A pending row is tried again no earlier than next_attempt_at (null: at once), and
+    # given up (failed) once it has kept failing since failing_since for longer than the
+    # ledger's give_up_after. Both null in every other state; nullable so that rows
+    # written before they existed read as "due now, no failures yet".
+    Column("next_attempt_at", DateTime),
+    Column("failing_since", DateTime),
     Index("ix_deliveries_state", "state"),
     Index("ix_deliveries_updated", "updated_at"),
 )

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.channels.compose import fit, graphemes, hashtag, load_template, urls_as, utf16_units
+from pipeline.channels.compose import (
+    fit,
+    graphemes,
+    hashtag,
+    load_template,
+    template_values,
+    urls_as,
+    utf16_units,
+)
 from pipeline.channels.http import retry_after
 from pipeline.errors import ConfigError, PermanentFailure
+from pipeline.text import excerpt
 
 URL = "https://news.example.org/news/a-rather-long-slug-for-an-article-about-glaciers/"
 
@@ -140,3 +150,151 @@ def test_a_secret_in_the_url_never_reaches_the_error_or_its_traceback():
     shown = "".join(traceback.format_exception(caught.value))
     assert "SECRET-TOKEN" not in shown and "Telegram" in shown
     assert caught.value.unknown_outcome is False  # refused: certainly not delivered
+
+
+# -- fitting at the edges of the budget --------------------------------------------------
+
+REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "channels"
+# No-break spaces (between a number and its unit) and a flag: a post that fits is sent
+# exactly as the template made it, and lengths are counted in graphemes.
+TITLE = "Glacier report: 1.2\xa0m of ice lost 🇳🇵"
+SUMMARY = "Glaciers in the Hindu Kush Himalaya lost mass for the fifth year running, 1.2\xa0m."
+
+
+def bluesky_post(limit: int | None, **values: str) -> str:
+    """A post through the repository's Bluesky template: title, summary if any, link."""
+    fields = {"title": TITLE, "summary": SUMMARY, "url": URL, **values}
+    return fit(BLUESKY, fields, limit=limit, measure=graphemes)
+
+
+BLUESKY = load_template(REPO_TEMPLATES / "bluesky.txt.j2")
+
+
+def test_a_post_that_fits_its_limit_exactly_is_sent_whole():
+    whole = bluesky_post(None)
+    assert whole == f"{TITLE}\n\n{SUMMARY}\n\n{URL}"
+    # the flag is one grapheme though two code points: the limit is met, not exceeded
+    assert bluesky_post(graphemes(whole)) == whole
+
+
+def test_one_grapheme_over_the_limit_shortens_the_summary_and_nothing_else():
+    whole = bluesky_post(None)
+    text = bluesky_post(graphemes(whole) - 1)
+    assert graphemes(text) <= graphemes(whole) - 1
+    title, summary, url = text.split("\n\n")
+    assert (title, url) == (TITLE, URL)
+    assert summary.endswith("…") and " ".join(SUMMARY.split()).startswith(summary[:-1])
+    assert len(summary) > len(SUMMARY) - 10  # a word or two went, not the whole summary
+
+
+@pytest.mark.parametrize("spare", [0, 1, 2, 3])
+def test_when_not_even_a_letter_of_the_summary_fits_it_is_dropped_and_the_title_stays_whole(
+    spare,
+):
+    # The title and link alone fit, with up to 3 graphemes to spare: "\n\n" and "G…" need 4.
+    alone = f"{TITLE}\n\n{URL}"
+    text = bluesky_post(graphemes(alone) + spare)
+    assert text == alone  # no lone "…", no blank summary paragraph, title not cut
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        SUMMARY,
+        "湿地是地球上最重要的生态系统之一，保护湿地刻不容缓。" * 2,
+        "Our trip 👨\u200d👩\u200d👧 to 🇳🇵 Nepal: Kathmandu的湿地 and the Koshi Tappu reserve",
+    ],
+    ids=["english", "chinese", "mixed"],
+)
+def test_the_longest_excerpt_of_the_summary_that_fits_is_kept(summary):
+    alone = graphemes(f"{TITLE}\n\n{URL}")
+    # every post the excerpt rules allow, shortest summary first
+    posts = [bluesky_post(None, summary=excerpt(summary, n)) for n in range(2, len(summary))]
+    for limit in range(alone + 4, graphemes(bluesky_post(None, summary=summary))):
+        longest = [post for post in posts if graphemes(post) <= limit][-1]
+        assert bluesky_post(limit, summary=summary) == longest
+
+
+def test_every_url_in_a_post_counts_as_the_network_counts_it():
+    mastodon = urls_as(23)
+    one = "https://example.org/reports/" + "glacier-mass-balance-" * 20
+    two = "http://example.net/b?c=d"
+    assert mastodon(f"See {one}") == len("See ") + 23
+    assert mastodon(f"See {one} and {two}") == len("See  and ") + 2 * 23
+    assert mastodon(f"{one} {two} {URL}") == 2 + 3 * 23
+    # Long links make this post over 500 characters, but Mastodon counts 23 a link: it fits
+    # its 500 and goes out whole.
+    template = load_template(REPO_TEMPLATES / "mastodon.txt.j2")
+    summary = f"Data: {one} and the report at {two}."
+    values = {"title": "Glaciers", "summary": summary, "url": URL, "tags": ()}
+    whole = f"Glaciers\n\n{summary}\n\n{URL}"
+    assert fit(template, values, limit=500, measure=mastodon) == whole
+    assert mastodon(whole) < 500 < len(whole)
+
+
+def test_a_plain_text_post_is_not_html_escaped():
+    template = load_template(REPO_TEMPLATES / "bluesky.txt.j2")
+    values = {"title": "Rivers & lakes: <2026> report", "summary": "", "url": URL}
+    text = fit(template, values, limit=None, measure=graphemes)
+    assert text == f"Rivers & lakes: <2026> report\n\n{URL}"
+
+
+def test_lengths_are_whole_numbers():
+    # `pipeline post --dry-run` shows them: "8 characters", not "8.0".
+    assert isinstance(utf16_units("👨\u200d👩\u200d👧"), int)
+    assert isinstance(urls_as(23)(f"{URL} {URL}"), int)
+
+
+def test_a_post_that_cannot_fit_says_what_the_limit_is(tmp_path):
+    path = tmp_path / "long.txt.j2"
+    path.write_text("{{ url }} " + "x" * 50, encoding="utf-8")
+    with pytest.raises(PermanentFailure) as caught:
+        fit(load_template(path), {"title": "T", "summary": "S", "url": URL}, limit=40, measure=len)
+    assert str(caught.value) == (
+        "the post cannot fit in 40 characters even without summary and title; "
+        "shorten the channel template"
+    )
+
+
+# -- what a channel template can use ------------------------------------------------------
+
+
+def test_a_template_gets_every_documented_value(tmp_path, make_article):
+    path = tmp_path / "all.txt.j2"
+    path.write_text(
+        "{{ title }}|{{ summary }}|{{ url }}|{{ authors }}|{{ tags | join(',') }}|{{ site }}"
+        "|{{ article.id }}|{{ tags | map('hashtag') | join(' ') }}",
+        encoding="utf-8",
+    )
+    article = make_article(authors=("Pema Gyamtsho", "Anna Berg"))
+    text = fit(
+        load_template(path),
+        template_values(article, "Mountain News"),
+        limit=None,
+        measure=graphemes,
+    )
+    assert text.split("|") == [
+        "Glaciers lose mass for a fifth year",
+        "New data from monitored glaciers show another year of heavy losses.",
+        "https://news.example.org/news/glacier-report/",
+        "Pema Gyamtsho, Anna Berg",
+        "Nepal,climate change",
+        "Mountain News",
+        "news/glacier-report",
+        "#Nepal #ClimateChange",
+    ]
+
+
+def test_a_misspelt_name_in_a_template_fails_the_post_and_names_the_template(tmp_path):
+    path = tmp_path / "typo.txt.j2"
+    path.write_text("{{ titel }}\n{{ url }}\n", encoding="utf-8")
+    with pytest.raises(PermanentFailure, match=r"^template typo\.txt\.j2: 'titel' is undefined"):
+        fit(load_template(path), {"title": "T", "url": URL}, limit=None, measure=graphemes)
+
+
+def test_an_html_template_escapes_the_article_text(tmp_path):
+    path = tmp_path / "post.html.j2"
+    path.write_text("<b>{{ title }}</b> {{ tags | map('hashtag') | join(' ') }}", encoding="utf-8")
+    values = {"title": "Salt & <pepper>", "tags": ("r&d",)}
+    text = fit(load_template(path, autoescape=True), values, limit=None, measure=graphemes)
+    assert text == "<b>Salt &amp; &lt;pepper&gt;</b> #RD"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
 import os
@@ -11,11 +12,12 @@ import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from pipeline.ledger import Ledger
 from pipeline.settings import load_settings
 from pipeline.store import Store
 from pipeline.subscribers import BOUNCED, SubscriberStore
 from pipeline.tokens import link_secret, verify
-from tests.conftest import PEOPLE, invoke
+from tests.conftest import PEOPLE, free_port, invoke
 
 
 def opened(root: Path):
@@ -111,27 +113,142 @@ def test_a_refused_mailbox_bounces_and_the_rest_are_delivered(mail_project, inbo
     store.close()
 
 
-def test_a_temporary_refusal_waits_and_the_next_send_finishes_the_edition(mail_project, inbox):
-    handler, _ = inbox
-    handler.refuse["anna@example.org"] = "451 4.7.1 Try again later"
-    settings, store = opened(mail_project)
+class Clock:
+    """The ledger's clock (naive UTC), moved by hand: retries across runs without waiting."""
+
+    def __init__(self):
+        self.now = dt.datetime(2026, 11, 23, 3, 15)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def digests_of(root: Path, clock: Clock, sleeps: list[float]):
     from pipeline.digest.editions import Digests
     from pipeline.mailer import open_transport
 
-    sleeps: list[float] = []
-    digests = Digests(
-        settings, store, transport=lambda: open_transport(settings.email), sleep=sleeps.append
+    settings, store = opened(root)
+    ledger = Ledger(store.engine, clock=clock)
+    transport = lambda: open_transport(settings.email)  # noqa: E731
+    digests = Digests(settings, store, transport=transport, sleep=sleeps.append)
+    digests.ledger = ledger  # (not the constructor: the same helper ran on the old code)
+    return digests, store
+
+
+def add_article(root: Path, slug: str, title: str) -> None:
+    path = root / "examples" / "site" / "news" / f"2026-11-20-{slug}.md"
+    path.write_text(
+        f"---\ntitle: {title}\ndate: 2026-11-20T08:00:00+05:45\nauthor: Test Writer\n---\nBody.\n",
+        encoding="utf-8",
     )
+    assert invoke(root, "ingest").exit_code == 0
+
+
+def test_a_recipient_refused_for_now_never_holds_up_the_next_edition(mail_project, inbox):
+    """Finding 1: two recipients answering 451 used to keep every later hand-run send
+    finishing the same edition (new articles never went out), at 7 s of backoff each."""
+    handler, _ = inbox
+    handler.refuse["anna@example.org"] = "451 4.7.1 Try again later"
+    handler.refuse["sonam@example.org"] = "452 4.2.2 Mailbox full"
+    clock, sleeps = Clock(), []
+    digests, store = digests_of(mail_project, clock, sleeps)
     first = digests.send("weekly-en")
-    assert [who for who, _ in first.pending] == ["anna@example.org"] and len(first.sent) == 2
-    assert sleeps == [1, 2, 4]  # backoff between the four tries
-    del handler.refuse["anna@example.org"]
-    second = digests.send("weekly-en")  # resumes the same edition
-    assert second.edition.id == first.edition.id and second.sent == ["anna@example.org"]
-    assert sorted(handler.to()).count("Anna Berg <anna@example.org>") == 1
-    third = digests.send("weekly-en")
-    assert third.skipped  # that edition is complete; nothing new since
+    assert sorted(who for who, _ in first.pending) == ["anna@example.org", "sonam@example.org"]
+    assert first.sent == ["pema@example.org"]
+    assert len(sleeps) == 1  # one pause for the run (was 1+2+4 s per recipient)
+    assert "next attempt after 2026-11-23 03:20Z" in first.pending[0][1]
+    assert digests.load(first.edition.id).status == "retrying"
+    add_article(mail_project, "late-snow", "Late snow in the Khumbu")
+    second = digests.send("weekly-en")  # not due yet: a new edition goes out at once
+    assert second.edition.id != first.edition.id and second.sent == ["pema@example.org"]
+    assert second.waiting == 2 and second.earlier == []
+    assert "Late snow in the Khumbu" in handler.messages[-1].get_body(("plain",)).get_content()
+    handler.refuse.clear()
+    clock.now += dt.timedelta(minutes=5)
+    third = digests.send("weekly-en")  # nothing new: the retries whose time has come
+    assert (
+        third.skipped and sorted(third.sent) == ["anna@example.org"] * 2 + ["sonam@example.org"] * 2
+    )
+    assert sorted(third.earlier) == sorted([first.edition.id, second.edition.id])
+    assert digests.load(first.edition.id).status == "sent"
+    assert digests.load(second.edition.id).status == "sent"
+    received = [(str(m["To"]), str(m["Subject"]), m["Message-ID"]) for m in handler.messages]
+    assert len(received) == len(set(received)) == 6  # each edition once per person
     store.close()
+
+
+def test_a_recipient_that_keeps_refusing_is_given_up_after_three_days(mail_project, inbox):
+    handler, _ = inbox
+    handler.refuse["anna@example.org"] = "450 4.2.1 Mailbox busy"
+    clock, sleeps = Clock(), []
+    digests, store = digests_of(mail_project, clock, sleeps)
+    edition = digests.send("weekly-en").edition
+    stream = f"mail:{edition.id}"
+    anna = str(SubscriberStore(store.engine).get("anna@example.org").id)
+    start, runs = clock.now, 1
+    while (entry := digests.ledger.entries(stream)[anna]).state == "pending":
+        clock.now = entry.next_attempt_at
+        report = digests.send("weekly-en")
+        runs += 1
+    assert clock.now == start + dt.timedelta(days=3) and runs > 10
+    assert entry.state == "failed" and "gave up after" in entry.detail
+    assert entry.detail.endswith("450 4.2.1 Mailbox busy")
+    assert report.failed and report.failed[0][0] == "anna@example.org"
+    assert digests.load(edition.id).status == "sent"  # every recipient settled
+    assert len(sleeps) == runs - 1  # one pause a run (none in the last: it gave up at once)
+    store.close()
+
+
+def test_a_send_that_loses_its_server_still_says_what_it_did(mail_project, inbox, monkeypatch):
+    """Finding 3: a run ending in "cannot connect" printed only the error, nothing of
+    what it had sent or left uncertain."""
+    import pipeline.mailer
+
+    handler, _ = inbox
+    real_open = pipeline.mailer.open_transport
+
+    async def drop_during_data(server, session, envelope):
+        handler.messages.append(email.message_from_bytes(envelope.content))
+        if len(handler.messages) == 2:  # the second message: accepted, then the line drops
+            server.transport.close()
+        return "250 Message accepted"
+
+    def flaky(settings, **kw):
+        transport = real_open(settings, **kw)
+        send = transport.send
+
+        def send_then_lose_the_server(message):
+            try:
+                send(message)
+            finally:
+                if len(handler.messages) == 2:  # from now on nobody answers
+                    transport.settings = transport.settings.model_copy(update={"port": free_port()})
+
+        transport.send = send_then_lose_the_server
+        return transport
+
+    more = mail_project / "more.csv"
+    more.write_text(
+        "email,name,language,topics\nyan@example.org,Yan,en,\nzed@example.org,Zed,en,\n"
+    )
+    assert invoke(mail_project, "subscribers", "import", str(more)).exit_code == 0
+    handler.handle_DATA = drop_during_data
+    monkeypatch.setattr(pipeline.mailer, "open_transport", flaky)
+    result = invoke(mail_project, "digest", "send", "weekly-en")
+    assert result.exit_code == 1
+    assert "1 sent, 3 pending, 1 uncertain" in result.output
+    assert "uncertain: pema@example.org — connection to 127.0.0.1" in result.stderr
+    for who in ("sonam", "yan", "zed"):  # sonam and yan refused, then zed broke the mailer
+        assert f"pending: {who}@example.org — cannot connect" in result.stderr
+    assert "error: cannot connect" in result.stderr and "3 attempts in a row" in result.stderr
+    assert "the next `pipeline digest send weekly-en` sends the rest" in result.stderr
+    assert "pipeline deliveries uncertain --digest weekly-en" in result.stderr
+    monkeypatch.setattr(pipeline.mailer, "open_transport", real_open)
+    del handler.handle_DATA
+    again = invoke(mail_project, "digest", "send", "weekly-en")  # the same edition, finished
+    assert again.exit_code == 0, again.output + again.stderr
+    assert "1 sent" in again.output  # zed: due at once, the mailer's fault, not theirs
+    assert [str(m["To"]) for m in handler.messages][2:] == ["Zed <zed@example.org>"]
 
 
 def test_preview_writes_files_and_records_nothing(mail_project, inbox, tmp_path):
@@ -188,7 +305,9 @@ def test_a_send_killed_mid_batch_is_finished_without_sending_anyone_twice(mail_p
     finally:
         handler.release.set()
     rerun = invoke(mail_project, "digest", "send", "weekly-en")
-    assert rerun.exit_code == 1 and "uncertain" in rerun.stderr
+    assert rerun.exit_code == 1
+    # Finding 3: by address, not by an internal subscriber id nobody can look up
+    assert "uncertain: pema@example.org — the run stopped" in rerun.stderr
     delivered = handler.to()
     assert len(delivered) == 3 and len(set(delivered)) == 3  # nobody twice
     history = invoke(mail_project, "history").output
@@ -203,3 +322,34 @@ def test_an_edition_nobody_would_receive_is_skipped_and_keeps_its_articles(proje
     (root / "people.csv").write_text(PEOPLE, encoding="utf-8")
     invoke(root, "subscribers", "import", str(root / "people.csv"))
     assert "3 sent" in invoke(root, "digest", "send", "weekly-en").output
+
+
+def test_an_unexpected_error_mid_send_leaves_that_recipient_uncertain(mail_project):
+    from pipeline.digest.editions import Digests
+
+    class Surprising:
+        def __init__(self):
+            self.sent = 0
+
+        def send(self, message):
+            self.sent += 1
+            if self.sent == 2:
+                raise RuntimeError("the transport had a bug")
+
+        def close(self):
+            pass
+
+    settings, store = opened(mail_project)
+    transport = Surprising()
+    digests = Digests(settings, store, transport=lambda: transport, sleep=lambda s: None)
+    try:
+        digests.send("weekly-en")
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the error was swallowed")
+    rows = list(digests.ledger.history("mail:"))
+    states = sorted(e.state for e in rows)
+    assert states == ["sent", "uncertain"]  # not left "sending"
+    assert "unexpected RuntimeError while sending" in next(e.detail for e in rows if e.detail)
+    store.close()

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -148,20 +149,27 @@ def test_two_schedulers_never_run_the_same_action_at_once(served):
 
 def test_locks_are_exclusive_expire_and_are_taken_from_a_dead_process(state_url):
     store = Store(state_url, "https://news.example.org")
-    locks = Locks(store.engine, ttl=dt.timedelta(seconds=0.3))
+    now = [NOW]  # the locks' clock: moved by hand, never slept past
+    locks = Locks(store.engine, ttl=dt.timedelta(minutes=2), clock=lambda: now[0])
     assert locks.acquire("post", "a")
     assert not locks.acquire("post", "b")
-    time.sleep(0.4)  # a holder that stopped renewing loses it after ttl
+    now[0] += dt.timedelta(minutes=1, seconds=30)
+    locks.renew(("post",), "a")  # a holder that renews keeps it past the first ttl
+    now[0] += dt.timedelta(minutes=1)
+    assert not locks.acquire("post", "b")
+    now[0] += dt.timedelta(minutes=1, seconds=1)  # one that stopped renewing loses it after ttl
     assert locks.acquire("post", "b")
+    assert locks.holder("post") == "b"
     dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
-    )
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True
+    )  # has exited (and been reaped) when run() returns
     import socket
 
     corpse = f"{socket.gethostname()}:{dead.stdout.decode().strip()}/x"
-    long_locks = Locks(store.engine, ttl=dt.timedelta(hours=1))
+    long_locks = Locks(store.engine, ttl=dt.timedelta(hours=1), clock=lambda: now[0])
     assert long_locks.acquire("digest:weekly-en", corpse)
     assert long_locks.acquire("digest:weekly-en", "alive")  # its holder has died
+    assert not long_locks.acquire("digest:weekly-en", "other")  # but "alive" has not
     with long_locks.holding(("feeds", "post")) as refused:  # post is still b's
         assert refused is not None and "post is running in b" in refused
     assert long_locks.holder("feeds") is None  # all or nothing: feeds was given back
@@ -200,17 +208,20 @@ def test_serve_stopped_mid_send_and_restarted_sends_everyone_once(mail_project, 
     command = [sys.executable, "-m", "pipeline", "serve", "--poll", "0.2", "--listen", listen]
 
     first = subprocess.Popen(command, cwd=mail_project, env=env, stderr=subprocess.PIPE, text=True)
+    lines, acknowledged = _read_lines(first.stderr, "SIGTERM: finishing the running step")
     try:
         assert handler.holding.wait(60), "the catch-up run never reached the 2nd message"
         # the web endpoints run beside the schedules, in the same process
         assert requests.get(f"http://{listen}/healthz", timeout=10).text == "ok"
         first.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        # Let the 2nd message finish only once serve has taken the signal in, not after a
+        # guessed delay that a loaded machine can overrun.
+        assert acknowledged.wait(30), "serve never acknowledged SIGTERM"
         handler.release.set()
         assert first.wait(30) == 0
     finally:
         first.kill()
-    log = first.stderr.read()
+    log = "".join(lines())
     assert "SIGTERM: finishing the running step" in log and "stopped" in log
     assert len(handler.messages) == 2
     stopped = [r for r in runs_of(store, "weekly") if r.outcome == STOPPED]
@@ -231,6 +242,28 @@ def test_serve_stopped_mid_send_and_restarted_sends_everyone_once(mail_project, 
     assert len(delivered) == 3 and len(set(delivered)) == 3
     assert resumed()[-1].counts["sent"] == 1  # the same edition, finished
     store.close()
+
+
+def _read_lines(stream, wanted: str):
+    """Read ``stream`` in a thread (so the child never blocks on a full pipe): a function
+    returning the lines read once the stream ends, and an event set when ``wanted`` shows."""
+    lines: list[str] = []
+    seen = threading.Event()
+
+    def read() -> None:
+        for line in stream:
+            lines.append(line)
+            if wanted in line:
+                seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def finished() -> list[str]:
+        reader.join(30)
+        return lines
+
+    return finished, seen
 
 
 def _opened(root: Path):

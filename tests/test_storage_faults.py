@@ -141,11 +141,6 @@ def test_a_read_only_store_is_one_line_without_the_edition_html(project, state_u
     assert again.exit_code == 2 and "(table subscribers): it is read-only" in one_error_line(again)
 
 
-@pytest.mark.xfail(
-    reason="posting.py's per-channel catch-all prints SQLAlchemy's text (statement and "
-    "parameters); it must let SQLAlchemyError through to the command's handler",
-    strict=False,
-)
 def test_posting_to_a_read_only_store_is_one_line(project, state_url):
     root = project()
     assert invoke(root, "ingest").exit_code == 0

@@ -60,6 +60,8 @@ def test_characters_outside_the_basic_plane_are_never_halved():
         ("Nepal的湿地 wetlands are important", 12, "Nepal的湿地…"),
         ("我们在Kathmandu采访了专家", 10, "我们在…"),  # "Kathmandu" is not split
         ("Kathmandu的湿地保护工作", 13, "Kathmandu的湿地…"),
+        ("Nepal的wetlands are", 8, "Nepal的…"),  # the Chinese character is kept, "wet" not
+        ("湿Kathmandu valley", 7, "湿…"),  # a break right after the first character counts
     ],
 )
 def test_mixed_english_and_chinese(source, limit, expected):
@@ -73,6 +75,7 @@ def test_mixed_english_and_chinese(source, limit, expected):
         ("abcde", 5, "abcde"),
         ("  Two\n\n lines\t here ", 50, "Two lines here"),
         ("👨‍👩‍👧 family", 8, "👨‍👩‍👧 family"),  # 8 graphemes, though 12 code points
+        ("The platform now called X", 40, "The platform now called X"),  # nothing trimmed
     ],
 )
 def test_text_that_fits_is_returned_without_an_ellipsis(source, limit, expected):
@@ -117,6 +120,18 @@ def test_a_very_long_article_gets_a_normal_excerpt():
     body = result.removesuffix("…")
     assert result.endswith("…") and 140 < len(result) <= 160
     assert article.startswith(body) and article[len(body)] == " "  # cut between words
+
+
+@pytest.mark.parametrize(
+    ("before", "cut"),
+    [("Breaking:", "Breaking: glaciers…"), ("Glacier news: now", "Glacier news: now…")],
+)
+def test_a_long_run_of_whitespace_does_not_shorten_the_excerpt(before, cut):
+    # Pasted text padded with blank lines: the excerpt still uses the whole budget.
+    after = "glaciers in the Himalaya are melting fast"
+    source = before + "\n" * 500 + " " * 500 + after
+    assert excerpt(source, 20) == cut
+    assert excerpt(source, 200) == f"{before} {after}"
 
 
 # -- excerpt: properties --------------------------------------------------------------------
@@ -268,10 +283,30 @@ def test_paragraphs_lines_and_lists_are_separated():
         ("before<script>alert('<p>hi</p>')</script><style>p {}</style>after", "beforeafter"),
         ("", ""),
         ("   \n ", ""),
+        ("one<br><br>two", "one\n\ntwo"),  # two line breaks make a blank line
+        ("<p>Koshi </p><p> Rara</p>", "Koshi\n\nRara"),  # no space left at a line's ends
+        ("a\ud800b", "a\ufffdb"),  # a lone surrogate shows as the replacement character
+        ("<template>row <template>nested</template> more</template>shown", "shown"),
     ],
 )
 def test_html_to_text_edge_cases(markup, expected):
     assert html_to_text(markup) == expected
+
+
+def test_table_rows_are_lines_and_cells_are_spaced():
+    markup = "<table><tr><td>1</td><td>2</td></tr><tr><td>3</td><td>4</td></tr></table>"
+    assert html_to_text(markup) == "1 2\n3 4"
+
+
+def test_preformatted_text_keeps_its_line_breaks_and_only_there():
+    markup = "<p>Run:</p><pre>pipeline ingest\npipeline feeds</pre><p>then\n  wait.</p>"
+    assert html_to_text(markup) == "Run:\n\npipeline ingest\npipeline feeds\n\nthen wait."
+    nested = "<pre>outer<pre>inner</pre>still\npre</pre>after\nit"
+    assert html_to_text(nested) == "outer\n\ninner\n\nstill\npre\n\nafter it"
+
+
+def test_sanitize_replaces_a_lone_surrogate_instead_of_failing():
+    assert sanitize_html("<p>a\ud800b</p>") == "<p>a\ufffdb</p>"
 
 
 def test_sanitize_removes_what_could_run_and_keeps_the_article():
@@ -312,6 +347,10 @@ def test_sanitize_keeps_article_markup():
         ("word " * 690, 3),
         ("word " * 344, 1),
         ("word " * 345, 2),  # 1.5 minutes rounds up
+        ("word " * 574, 2),  # 2.496 minutes rounds down
+        ("word " * 575, 3),  # 2.5 minutes rounds up
+        ("中" * 749, 1),  # 1.498 minutes
+        ("中" * 750, 2),  # 1.5 minutes
         ("中" * 1500, 3),
         ("", 1),
         ("word " * 460 + "湿" * 500, 3),  # 2 + 1 minutes
@@ -340,6 +379,7 @@ def test_xml_safe_removes_what_xml_forbids_and_keeps_the_rest():
         ("one\ntwo\nthree\ufffe", (3, 6, "U+FFFE")),
         ("lone \ud83d half", (1, 6, "U+D83D")),
         ("fine\ttabs\r\nand 中文 👨‍👩‍👧", None),
+        ("\nab\x07 c\nd\ne", (2, 3, "U+0007")),  # lines after it do not count
     ],
 )
 def test_find_control_character_says_where(source, found):

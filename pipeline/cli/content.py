@@ -111,51 +111,6 @@ def post_command(project: Project, channels: tuple[str, ...], dry_run: bool) -> 
 
 
 @main.command()
-@click.option("--limit", default=50, show_default=True, help="How many rows to show.")
-@pass_project
-@command
-def history(project: Project, limit: int) -> int:
-    """What was posted or sent, what failed and why."""
-    from pipeline.digest.history import edition_counts
-    from pipeline.ledger import Ledger
-    from pipeline.runs import RunLog
-
-    with project.store() as store:
-        entries = Ledger(store.engine).history("post:", limit=limit)
-        counted = edition_counts(store.engine, limit=limit)
-        runs = RunLog(store.engine).history(limit)
-    if not entries and not counted and not runs:
-        click.echo("nothing has been posted or sent yet")
-    for r in runs:
-        counts = ", ".join(f"{n} {kind}" for kind, n in r.counts.items())
-        took = (
-            f" in {(r.finished_at - r.started_at).total_seconds():.1f} s"
-            if r.finished_at and r.started_at
-            else ""
-        )
-        click.echo(
-            f"{r.scheduled_for:%Y-%m-%d %H:%M}Z  run {r.schedule:<24} {r.outcome:<9} "
-            f"{r.action}{': ' + counts if counts else ''}{took}"
-        )
-        for line in (r.detail or "").splitlines():
-            click.echo(f"    {line}")
-    for e in entries:
-        where = e.remote_url or e.detail or ""
-        click.echo(f"{e.updated_at:%Y-%m-%d %H:%M}Z  {e.stream:<24} {e.state:<9} {e.item}  {where}")
-    for row in counted:
-        counts = ", ".join(f"{n} {state}" for state, n in row.counts.items()) or "no recipients"
-        click.echo(f"{row.when:%Y-%m-%d %H:%M}Z  edition {row.id:<36} {row.status:<9} {counts}")
-        if row.detail:
-            click.echo(f"    {row.detail}")
-    for e in Ledger(store.engine).history("mail:", limit=limit):
-        if e.state not in ("sent", "skipped"):
-            click.echo(
-                f"    {e.stream.removeprefix('mail:')}: subscriber {e.item} {e.state} — {e.detail}"
-            )
-    return EXIT_OK
-
-
-@main.command()
 @pass_project
 @command
 def run(project: Project) -> int:

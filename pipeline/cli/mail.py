@@ -73,9 +73,10 @@ def digest_preview(project: Project, name: str, out_dir: Path | None) -> int:
 @pass_project
 @command
 def digest_send(project: Project, name: str, dry_run: bool) -> int:
-    """Send the next edition of NAME now (or finish one a crash interrupted)."""
+    """Send the next edition of NAME now (or finish one a crash interrupted), and retry
+    the recipients of earlier editions whose next attempt has come."""
 
-    from pipeline.digest.editions import Digests
+    from pipeline.digest.editions import Digests, SendStopped
     from pipeline.mailer import open_transport
 
     settings = project.settings
@@ -93,18 +94,46 @@ def digest_send(project: Project, name: str, dry_run: bool) -> int:
             for article in articles:
                 click.echo(f"  {article.published:%Y-%m-%d}  {article.title}")
             return EXIT_OK
-        report = digests.send(name)
+        try:
+            report = digests.send(name)
+        except SendStopped as stopped:
+            # What went out before the server broke is said first: nobody should have
+            # to guess whether to run it again (they can: nothing is sent twice).
+            print_report(name, stopped.report)
+            click.echo(
+                f"error: {stopped.report.stopped}\n{name}: stopped early; the next "
+                f"`pipeline digest send {name}` sends the rest",
+                err=True,
+            )
+            return EXIT_PARTIAL
+    print_report(name, report)
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def print_report(name: str, report: Any) -> None:
+    """What a send did: the edition's counts, the earlier editions it retried, each
+    recipient that did not get it (by address, with why), and the uncertain ones' fix."""
     edition = report.edition
     if report.skipped:
         click.echo(f"{name}: edition skipped — {report.skipped}")
-        return EXIT_OK
-    if report.already_done:
+    elif report.already_done:
         click.echo(f"{name}: edition {edition.id if edition else ''} was already sent")
-        return EXIT_OK
-    label = edition.id if edition else name
-    click.echo(f"{name}: edition {label}: {len(report.sent)} sent{count_outcomes(report)}")
+    counts = f"{len(report.sent)} sent{count_outcomes(report)}"
+    if edition is not None and not (report.skipped or report.already_done):
+        click.echo(f"{name}: edition {edition.id}: {counts}")
+    elif report.earlier or not report.ok:
+        click.echo(f"{name}: {counts}")
+    if report.earlier:
+        click.echo(f"{name}: finished or retried earlier editions {', '.join(report.earlier)}")
+    if report.waiting:
+        click.echo(f"{name}: {report.waiting} recipients wait for their next attempt")
     print_outcomes(name, report)
-    return EXIT_OK if report.ok else EXIT_PARTIAL
+    if report.uncertain:
+        click.echo(
+            f"{name}: check the uncertain ones with `pipeline deliveries uncertain "
+            f"--digest {name}`, then settle them",
+            err=True,
+        )
 
 
 @main.group()

@@ -1,15 +1,26 @@
-"""What `pipeline history` says about digest editions: counts per delivery state."""
+"""What `pipeline history` says about digest editions: counts per delivery state, and
+every recipient that did not (yet) get one, by address."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.engine import Engine
 
-from pipeline.schema import deliveries, editions
+from pipeline.ledger import SENT, SKIPPED
+from pipeline.schema import deliveries, editions, subscribers
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One recipient of an edition that is not sent: failed, pending or uncertain."""
+
+    address: str
+    state: str
+    detail: str | None
 
 
 @dataclass(frozen=True)
@@ -19,27 +30,57 @@ class EditionCounts:
     when: dt.datetime
     counts: dict[str, int]
     detail: str | None
+    problems: list[Problem] = field(default_factory=list)
 
 
-def edition_counts(engine: Engine, limit: int = 50) -> list[EditionCounts]:
-    """The newest editions, each with how many deliveries are sent/failed/uncertain/…"""
+def edition_counts(engine: Engine, limit: int | None = 50) -> list[EditionCounts]:
+    """The newest editions (all if ``limit`` is None or 0), each with how many deliveries
+    are sent/failed/uncertain/… and every recipient not sent, oldest change first."""
     with engine.connect() as conn:
         rows = conn.execute(
             select(editions.c.id, editions.c.status, editions.c.created_at, editions.c.detail)
-            .order_by(editions.c.created_at.desc())
-            .limit(limit)
+            .order_by(editions.c.created_at.desc(), editions.c.id.desc())
+            .limit(limit or None)
         ).all()
         counted: dict[str, Counter] = {row.id: Counter() for row in rows}
+        problems: dict[str, list[Problem]] = {row.id: [] for row in rows}
         streams = {f"mail:{row.id}": row.id for row in rows}
-        if streams:
+        for chunk in _chunks(list(streams)):
             query = (
                 select(deliveries.c.stream, deliveries.c.state, func.count())
-                .where(deliveries.c.stream.in_(list(streams)))
+                .where(deliveries.c.stream.in_(chunk))
                 .group_by(deliveries.c.stream, deliveries.c.state)
             )
             for stream, state, n in conn.execute(query):
                 counted[streams[stream]][state] = n
+            unsent = (
+                select(
+                    deliveries.c.stream,
+                    deliveries.c.item,
+                    deliveries.c.state,
+                    deliveries.c.detail,
+                    subscribers.c.email,
+                )
+                .select_from(
+                    # items of a mail stream are subscriber ids, written as text
+                    deliveries.outerjoin(
+                        subscribers, cast(subscribers.c.id, String) == deliveries.c.item
+                    )
+                )
+                .where(deliveries.c.stream.in_(chunk), deliveries.c.state.not_in((SENT, SKIPPED)))
+                .order_by(deliveries.c.updated_at, deliveries.c.item)
+            )
+            for row in conn.execute(unsent):
+                address = row.email or f"subscriber #{row.item} (no longer on file)"
+                problems[streams[row.stream]].append(Problem(address, row.state, row.detail))
     return [
-        EditionCounts(row.id, row.status, row.created_at, dict(counted[row.id]), row.detail)
+        EditionCounts(
+            row.id, row.status, row.created_at, dict(counted[row.id]), row.detail, problems[row.id]
+        )
         for row in rows
     ]
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    """IN lists of bounded length (SQLite allows 32,766 parameters, older ones 999)."""
+    return [values[i : i + size] for i in range(0, len(values), size)]

@@ -1,0 +1,274 @@
+"""Commands for deliveries whose fate is unknown, and the history of everything sent:
+``deliveries uncertain``, ``deliveries settle``, ``history``.
+
+An *uncertain* delivery is one that may or may not have arrived: the process died
+mid-send, or the network stopped answering after the request went out. It is never
+resent blindly (that could post or mail twice); a person checks, then settles it as
+sent, or as not sent (it becomes pending and goes out on the next run).
+
+Each uncertain delivery is shown with a short reference (eight hex digits, stable: a
+hash of its stream and item) to settle it by; any unambiguous prefix of four or more
+digits will do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+# content first, whatever the import order elsewhere: the `history` below replaces its
+# older one (which listed posts, editions and runs apart, and mail rows by subscriber id).
+from pipeline.cli import content  # noqa: F401
+from pipeline.cli.app import EXIT_OK, EXIT_PARTIAL, Project, command, main, pass_project
+from pipeline.schema import subscribers
+
+POST, MAIL = "post:", "mail:"
+
+
+@dataclass(frozen=True)
+class Unsure:
+    """One uncertain delivery, as a person needs to see it."""
+
+    ref: str
+    stream: str
+    item: str
+    what: str  # "post to mastodon: https://…" or "weekly-en@… to anna@example.org"
+    since: dt.datetime
+    detail: str
+    check: str  # where to look to find out whether it arrived
+
+
+def reference(stream: str, item: str) -> str:
+    return hashlib.sha256(f"{stream}\n{item}".encode()).hexdigest()[:8]
+
+
+@main.group()
+def deliveries() -> None:
+    """Deliveries that may or may not have arrived: list them, settle them."""
+
+
+@deliveries.command("uncertain")
+@click.option("--channel", help="Only posts to this channel.")
+@click.option("--digest", help="Only this digest (a name, or one edition's id).")
+@pass_project
+@command
+def uncertain_command(project: Project, channel: str | None, digest: str | None) -> int:
+    """List every uncertain delivery: who or where, why, and what to check."""
+    with project.store() as store:
+        found = _uncertain(project, store, channel, digest)
+    for u in found:
+        click.echo(f"{u.ref}  {u.what}  (since {u.since:%Y-%m-%d %H:%M}Z)")
+        click.echo(f"          why: {u.detail}")
+        click.echo(f"          check: {u.check}")
+    noun = "delivery" if len(found) == 1 else "deliveries"
+    click.echo(f"{len(found)} uncertain {noun}", err=True)
+    if found:
+        click.echo(
+            "settle each with `pipeline deliveries settle REF --as sent` (it arrived) or "
+            "`--as not-sent` (it did not: it goes out on the next run); "
+            "`--all` settles every one listed",
+            err=True,
+        )
+    return EXIT_OK
+
+
+@deliveries.command("settle")
+@click.argument("refs", nargs=-1)
+@click.option(
+    "--as",
+    "verdict",
+    type=click.Choice(["sent", "not-sent"]),
+    required=True,
+    help="sent: it arrived. not-sent: it did not; it is sent again on the next run.",
+)
+@click.option("--all", "every", is_flag=True, help="Every uncertain delivery (after filters).")
+@click.option("--channel", help="With --all: only posts to this channel.")
+@click.option("--digest", help="With --all: only this digest (a name, or an edition id).")
+@click.option("--note", default="", help="Why, kept with the delivery (e.g. who checked).")
+@pass_project
+@command
+def settle_command(
+    project: Project,
+    refs: tuple[str, ...],
+    verdict: str,
+    every: bool,
+    channel: str | None,
+    digest: str | None,
+    note: str,
+) -> int:
+    """Settle uncertain deliveries REF… (or --all) as sent or not sent."""
+    from pipeline.digest.editions import reopen
+    from pipeline.ledger import Ledger
+
+    if bool(refs) == every:
+        raise click.UsageError("name the deliveries to settle (REF…) or give --all, not both")
+    if (channel or digest) and not every:
+        raise click.UsageError("--channel and --digest go with --all")
+    status = EXIT_OK
+    with project.store() as store:
+        found = _uncertain(project, store, channel, digest)
+        chosen: list[Unsure] = list(found) if every else []
+        for ref in refs:
+            matches = [u for u in found if len(ref) >= 4 and u.ref.startswith(ref.lower())]
+            if len(matches) != 1:
+                why = "matches several; give more digits" if matches else "is not uncertain"
+                click.echo(f"{ref}: {why} (see `pipeline deliveries uncertain`)", err=True)
+                status = EXIT_PARTIAL
+            elif matches[0] not in chosen:
+                chosen.append(matches[0])
+        ledger = Ledger(store.engine)
+        sent, settled = verdict == "sent", 0
+        for u in chosen:
+            if not ledger.settle_by_hand(u.stream, u.item, sent, note):
+                click.echo(f"{u.ref}: settled meanwhile by someone else", err=True)
+                status = EXIT_PARTIAL
+                continue
+            settled += 1
+            if not sent and u.stream.startswith(MAIL):
+                reopen(store.engine, u.stream.removeprefix(MAIL))
+            click.echo(f"{u.ref}  {u.what}: {'sent' if sent else 'not sent, will be resent'}")
+    if settled and not sent:
+        click.echo(
+            "the not-sent ones go out on the next `pipeline post` (posts) or "
+            "`pipeline digest send NAME` (digests), or their schedules",
+            err=True,
+        )
+    click.echo(f"{settled} settled", err=True)
+    return status
+
+
+def _uncertain(project: Project, store: Any, channel: str | None, digest: str | None) -> list:
+    """Every uncertain delivery, filtered, with what a person needs to check it."""
+    from pipeline.ledger import Ledger
+
+    prefix = f"{POST}{channel}" if channel else MAIL if digest else ""
+    rows = [
+        e
+        for e in Ledger(store.engine).uncertain(prefix)
+        if (not channel or e.stream == f"{POST}{channel}")
+        and (not digest or _of_digest(e.stream, digest))
+    ]
+    ids = {int(e.item) for e in rows if e.stream.startswith(MAIL) and e.item.isdigit()}
+    addresses = _addresses(store.engine, ids)
+    found = []
+    for e in rows:
+        if e.stream.startswith(POST):
+            name = e.stream.removeprefix(POST)
+            article = store.get(e.item)
+            url = article.url if article is not None else e.item
+            what = f"post to {name}: {url} ({e.item})"
+            check = _post_check(project, name, url, e.key)
+        else:
+            edition = e.stream.removeprefix(MAIL)
+            address = addresses.get(e.item, f"subscriber #{e.item} (no longer on file)")
+            what = f"{edition} to {address}"
+            check = _mail_check(project, address, e.key)
+        ref = reference(e.stream, e.item)
+        found.append(Unsure(ref, e.stream, e.item, what, e.updated_at, e.detail or "", check))
+    return found
+
+
+def _of_digest(stream: str, digest: str) -> bool:
+    edition = stream.removeprefix(MAIL)
+    return stream.startswith(MAIL) and (edition == digest or edition.partition("@")[0] == digest)
+
+
+def _addresses(engine: Any, ids: set[int]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    wanted = sorted(ids)
+    with engine.connect() as conn:
+        for start in range(0, len(wanted), 500):
+            query = select(subscribers.c.id, subscribers.c.email).where(
+                subscribers.c.id.in_(wanted[start : start + 500])
+            )
+            found.update({str(i): email for i, email in conn.execute(query)})
+    return found
+
+
+def _post_check(project: Project, channel: str, url: str, key: str | None) -> str:
+    """Where a person looks to see whether a post went out, by network."""
+    options = project.settings.channels.get(channel)
+    kind = options.type if options is not None else None
+    if kind == "mastodon":
+        return f"look in the Mastodon account on {options.instance} for a post of {url}"
+    if kind == "bluesky":
+        return f"look in the Bluesky account {options.handle} for a post of {url}"
+    if kind in ("slack", "discord", "teams"):
+        return f"look in the {kind.title()} channel the webhook posts to for a message about {url}"
+    if kind == "telegram":
+        return f"look in the Telegram chat {options.chat_id} for a message about {url}"
+    if kind == "webhook":
+        return f"ask the receiver of {options.url} whether it got Idempotency-Key {key}"
+    if kind == "file":
+        return f"look in {options.path} for a line with {url}"
+    return f"look wherever channel {channel} posted for {url} (it is no longer configured)"
+
+
+def _mail_check(project: Project, address: str, message_id: str | None) -> str:
+    email = project.settings.email
+    smtp = email.smtp if email is not None and email.delivery == "smtp" else None
+    server = (
+        f"the SMTP server's log ({smtp.host}:{smtp.effective_port})"
+        if smtp
+        else ("the outbox folder")
+    )
+    return f"ask {address}, or look in {server} for Message-ID {message_id}"
+
+
+@main.command("history")
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many entries to show, newest first (0: all).",
+)
+@pass_project
+@command
+def history(project: Project, limit: int) -> int:
+    """What was posted or sent, what failed and why: runs, posts and digest editions
+    together, newest first; under each edition, every recipient it did not reach."""
+    from pipeline.digest.history import edition_counts
+    from pipeline.ledger import Ledger
+    from pipeline.runs import RunLog
+
+    most = limit or None
+    with project.store() as store:
+        runs = RunLog(store.engine).history(most)
+        posts = Ledger(store.engine).history(POST, limit=most)
+        counted = edition_counts(store.engine, limit=most)
+    lines: list[tuple[dt.datetime, int, list[str]]] = []
+    for r in runs:
+        counts = ", ".join(f"{n} {kind}" for kind, n in r.counts.items())
+        took = (
+            f" in {(r.finished_at - r.started_at).total_seconds():.1f} s"
+            if r.finished_at and r.started_at
+            else ""
+        )
+        text = [
+            f"{r.scheduled_for:%Y-%m-%d %H:%M}Z  run {r.schedule:<24} {r.outcome:<9} "
+            f"{r.action}{': ' + counts if counts else ''}{took}"
+        ]
+        text += [f"    {line}" for line in (r.detail or "").splitlines()]
+        lines.append((r.scheduled_for.replace(tzinfo=None), 0, text))
+    for e in posts:
+        where = e.remote_url or e.detail or ""
+        text = [f"{e.updated_at:%Y-%m-%d %H:%M}Z  {e.stream:<24} {e.state:<9} {e.item}  {where}"]
+        lines.append((e.updated_at, 1, text))
+    for row in counted:
+        counts = ", ".join(f"{n} {state}" for state, n in row.counts.items()) or "no recipients"
+        text = [f"{row.when:%Y-%m-%d %H:%M}Z  edition {row.id:<36} {row.status:<9} {counts}"]
+        text += [f"    {row.detail}"] if row.detail else []
+        text += [f"    {p.address} {p.state} — {p.detail}" for p in row.problems]
+        lines.append((row.when, 2, text))
+    if not lines:
+        click.echo("nothing has been posted or sent yet")
+    lines.sort(key=lambda entry: (entry[0], entry[1]), reverse=True)
+    for _, _, text in lines[:most]:
+        click.echo("\n".join(text))
+    return EXIT_OK

@@ -1,0 +1,106 @@
+"""One subscriber's copy of an edition, as the mail server will receive it."""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+import hashlib
+from email.message import EmailMessage, MIMEPart
+from email.utils import format_datetime, formataddr, parseaddr
+from urllib.parse import urlencode, urlsplit
+
+from pipeline.digest.render import RenderedEdition, personalise
+from pipeline.settings import Settings
+from pipeline.settings.email import DigestSettings
+from pipeline.subscribers import Subscriber
+from pipeline.tokens import sign
+
+UNSUBSCRIBE = "unsubscribe"
+
+
+def build_message(
+    settings: Settings,
+    edition_id: str,
+    digest_name: str,
+    rendered: RenderedEdition,
+    digest: DigestSettings,
+    subscriber: Subscriber,
+    secret: str,
+    now: dt.datetime,
+) -> EmailMessage:
+    """multipart/alternative (text, then HTML) with RFC 8058 one-click unsubscribe
+    headers and a Message-ID stable for (edition, subscriber)."""
+    email, site = settings.email, settings.site
+    assert email is not None
+    token = sign(secret, UNSUBSCRIBE, subscriber.id, digest_name, email=subscriber.email)
+    unsubscribe = f"{email.unsubscribe.url}?{urlencode({'token': token})}"
+    html, text = personalise(
+        rendered,
+        unsubscribe_url=unsubscribe,
+        name=subscriber.name,
+        view_url=view_url(settings, digest_name, edition_id),
+    )
+    domain = email.list_id or urlsplit(site.url).hostname or "localhost"
+    sender_domain = parseaddr(email.from_)[1].rpartition("@")[2] or domain
+    message = EmailMessage()
+    headers = {
+        "From": email.from_,
+        "To": formataddr((subscriber.name, subscriber.email)),
+        "Reply-To": email.reply_to,
+        "Subject": rendered.subject,
+        "Date": format_datetime(now.astimezone(dt.UTC)),
+        "Message-ID": message_id(edition_id, subscriber.id, sender_domain),
+        "List-Id": f"{digest.title} <{digest_name}.{domain}>",
+        "List-Unsubscribe": f"<{unsubscribe}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "Auto-Submitted": "auto-generated",
+        "Content-Language": digest.language,
+        "MIME-Version": "1.0",
+        "Content-Type": "multipart/alternative",  # the boundary is made on sending
+    }
+    for name, value in headers.items():
+        if not value:
+            continue
+        if value.isascii() and "\r" not in value and "\n" not in value:
+            # Plain ASCII as we wrote it: stored as is, not parsed into header
+            # objects (that parsing was a third of the time per recipient).
+            message.set_raw(name, value)
+        else:
+            message[name] = value  # encoded (RFC 2047), and line breaks refused
+    message.set_payload([_part(text, "plain"), _part(html, "html")])
+    return message
+
+
+def message_id(edition_id: str, subscriber_id: int, sender_domain: str) -> str:
+    """The same for every try of one edition to one subscriber (the ledger keeps it, so
+    an uncertain delivery can be looked up in the mail server's log)."""
+    digest_id = hashlib.sha256(f"{edition_id}\n{subscriber_id}".encode()).hexdigest()[:32]
+    return f"<{digest_id}@{sender_domain}>"
+
+
+def view_url(settings: Settings, digest_name: str, edition_id: str) -> str:
+    """The edition in a browser (served by ``pipeline serve``, beside /unsubscribe)."""
+    assert settings.email is not None
+    origin = settings.email.unsubscribe.origin
+    return f"{origin}/digests/{digest_name}/{edition_id.partition('@')[2]}"
+
+
+def _part(content: str, subtype: str) -> MIMEPart:
+    """A UTF-8 text part encoded by binascii (C), not by ``set_content`` (pure Python:
+    a millisecond per 37 KB digest, for every recipient). Quoted-printable keeps the
+    markup readable; base64 where it is shorter (mostly-Chinese text), as the standard
+    library itself chooses."""
+    data = content.encode("utf-8")
+    part = MIMEPart()
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    quoted = binascii.b2a_qp(data, istext=True)
+    if len(quoted) <= len(data) * 4 // 3:
+        part["Content-Transfer-Encoding"] = "quoted-printable"
+        part.set_payload(quoted.decode("ascii"))
+    else:
+        lines = (
+            binascii.b2a_base64(data[i : i + 57], newline=False) for i in range(0, len(data), 57)
+        )
+        part["Content-Transfer-Encoding"] = "base64"
+        part.set_payload(b"\n".join(lines).decode("ascii"))
+    return part

@@ -388,7 +388,7 @@ class Ledger:
             )
             return moved.rowcount == 1
 
-    def history(self, stream_prefix: str = "", limit: int | None = 50) -> list[Entry]:
+    def history(self, stream_prefix: str = "", limit: int | None = None) -> list[Entry]:
         """Most recently changed rows first; ``limit`` None (or 0) for all of them."""
         query = (
             select(deliveries)

@@ -126,6 +126,9 @@ def test_a_claim_can_record_the_previous_outcome_in_the_same_transaction(ledger)
     a = ledger.entries(S)["a"]
     assert a.state == SENT and a.remote_id == "r1"
     assert ledger.take(S, "b", "k", settle_first=Settlement("b", FAILED, "no")) is None
+    ledger.take(S, "c", "k")
+    assert ledger.claim(S, "d", "k", settle_first=Settlement("c", SENT)) is True
+    assert ledger.entries(S)["c"].state == SENT
     assert ledger.entries(S)["b"].state == FAILED  # recorded even though nothing was claimed
 
 
@@ -290,7 +293,7 @@ def test_history_newest_first_with_a_limit(ledger, clock):
         ledger.take(S, item, "k")
         clock.advance(seconds=1)
     ledger.take("mail:w@1", "z", "k")
-    assert [e.item for e in ledger.history()] == ["z", "c", "b", "a"]
+    assert [e.item for e in ledger.history()] == ["z", "c", "b", "a"]  # all, by default
     assert [e.item for e in ledger.history("post:", limit=2)] == ["c", "b"]
     assert len(ledger.history("post:", limit=None)) == len(ledger.history("post:", 0)) == 3
     assert [e.item for e in ledger.history("post:", limit=50)] == ["c", "b", "a"]
@@ -302,7 +305,8 @@ def test_history_newest_first_with_a_limit(ledger, clock):
 def test_interrupted_rows_are_those_of_a_stopped_process(store, clock):
     here = socket.gethostname()
     gone = Ledger(store.engine, clock=clock, owner=f"{here}:{dead_pid()}")
-    alive = Ledger(store.engine, clock=clock, owner=this_process())
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    alive = Ledger(store.engine, clock=clock, owner=f"{here}:{child.pid}")
     remote = Ledger(store.engine, clock=clock, owner="elsewhere:1")
     gone.take(S, "gone", "k")
     alive.take(S, "alive", "k")
@@ -314,6 +318,8 @@ def test_interrupted_rows_are_those_of_a_stopped_process(store, clock):
     assert [e.item for e in me.interrupted(S)] == ["gone"]  # stale only after 30 minutes
     clock.advance(seconds=1)
     assert sorted(e.item for e in me.interrupted(S)) == ["alive", "gone", "remote"]
+    child.kill()
+    child.wait()
     assert me.reclaim(me.interrupted(S)[0])
     took = next(e for e in me.entries(S).values() if e.owner == "me:1" and e.item != "mine")
     assert took.attempts == 2 and took.updated_at == clock.now and took.state == SENDING

@@ -21,9 +21,6 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-# content first, whatever the import order elsewhere: the `history` below replaces its
-# older one (which listed posts, editions and runs apart, and mail rows by subscriber id).
-from pipeline.cli import content  # noqa: F401
 from pipeline.cli.app import EXIT_OK, EXIT_PARTIAL, Project, command, main, pass_project
 from pipeline.schema import subscribers
 

@@ -10,17 +10,26 @@ mistake) never run the same action at once.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import time
 from collections.abc import Callable, Collection
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import requests
 
 from pipeline.settings import Settings
 from pipeline.store import Store
+from pipeline.suggest import did_you_mean
 
 KINDS = ("cycle", "ingest", "feeds", "post", "digest")
+# Other words comms staff use for an action; the hint then names the action itself.
+ACTION_SYNONYMS = {
+    **dict.fromkeys(("run", "all", "publish", "everything"), "cycle"),
+    **dict.fromkeys(("fetch", "import", "pull", "read", "update"), "ingest"),
+    **dict.fromkeys(("feed", "rss", "atom"), "feeds"),
+    **dict.fromkeys(("posts", "social", "share", "toot"), "post"),
+    **dict.fromkeys(("email", "mail", "newsletter", "send"), "digest"),
+}
 
 
 @dataclass(frozen=True)
@@ -68,12 +77,11 @@ def parse_action(text: str, digests: Collection[str], channels: Collection[str])
 
 
 def _suggest(word: str, allowed: Collection[str], noun: str = "action") -> str:
-    close = difflib.get_close_matches(word, list(allowed), n=1, cutoff=0.6)
-    if close:
-        return f"did you mean `{close[0]}`?"
     if not allowed:
         return f"no {noun}s are defined in config/pipeline.yaml"
-    return f"the {noun}s are: {', '.join(sorted(allowed))}"
+    names = sorted(allowed)
+    synonyms = ACTION_SYNONYMS if noun == "action" else None
+    return did_you_mean(word, names, f"the {noun}s are: {', '.join(names)}", synonyms=synonyms)
 
 
 @dataclass
@@ -98,7 +106,7 @@ class Actions:
         settings: Settings,
         store: Store,
         *,
-        http: Callable[[], requests.Session],
+        http: Callable[[], AbstractContextManager[requests.Session]],
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.settings = settings
@@ -120,7 +128,7 @@ class Actions:
 
         from pipeline.store import store_fault
 
-        results = []
+        results: list[StepResult] = []
         for step in action.steps():
             if stop() and results:
                 break

@@ -32,6 +32,7 @@ from pipeline.errors import StorageError, describe_os_error
 from pipeline.model import Article
 from pipeline.settings import FeedFormat, FeedSettings, SiteSettings
 from pipeline.text import xml_safe
+from pipeline.urls import as_uri
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 FILENAMES: dict[str, str] = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
@@ -95,8 +96,9 @@ class PlannedFeed:
 def plan_feeds(site: SiteSettings, feeds: FeedSettings) -> list[PlannedFeed]:
     """Every feed to write: the main feed, then one per extra feed, in configuration order.
     (Settings already refuse two extra feeds that would share a folder.)"""
-    base = (feeds.url or f"{site.url}/feeds").rstrip("/")
-    common = {"home_url": site.url, "author": site.name, "logo": site.logo}
+    # Settings may be written as IRIs (https://例子.广告); feeds carry URIs only.
+    base = as_uri((feeds.url or f"{site.url}/feeds").rstrip("/"))
+    common = {"home_url": as_uri(site.url), "author": site.name, "logo": site.logo}
     planned = [
         PlannedFeed(
             FeedSpec(site.name, site.name, site.language, base_url=base, **common),
@@ -158,10 +160,19 @@ def published_entries(site: SiteSettings, feeds: FeedSettings) -> dict[str, str]
             except OSError:
                 continue  # not written in this format, or unreadable: the others may do
             try:
-                found.update(_entries(fmt, data))
+                entries = _entries(fmt, data)
             except (ValueError, etree.XMLSyntaxError):
                 continue  # not a feed this pipeline wrote
+            # Feeds written before links were URIs hold IRIs; articles now carry URIs.
+            found.update({_uri_or_same(url): guid for url, guid in entries.items()})
     return found
+
+
+def _uri_or_same(url: str) -> str:
+    try:
+        return as_uri(url)
+    except ValueError:  # UnsafeURL: a host IDNA refuses; it matches nothing either way
+        return url
 
 
 def _entries(fmt: str, data: bytes) -> dict[str, str]:
@@ -250,8 +261,8 @@ class _EntryExtension(BaseEntryExtension):
       ``link`` to the element it just created, so ``rel``, ``type``, ``hreflang``,
       ``title`` and ``length`` are read from that bare element and dropped (feedgen issue
       135). feedgen is told only the canonical link (so RSS ``<link>`` stays canonical);
-      ``links`` holds every link, canonical first, and ``extend_atom`` gives feedgen's
-      elements their attributes back and adds the translation links after them.
+      ``links`` holds every link (see ``_atom_links``), and ``extend_atom`` gives
+      feedgen's elements their attributes back and adds the others after them.
     * ``xml:lang`` on each Atom entry, since a feed may mix languages.
     * ``media:title`` / ``media:description`` (the image's alt text) inside
       ``media:content``; at item level feedparser would mistake them for the entry's
@@ -307,7 +318,7 @@ def _generator(spec: FeedSpec, articles: Sequence[Article]) -> FeedGenerator:
     fg.language(spec.language)  # RSS <language>, Atom xml:lang
     fg.author(name=_text(spec.author))
     if spec.logo:
-        fg.logo(urljoin(spec.home_url + "/", spec.logo))
+        fg.logo(as_uri(urljoin(spec.home_url + "/", spec.logo)))
     # feedgen defaults these to now(); derive them from the entries instead.
     fg.updated(max((a.modified for a in articles), default=EPOCH))
     if articles:
@@ -329,7 +340,7 @@ def _add_entry(fg: FeedGenerator, article: Article) -> None:
         "hreflang": article.language,
     }
     fe.link(dict(canonical))  # feedgen adds defaults to the dict it is given
-    fe.pipeline.links = [canonical, *_translation_links(article)]
+    fe.pipeline.links = _atom_links(canonical, _translation_links(article))
     fe.pipeline.language = article.language
     # Order matters: description() also sets Atom content, content() then replaces it,
     # and summary() keeps an RSS description that is already set.
@@ -349,6 +360,25 @@ def _add_entry(fg: FeedGenerator, article: Article) -> None:
         fe.media.content(url=image, medium="image", group=None)
         fe.media.thumbnail(url=image, group=None)
         fe.pipeline.image_alt = _text(article.image_alt or "") or None
+
+
+def _atom_links(
+    canonical: dict[str, str], translations: list[dict[str, str]]
+) -> list[dict[str, str]]:
+    """An Atom entry's links, so that every reader opens the article itself.
+
+    Readers disagree on which ``alternate`` is the entry's link: SimplePie (FreshRSS and
+    other PHP readers) takes the first, feedparser the last. The article's own link
+    therefore comes first and, when translations sit between, once more last. The
+    closing one has no ``hreflang``, so no two alternates share a type and hreflang
+    (RFC 4287 §4.1.1, the W3C validator's DuplicateAtomLink). Translations stay
+    ``rel="alternate"`` with ``hreflang``, as RFC 4287 and HTML mark a page's other
+    languages.
+    """
+    if not translations:
+        return [canonical]
+    closing = {key: canonical[key] for key in ("href", "rel", "type")}
+    return [canonical, *translations, closing]
 
 
 def _translation_links(article: Article) -> list[dict[str, str]]:
@@ -386,7 +416,7 @@ def render_json(spec: FeedSpec, articles: Sequence[Article]) -> bytes:
         "authors": [{"name": _text(spec.author)}],
     }
     if spec.logo:
-        feed["icon"] = urljoin(spec.home_url + "/", spec.logo)
+        feed["icon"] = as_uri(urljoin(spec.home_url + "/", spec.logo))
     feed["items"] = [_json_item(article) for article in articles]
     return (json.dumps(feed, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 

@@ -17,7 +17,16 @@
 - ``MailerBroken`` (the caller stops the batch) for what every message would meet:
   login refused or not offered, sender refused, no STARTTLS, TLS/certificate failure.
 
-The outbox writes ``<Message-ID>.eml``, the bytes SMTP would send (CRLF), through a
+Both transports send the bytes of ``wire_bytes``: every header whose value is printable
+ASCII goes out exactly as written, folded only at whitespace (to 78 columns where it
+can, never inside a word), each line at most 998 octets (RFC 5322 §2.1.1); only
+non-ASCII values (a Chinese subject, a display name) are RFC 2047-encoded. The email
+package's own generator would re-fold any longer line and, finding no space, encode it
+(``List-Unsubscribe: =?utf-8?q?=3Chttps...``), which mail providers do not read as a
+link: one-click unsubscribe would be lost. A message that cannot go out as written (a
+line over 998 octets with no space to fold at) is a ``PermanentFailure``.
+
+The outbox writes ``<Message-ID>.eml``, the bytes SMTP sends (CRLF), through a
 temporary file and a hard link: a file is whole or absent, never overwritten, and the
 same Message-ID is the same file. Passwords never appear in a failure's text.
 """
@@ -38,6 +47,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from email.generator import BytesGenerator
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,6 +58,11 @@ from pipeline.settings.email import EmailSettings, SmtpSettings
 log = logging.getLogger(__name__)
 
 CONNECT_ATTEMPTS = 3  # consecutive failures to connect before the mailer is broken
+FOLD_AT = 78  # RFC 5322 §2.1.1: lines SHOULD be at most 78 characters…
+MAX_LINE = 998  # …and MUST be at most 998 octets, CRLF not counted
+# Printable ASCII (and tab), perhaps already folded: a line break then whitespace.
+_AS_WRITTEN = re.compile(r"[\x20-\x7e\t]*(?:\r?\n[ \t][\x20-\x7e\t]*)*")
+_INJECTED = re.compile(r"\r?\n(?![ \t])|\r(?!\n)")  # a break that would start a header
 
 
 class MailerBroken(PipelineError):
@@ -70,16 +85,77 @@ def envelope(message: EmailMessage) -> tuple[str, str]:
     return sender, recipients[0]
 
 
+class _WirePolicy(EmailPolicy):
+    """The standard policy, except that printable-ASCII headers go out as written
+    (``_fold_as_written``) instead of being re-folded and perhaps RFC 2047-encoded."""
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        # A header object (``message[name] = value``) is folded from its parsed value,
+        # a raw one (``set_raw``, or a parsed message's) is the text itself.
+        text = str(value)
+        if _AS_WRITTEN.fullmatch(text):
+            return _fold_as_written(name, text, self.linesep).encode("ascii")
+        if _INJECTED.search(text.rstrip("\r\n")):
+            raise PermanentFailure(f"the {name} header has a line break inside its value")
+        return super().fold_binary(name, value)  # non-ASCII: RFC 2047 (or UTF-8)
+
+
+_WIRE = {utf8: _WirePolicy(linesep="\r\n", utf8=utf8) for utf8 in (False, True)}
+
+
+def _fold_as_written(name: str, value: str, linesep: str) -> str:
+    """``name: value`` folded only before whitespace, to ``FOLD_AT`` columns where the
+    words allow; a value already folded keeps its own line breaks. A line over
+    ``MAX_LINE`` octets (a word too long to fold) is a PermanentFailure."""
+    lines = re.split(r"\r?\n", value)
+    if len(lines) == 1:
+        lines = _fold_words(f"{name}: {value}", after=len(name) + 2)
+    else:
+        lines[0] = f"{name}: {lines[0]}"
+    for line in lines:
+        if len(line) > MAX_LINE:
+            raise PermanentFailure(
+                f"the {name} header has a {len(line)}-octet line with no space to fold at; "
+                f"mail allows {MAX_LINE} (RFC 5322 §2.1.1), and a link in a List-* header "
+                "must not be broken (RFC 2369): shorten the value"
+            )
+    return linesep.join(lines) + linesep
+
+
+def _fold_words(line: str, after: int) -> list[str]:
+    """Break ``line`` before runs of whitespace (past column ``after``) into pieces of at
+    most FOLD_AT characters where possible; a longer word stays whole on its line."""
+    # Never before trailing whitespace: a folded line must not be blank (RFC 5322 §3.2.2).
+    words = re.finditer(r"(?<=\S)[ \t]+(?=\S)", line)
+    breaks = [m.start() for m in words if m.start() > after]
+    pieces, start = [], 0
+    for index, at in enumerate(breaks):
+        following = breaks[index + 1] if index + 1 < len(breaks) else len(line)
+        if following - start > FOLD_AT:  # the next word would not fit: fold before it
+            pieces.append(line[start:at])
+            start = at
+    pieces.append(line[start:])
+    return pieces
+
+
 def wire_bytes(message: EmailMessage) -> bytes:
-    """The message exactly as ``smtplib.send_message`` transmits it (no Bcc, CRLF)."""
+    """The message as both transports send it: no Bcc, CRLF line ends, headers as
+    written (see the module's doc). UTF-8 headers only where an address needs SMTPUTF8,
+    as ``smtplib.send_message`` decides."""
     sender, recipient = envelope(message)
     unsent = copy.copy(message)
     del unsent["Bcc"]
     del unsent["Resent-Bcc"]
-    utf8 = not (sender + recipient).isascii()
+    policy = _WIRE[not (sender + recipient).isascii()]
     with io.BytesIO() as out:
-        BytesGenerator(out, policy=message.policy.clone(utf8=utf8)).flatten(unsent, linesep="\r\n")
-        return out.getvalue()
+        BytesGenerator(out, policy=policy).flatten(unsent, linesep="\r\n")
+        data = out.getvalue()
+    longest = max(data.split(b"\r\n"), key=len)
+    if len(longest) > MAX_LINE:  # a raw body part; headers were checked above
+        raise PermanentFailure(
+            f"the message has a {len(longest)}-octet line; mail allows {MAX_LINE}"
+        )
+    return data
 
 
 def outbox_name(message_id: str) -> str:
@@ -183,12 +259,13 @@ class SmtpTransport:
 
     def send(self, message: EmailMessage) -> None:
         sender, recipient = envelope(message)
+        data = wire_bytes(message)  # the outbox's bytes, not smtplib's re-folded ones
         self._pace()
         try:
-            self._transmit(message, sender, recipient)
+            self._transmit(data, sender, recipient)
         except _Stale:
             log.info("%s closed the idle connection; reconnecting", self.server)
-            self._transmit(message, sender, recipient, retry=False)
+            self._transmit(data, sender, recipient, retry=False)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -208,14 +285,20 @@ class SmtpTransport:
             now = self._next_at
         self._next_at = now + 1 / self.rate
 
-    def _transmit(
-        self, message: EmailMessage, sender: str, recipient: str, retry: bool = True
-    ) -> None:
+    def _transmit(self, data: bytes, sender: str, recipient: str, retry: bool = True) -> None:
         reused = self._conn is not None
         conn = self._conn or self._connect()
         conn.phase = ""
         try:
-            conn.send_message(message, sender, [recipient])
+            # What send_message does, minus its own flattening of the message.
+            options: tuple[str, ...] = ()
+            if not (sender + recipient).isascii():
+                if not conn.has_extn("smtputf8"):
+                    raise smtplib.SMTPNotSupportedError(
+                        "the address needs SMTPUTF8, which the server does not offer"
+                    )
+                options = ("SMTPUTF8", "BODY=8BITMIME")
+            conn.sendmail(sender, [recipient], data, options)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = exc.recipients.get(recipient, (0, b"refused"))
             raise _refusal(f"recipient {recipient} refused", code, reply) from None

@@ -10,9 +10,10 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from pipeline.schema import article_tags, articles
+from pipeline.urls import UnsafeURL, as_uri, safe_link
 
 # The widths of the state store's columns. PostgreSQL refuses a longer value, failing the
 # whole source's transaction; SQLite keeps it. A source building an Article learns of it
@@ -33,6 +34,11 @@ class Translation(BaseModel):
     language: str
     url: str
     title: str
+
+    @field_validator("url")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        return _stored_uri(value)
 
 
 class Article(BaseModel):
@@ -70,12 +76,33 @@ class Article(BaseModel):
     def __init__(self, **data: Any) -> None:
         # Checked here rather than with Field(max_length=…): a plain ValueError reads as
         # one line in a source's rejection (pydantic's is a multi-line report quoting the
-        # value), and articles already stored in SQLite stay loadable, since loading
-        # (model_validate_json) does not pass through __init__.
+        # value). NB: pydantic calls a custom __init__ from model_validate_json too, so
+        # this also runs when the store loads an article.
         problem = too_long(data)
         if problem:
             raise ValueError(problem)
         super().__init__(**data)
+
+    # Every Article's links are URIs, whoever built it: feeds, JSON Feed, email, channels
+    # and pages need no URL handling of their own. These run when the store loads an
+    # article too (an IRI stored by an earlier version goes out encoded), so they never
+    # refuse one: an unreadable store would stop every feed and digest. An image that
+    # may not be shown is dropped here; refusing a bad `url:`/`image:` with its line is
+    # the sources' part (``published_links``, called by ``make_article``).
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _stored_uri(value)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        try:
+            return safe_link(value, base=info.data.get("url"))
+        except UnsafeURL:
+            return None
 
     @property
     def modified(self) -> datetime:
@@ -86,6 +113,35 @@ class Article(BaseModel):
         """Hash of everything a reader could see; equal hashes mean nothing to re-publish."""
         visible = self.model_dump_json(exclude={"translations", "guid", "origin"})
         return hashlib.sha256(visible.encode()).hexdigest()
+
+
+def published_links(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with ``url`` and ``image`` as the URIs readers get; ``UnsafeURL`` otherwise.
+
+    The rule for a new article: ``url`` must be an absolute http(s) link; ``image`` an
+    http(s) link, possibly relative to ``url``. Both become URIs (``冰川消融`` →
+    ``%E5%86%B0…``, hosts in IDNA). ``UnsafeURL.field`` names the field at fault.
+    """
+    links = dict(data)
+    url, image = data.get("url"), data.get("image")
+    if isinstance(url, str):
+        try:
+            links["url"] = url = safe_link(url)
+        except UnsafeURL as exc:
+            raise exc.of("url") from None
+    if isinstance(image, str):
+        try:
+            links["image"] = safe_link(image, base=url if isinstance(url, str) else None)
+        except UnsafeURL as exc:
+            raise exc.of("image") from None
+    return links
+
+
+def _stored_uri(value: str) -> str:
+    try:
+        return as_uri(value)
+    except UnsafeURL:  # a host IDNA refuses: kept as it was stored
+        return value
 
 
 def too_long(data: dict[str, Any]) -> str | None:

@@ -2,15 +2,15 @@
 
 Read as YAML 1.2 with positions (``9:30`` stays a time, ``no`` stays a word). Every
 problem in the file is reported at once as ``schedules.yaml:LINE:COL: what is wrong —
-what would be right``, with near misses suggested (``munday`` → ``monday``, an unknown
-digest → the defined ones). Unknown keys are errors. A file that loads is a
-``ScheduleSet`` of ``Schedule`` objects the scheduler and ``pipeline schedule`` share.
+what would be right``, with near misses suggested (``munday`` → ``monday``, ``time:`` →
+``at:``, ``on: monday, thursday`` → ``on: [monday, thursday]``, an unknown digest → the
+defined ones). Unknown keys are errors. A file that loads is a ``ScheduleSet`` of
+``Schedule`` objects the scheduler and ``pipeline schedule`` share.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import re
 import zoneinfo
 from dataclasses import dataclass
@@ -21,8 +21,9 @@ from pipeline.actions import Action, parse_action
 from pipeline.errors import ConfigError, Problem
 from pipeline.settings import Settings, read_yaml_file
 from pipeline.settings.base import check_name, check_timezone, shown
+from pipeline.suggest import nearest, unknown_key_hint
 from pipeline.triggers import MAX_EVERY, AtTimes, Every, TriggerSpec, parse_cron
-from pipeline.yamlfile import YamlDocument, unknown_key_hint
+from pipeline.yamlfile import YamlDocument
 
 DEFAULT_GRACE = dt.timedelta(hours=1)
 # Catch-up looks back a day at most (scheduler.LOOKBACK); a week covers any reading of
@@ -37,7 +38,7 @@ TOP_KEYS = {
 SCHEDULE_KEYS = {
     "name": "unique; shown in logs and history",
     "do": "cycle, ingest, feeds, post [CHANNEL…] or digest NAME",
-    "every": "a number of minutes or hours, e.g. 15 minutes",
+    "every": "a number of minutes, hours or days, e.g. 15 minutes",
     "at": 'a time or list of times, e.g. "09:00"',
     "on": "a day, a list of days, weekdays, weekends or daily (with at)",
     "cron": 'a standard crontab line, e.g. "0 9 1 * *"',
@@ -45,6 +46,23 @@ SCHEDULE_KEYS = {
     "enabled": "false pauses the schedule",
     "grace": "this schedule's catch-up window",
 }
+# What else people write for a key (the hint then names the key itself).
+TOP_SYNONYMS = {
+    **dict.fromkeys(("tz", "zone", "time_zone"), "timezone"),
+    **dict.fromkeys(("schedule", "jobs", "tasks"), "schedules"),
+}
+SCHEDULE_SYNONYMS = {
+    **dict.fromkeys(("time", "times", "when", "hour", "clock"), "at"),
+    **dict.fromkeys(("day", "days", "weekday", "weekdays"), "on"),
+    **dict.fromkeys(("interval", "frequency", "period", "repeat", "each"), "every"),
+    **dict.fromkeys(("action", "run", "command", "task", "job", "does"), "do"),
+    **dict.fromkeys(("id", "title", "label"), "name"),
+    **dict.fromkeys(("crontab",), "cron"),
+    **dict.fromkeys(("tz", "zone", "time_zone"), "timezone"),
+    **dict.fromkeys(("enable", "active", "disabled", "paused", "pause"), "enabled"),
+    **dict.fromkeys(("late", "catch_up", "grace_period", "misfire"), "grace"),
+}
+TIMINGS = ("every", "at", "cron")
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DAY_GROUPS = {
     "daily": range(1, 8),
@@ -55,7 +73,18 @@ DAY_GROUPS = {
     **{day[:3]: (i,) for i, day in enumerate(DAYS, 1)},
 }
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-_DURATION = re.compile(r"([0-9]+)\s*(minutes?|mins?|m|hours?|hrs?|h)", re.IGNORECASE)
+_LIST = re.compile(r"\s*(?:,|\band\b)\s*")  # "monday, thursday", "09:00 and 16:00"
+# A duration is a whole number and one unit; anything else gets a hint naming the units.
+_AMOUNT = re.compile(r"\s*([0-9]+(?:[.,][0-9]+)?)\s*([^\W\d_]+)\s*")
+UNIT_MINUTES = {
+    **dict.fromkeys(("minute", "minutes", "min", "mins", "m"), 1),
+    **dict.fromkeys(("hour", "hours", "hr", "hrs", "h"), 60),
+    **dict.fromkeys(("day", "days", "d"), 24 * 60),
+}
+_WEEKS = ("week", "weeks", "wk", "wks", "w")
+_UNITS = "write a whole number and a unit (minutes, hours or days), e.g. 15 minutes or 2 hours"
+_BOOLEAN_WORDS = {"true": "true", "false": "false", "yes": "true", "no": "false"}
+_BOOLEAN_WORDS |= {"on": "true", "off": "false"}
 
 
 @dataclass(frozen=True)
@@ -76,11 +105,7 @@ class Schedule:
         """When it runs, in words a comms officer would use."""
         trigger = self.trigger
         if isinstance(trigger, Every):
-            minutes = int(trigger.interval.total_seconds() // 60)
-            if minutes % 60 == 0:
-                hours = minutes // 60
-                return f"every {hours} hour{'s' if hours > 1 else ''}"
-            return f"every {minutes} minute{'s' if minutes > 1 else ''}"
+            return "every " + _interval_in_words(trigger.interval)
         if isinstance(trigger, AtTimes):
             times = ", ".join(t.strftime("%H:%M") for t in trigger.times)
             return f"{_days_in_words(trigger.days)} at {times}"
@@ -101,7 +126,7 @@ def load_schedules(path: Path, settings: Settings) -> ScheduleSet:
     doc = read_yaml_file(path)
     problems: list[Problem] = []
     data: dict[str, Any] = doc.data
-    _unknown_keys(doc, (), data, TOP_KEYS, problems)
+    _unknown_keys(doc, (), data, TOP_KEYS, TOP_SYNONYMS, problems)
     timezone = _timezone(doc, ("timezone",), data.get("timezone"), settings.site.timezone, problems)
     grace = _duration(doc, ("grace",), data.get("grace", "1 hour"), MAX_GRACE, problems)
     grace = grace or DEFAULT_GRACE
@@ -120,7 +145,8 @@ def load_schedules(path: Path, settings: Settings) -> ScheduleSet:
             )
         )
         entries = entries[:MAX_SCHEDULES]
-    schedules, seen = [], {}
+    schedules: list[Schedule] = []
+    seen: dict[str, int | None] = {}
     for index, entry in enumerate(entries):
         name = entry.get("name") if isinstance(entry, dict) else None
         if isinstance(name, str) and name in seen:
@@ -157,10 +183,15 @@ def _schedule(
         )
         return None
     before = len(problems)
-    _unknown_keys(doc, here, entry, SCHEDULE_KEYS, problems)
+    # A key taken for another (`time:` for `at:`) is one mistake: its hint says what to
+    # write, so "a schedule needs a time" would only repeat it.
+    meant = _unknown_keys(doc, here, entry, SCHEDULE_KEYS, SCHEDULE_SYNONYMS, problems)
     name = entry.get("name")
     if not isinstance(name, str) or not name:
-        problems.append(doc.problem(here, "a schedule needs a `name`", "add `name: check-news`"))
+        if "name" not in meant:
+            problems.append(
+                doc.problem(here, "a schedule needs a `name`", "add `name: check-news`")
+            )
     else:
         try:
             check_name(name)
@@ -168,20 +199,19 @@ def _schedule(
             problems.append(doc.problem((*here, "name"), f"`name` {name!r}: {exc}"))
     action = None
     if "do" not in entry:
-        problems.append(doc.problem(here, "a schedule needs `do`", "e.g. `do: cycle`"))
+        if "do" not in meant:
+            problems.append(doc.problem(here, "a schedule needs `do`", "e.g. `do: cycle`"))
     else:
         try:
             action = parse_action(str(entry["do"]), settings.digests, settings.channels)
         except ValueError as exc:
             message, hint = exc.args
             problems.append(doc.problem((*here, "do"), f"`do`: {message}", hint))
-    trigger = _trigger(doc, here, entry, problems)
+    trigger = _trigger(doc, here, entry, problems, quiet=bool(meant & set(TIMINGS)))
     zone = _timezone(doc, (*here, "timezone"), entry.get("timezone"), timezone, problems)
     enabled = entry.get("enabled", True)
     if not isinstance(enabled, bool):
-        problems.append(
-            doc.problem((*here, "enabled"), f"`enabled` is {shown(enabled)}", "write true or false")
-        )
+        problems.append(_not_boolean(doc, (*here, "enabled"), enabled))
     own_grace = _duration(doc, (*here, "grace"), entry.get("grace"), MAX_GRACE, problems)
     if len(problems) > before or action is None or trigger is None:
         return None
@@ -189,13 +219,31 @@ def _schedule(
     return Schedule(str(name), action, trigger, zone, bool(enabled), own_grace or grace, line)
 
 
+def _not_boolean(doc: YamlDocument, path: tuple, value: Any) -> Problem:
+    key = path[-1]
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in ("true", "false"):  # only quotes keep true/false text in YAML 1.2
+        return doc.problem(
+            path, f"`{key}` is the text {shown(value)}", f"drop the quotes: `{key}: {word}`"
+        )
+    if word in _BOOLEAN_WORDS:
+        meaning = _BOOLEAN_WORDS[word]
+        return doc.problem(
+            path,
+            f"`{key}` is {shown(value)}",
+            f"write `{key}: {meaning}`; `{word}` is read as text, not as {meaning}",
+        )
+    return doc.problem(path, f"`{key}` is {shown(value)}", "write true or false")
+
+
 def _trigger(
-    doc: YamlDocument, here: tuple, entry: dict, problems: list[Problem]
+    doc: YamlDocument, here: tuple, entry: dict, problems: list[Problem], *, quiet: bool = False
 ) -> TriggerSpec | None:
-    kinds = [k for k in ("every", "at", "cron") if k in entry]
+    kinds = [k for k in TIMINGS if k in entry]
     if not kinds:
-        hint = 'add `every: 15 minutes`, `at: "09:00"` (with `on:`), or `cron:`'
-        problems.append(doc.problem(here, "a schedule needs a time", hint))
+        if not quiet:
+            hint = 'add `every: 15 minutes`, `at: "09:00"` (with `on:`), or `cron:`'
+            problems.append(doc.problem(here, "a schedule needs a time", hint))
         return None
     if len(kinds) > 1:
         problems.append(
@@ -238,6 +286,10 @@ def _times(
         match = _TIME.match(item.strip()) if isinstance(item, str) else None
         if match is None:
             hint = 'write the time as "HH:MM" on the 24-hour clock, e.g. "09:30" or "16:00"'
+            parts = _parts(item) if where == path else []
+            if len(parts) > 1 and all(_TIME.match(part) for part in parts):
+                listed = ", ".join(f'"{int(p[:-3]):02d}:{p[-2:]}"' for p in parts)
+                hint = f"for several times write a list: `at: [{listed}]`"
             problems.append(doc.problem(where, f"`at`: {shown(item)} is not a time of day", hint))
             continue
         found.append(dt.time(int(match.group(1)), int(match.group(2))))
@@ -247,23 +299,28 @@ def _times(
 def _days(doc: YamlDocument, path: tuple, value: Any, problems: list[Problem]) -> frozenset[int]:
     values = value if isinstance(value, list) else [value]
     days: set[int] = set()
+    names = [*DAYS, "daily", "weekdays", "weekends"]
     for i, item in enumerate(values):
         where = (*path, i) if isinstance(value, list) else path
         word = str(item).strip().lower() if isinstance(item, str) else ""
         if word in DAY_GROUPS:
             days.update(DAY_GROUPS[word])
             continue
-        names = [*DAYS, "daily", "weekdays", "weekends"]
-        close = difflib.get_close_matches(word, names, n=3) if len(word) < 20 else []
-        # "munday" is as close to sunday as to monday; people keep the first letter.
-        close.sort(key=lambda day: day[:1] != word[:1])
-        hint = (
-            f"did you mean `{close[0]}`?"
-            if close
-            else "use a day (monday…sunday), weekdays, weekends or daily"
-        )
+        hint = "use a day (monday…sunday), weekdays, weekends or daily"
+        parts = [p if p in DAY_GROUPS else nearest(p, names) for p in _parts(word)]
+        if where == path and len(parts) > 1 and all(parts):
+            hint = f"for several days write a list: `on: [{', '.join(map(str, parts))}]`"
+        elif (near := nearest(word, names)) is not None:
+            hint = f"did you mean `{near}`?"
         problems.append(doc.problem(where, f"`on`: {shown(item)} is not a day", hint))
     return frozenset(days)
+
+
+def _parts(value: Any) -> list[str]:
+    """The items of a list written as text ("monday, thursday"), lower-cased."""
+    if not isinstance(value, str) or len(value) > 200:
+        return []
+    return [part for part in _LIST.split(value.strip().lower()) if part]
 
 
 def _duration(
@@ -271,20 +328,59 @@ def _duration(
 ) -> dt.timedelta | None:
     if value is None:
         return None
-    match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
-    amount = int(match.group(1)) if match and len(match.group(1)) < 10 else None
-    if match is None or amount == 0:
-        hint = "write a number and a unit, e.g. 15 minutes or 2 hours"
-        problems.append(doc.problem(path, f"`{path[-1]}`: {shown(value)} is not a duration", hint))
+    key = path[-1]
+    minutes, hint = _minutes(value)
+    if minutes is None:
+        problems.append(doc.problem(path, f"`{key}`: {shown(value)} is not a duration", hint))
         return None
-    hours = match.group(2).lower().startswith("h")
-    if amount is None or amount * (60 if hours else 1) > longest.total_seconds() // 60:
+    if minutes > longest.total_seconds() // 60:
         most = f"{int(longest.total_seconds() // 3600)} hours ({longest.days} days)"
         problems.append(
-            doc.problem(path, f"`{path[-1]}`: {shown(value)} is too long", f"at most {most}")
+            doc.problem(path, f"`{key}`: {shown(value)} is too long", f"at most {most}")
         )
         return None
-    return dt.timedelta(hours=amount) if hours else dt.timedelta(minutes=amount)
+    return dt.timedelta(minutes=minutes)
+
+
+def _minutes(value: Any) -> tuple[int | None, str]:
+    """A duration as written (``15 minutes``, ``2 hours``, ``1 day``) in minutes, or None
+    and a hint that says what to write instead."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None, f"add a unit: `{value} minutes`, `{value} hours` or `{value} days`"
+    text = value if isinstance(value, str) and len(value) <= 200 else ""
+    pairs = [m.groups() for m in _AMOUNT.finditer(text)]
+    if not pairs or "".join(m.group() for m in _AMOUNT.finditer(text)) != text:
+        return None, _UNITS
+    sizes = [UNIT_MINUTES.get(unit.lower()) for _, unit in pairs]
+    amounts = [float(number.replace(",", ".")) for number, _ in pairs]
+    if len(pairs) == 1 and sizes[0] is not None and amounts[0].is_integer():
+        number = pairs[0][0].lstrip("0")
+        if not number:
+            return None, "it must be at least 1 minute"
+        # A number too long to be useful is "too long" (infinity), never int()'s own error.
+        return (int(number) * sizes[0] if len(number) < 10 else 10**12), ""
+    unit = pairs[0][1].lower()
+    if len(pairs) == 1 and unit in _WEEKS and amounts[0].is_integer():
+        return None, f"weeks are not a unit here: write `{int(amounts[0]) * 7} days`"
+    if len(pairs) == 1 and sizes[0] is None:
+        near = nearest(unit, UNIT_MINUTES)
+        if near is None:
+            return None, f"'{unit[:20]}' is not a unit: use minutes, hours or days"
+        return None, f"did you mean `{pairs[0][0]} {near}`?"
+    if all(size is not None for size in sizes):  # "1.5 hours", "1 hour 30 minutes"
+        total = sum((a * size for a, size in zip(amounts, sizes, strict=True) if size), 0.0)
+        if total.is_integer() and total >= 1:
+            better = _interval_in_words(dt.timedelta(minutes=total))
+            return None, f"write it as one whole number and a unit: `{better}`"
+    return None, _UNITS
+
+
+def _interval_in_words(interval: dt.timedelta) -> str:
+    minutes = int(interval.total_seconds() // 60)
+    for unit, size in (("day", 24 * 60), ("hour", 60)):
+        if minutes % size == 0:
+            return f"{minutes // size} {unit}{'s' if minutes > size else ''}"
+    return f"{minutes} minute{'s' if minutes > 1 else ''}"
 
 
 def _timezone(
@@ -302,14 +398,25 @@ def _timezone(
 
 
 def _unknown_keys(
-    doc: YamlDocument, path: tuple, data: dict, allowed: dict[str, str], problems: list[Problem]
-) -> None:
+    doc: YamlDocument,
+    path: tuple,
+    data: dict,
+    allowed: dict[str, str],
+    synonyms: dict[str, str],
+    problems: list[Problem],
+) -> set[str]:
+    """A located problem for each key not in ``allowed``; returns the keys suggested."""
+    meant = set()
     for key in data:
         if key in allowed:
             continue
-        hint = unknown_key_hint(str(key), list(allowed))
+        near = nearest(str(key), allowed, synonyms=synonyms)
+        if near is not None:
+            meant.add(near)
+        hint = unknown_key_hint(str(key), allowed, synonyms=synonyms, meanings=allowed)
         line, col = doc.position((*path, key), key=True)
         problems.append(Problem(doc.file, line, col, f"unknown key `{str(key)[:60]}`", hint))
+    return meant
 
 
 def _days_in_words(days: frozenset[int]) -> str:

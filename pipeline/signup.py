@@ -50,6 +50,18 @@ PRUNE_EVERY = 3600.0
 UPSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
+def offered_topics(settings: Settings) -> tuple[str, ...]:
+    """The topics the sign-up form offers: those the digests' audiences name, in the
+    order the config names them, each once (whatever its case). A topic no digest names
+    would change nothing anyone receives, so it is not offered; with none, the form asks
+    for no topics."""
+    found: dict[str, str] = {}
+    for digest in settings.digests.values():
+        for topic in digest.audience.topics:
+            found.setdefault(topic.strip().lower(), topic.strip())
+    return tuple(v for v in found.values() if v)
+
+
 class SignUp:
     def __init__(
         self,

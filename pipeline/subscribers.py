@@ -4,6 +4,12 @@ Statuses: ``active`` (receives digests), ``pending`` (signed up, not yet confirm
 ``unsubscribed`` and ``bounced`` (never mailed). A CSV import adds new people and
 updates the name, language and topics of known ones, but never re-activates someone
 who unsubscribed or bounced: only that person, through a confirmed sign-up, can.
+
+A digest reaches an active subscriber when their language matches one of its audience's
+languages and (if it names topics) they chose one of its topics. Languages match by
+RFC 4647 basic filtering, case-insensitively, either way round: a subscriber's ``zh``
+(any Chinese) takes a ``zh-CN`` digest, a digest for ``zh`` takes a ``zh-TW`` reader,
+but ``zh-TW`` and ``zh-CN`` never match each other.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from pipeline.errors import Problem, display_path
 from pipeline.schema import list_unsubscribes, subscribers
 from pipeline.settings.base import normalise_language
+from pipeline.settings.email import DigestSettings
 
 ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED = "active", "pending", "unsubscribed", "bounced"
 COLUMNS = ("email", "name", "language", "topics")
@@ -52,6 +59,55 @@ class ImportReport:
     unchanged: int = 0
     kept_inactive: list[str] = field(default_factory=list)  # known, unsubscribed or bounced
     rejected: list[Problem] = field(default_factory=list)
+    unreached: list[Problem] = field(default_factory=list)  # active, but no digest reaches them
+
+
+def language_matches(first: str, second: str) -> bool:
+    """RFC 4647 basic filtering, either way round: one tag equals the other or is a
+    prefix of it ending at a ``-`` (``zh`` ~ ``zh-CN``, ``en`` ~ ``en-GB``; not
+    ``zh-TW`` ~ ``zh-CN``, nor ``en`` ~ ``eng``), ignoring case. ``*`` matches all."""
+    a, b = first.lower(), second.lower()
+    if "*" in (a, b) or a == b:
+        return True
+    shorter, longer = sorted((a, b), key=len)
+    return longer.startswith(shorter + "-")
+
+
+def in_audience(subscriber: Subscriber, languages: Iterable[str], topics: Iterable[str]) -> bool:
+    """Whether an audience (empty lists: anyone) takes this subscriber, whatever their
+    status: a language that matches one of ``languages``, a topic among ``topics``."""
+    languages, wanted = list(languages), {t.lower() for t in topics}
+    return (not languages or any(language_matches(subscriber.language, v) for v in languages)) and (
+        not wanted or bool(wanted & {t.lower() for t in subscriber.topics})
+    )
+
+
+def reached_by(subscriber: Subscriber, digests: Mapping[str, DigestSettings]) -> list[str]:
+    """The digests whose audience takes this subscriber (one-click leaving aside)."""
+    return [
+        name
+        for name, digest in digests.items()
+        if in_audience(subscriber, digest.audience.languages, digest.audience.topics)
+    ]
+
+
+def unreached_message(subscriber: Subscriber, digests: Mapping[str, DigestSettings]) -> str:
+    """Why no digest reaches an active subscriber, with what would: for `check` and import."""
+    topics = ";".join(subscriber.topics) or "none"
+    offered = (
+        ", ".join(f"{name} ({_audience_words(d)})" for name, d in digests.items())
+        or "no digests are configured"
+    )
+    return (
+        f"{subscriber.email} is active but no digest reaches them (language "
+        f"{subscriber.language}, topics {topics}); digests: {offered}"
+    )
+
+
+def _audience_words(digest: DigestSettings) -> str:
+    languages = ", ".join(digest.audience.languages) or "any language"
+    topics = digest.audience.topics
+    return languages + (f"; topics {', '.join(topics)}" if topics else "")
 
 
 def normalise_email(value: str) -> str:
@@ -148,10 +204,10 @@ class SubscriberStore:
     def audience(
         self, languages: Iterable[str] = (), topics: Iterable[str] = (), list_name: str = ""
     ) -> list[Subscriber]:
-        """Active subscribers in one of ``languages`` with one of ``topics`` (empty: any),
-        except those who left ``list_name``."""
-        wanted_languages = {v.lower() for v in languages}
-        wanted_topics = {t.lower() for t in topics}
+        """Active subscribers whose language matches one of ``languages`` (RFC 4647,
+        see ``language_matches``) with one of ``topics`` (empty: any), except those who
+        left ``list_name``."""
+        languages, topics = tuple(languages), tuple(topics)
         with self.engine.connect() as conn:
             left = set(
                 conn.scalars(
@@ -161,12 +217,14 @@ class SubscriberStore:
                 )
             )
         return [
-            s
-            for s in self.all(ACTIVE)
-            if s.id not in left
-            and (not wanted_languages or s.language.lower() in wanted_languages)
-            and (not wanted_topics or wanted_topics & {t.lower() for t in s.topics})
+            s for s in self.all(ACTIVE) if s.id not in left and in_audience(s, languages, topics)
         ]
+
+    def unreached(self, digests: Mapping[str, DigestSettings]) -> list[Subscriber]:
+        """Active subscribers no digest's audience takes (by language and topics), by
+        address; describe each with ``unreached_message``. Someone who left every digest
+        by one-click is not listed: that was their choice, not a gap in the config."""
+        return [s for s in self.all(ACTIVE) if not reached_by(s, digests)]
 
     def leave(self, subscriber_id: int, list_name: str) -> bool:
         """One-click unsubscribe from one digest; False if they had already left it."""
@@ -225,8 +283,15 @@ class SubscriberStore:
             conn.execute(delete(subscribers).where(subscribers.c.id == found.id))
         return True
 
-    def import_csv(self, path: Path, default_language: str) -> ImportReport:
-        """Add or update every valid row; report each bad row by its line, import the rest."""
+    def import_csv(
+        self,
+        path: Path,
+        default_language: str,
+        digests: Mapping[str, DigestSettings] | None = None,
+    ) -> ImportReport:
+        """Add or update every valid row; report each bad row by its line, import the rest.
+        With ``digests``, each row whose subscriber is active but reached by none of them
+        is reported too (``unreached``), by its line: it was imported all the same."""
         shown = display_path(path)
         report = ImportReport()
         try:
@@ -300,6 +365,14 @@ class SubscriberStore:
             setattr(report, outcome, getattr(report, outcome) + 1)
             if subscriber.status in (UNSUBSCRIBED, BOUNCED):
                 report.kept_inactive.append(email)
+            elif (
+                digests is not None
+                and subscriber.status == ACTIVE
+                and not reached_by(subscriber, digests)
+            ):
+                what = unreached_message(subscriber, digests)
+                hint = "change the row's language or topics, or a digest's `audience:`"
+                report.unreached.append(Problem(shown, line, None, what, hint))
         return report
 
     @staticmethod

@@ -2,11 +2,14 @@
 
 Articles are English, Chinese or both, with emoji and combining characters, so lengths are
 counted in graphemes (what a reader sees as one character), never in code points: cutting
-inside a ZWJ family, a flag or an ``e`` + combining accent would show a broken glyph.
+inside a ZWJ family, a flag or an ``e`` + combining accent would show a broken glyph. A
+summary's budget is in display columns instead (a Chinese character is twice as wide as a
+Latin letter), so Chinese and English summaries fill about as many lines.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from itertools import islice
@@ -15,26 +18,95 @@ import nh3
 import regex
 from lxml import etree
 
+from pipeline.urls import UnsafeURL, as_uri, has_scheme, safe_link
+
 # -- sanitising -----------------------------------------------------------------------------
 
-_CLEANER = nh3.Cleaner(
-    tags={
-        *("p", "br", "h2", "h3", "h4", "h5", "h6", "strong", "em", "b", "i", "u", "s"),
-        *("blockquote", "code", "pre", "ul", "ol", "li", "a", "img", "figure", "figcaption"),
-        *("table", "thead", "tbody", "tr", "th", "td", "hr", "sup", "sub", "span", "div"),
-    },
-    clean_content_tags={"script", "style"},
-    attributes={"a": {"href", "title"}, "img": {"src", "alt", "width", "height", "title"}},
-    url_schemes={"http", "https", "mailto"},
-    link_rel="noopener noreferrer",
-)
+_TAGS = {
+    *("p", "br", "h2", "h3", "h4", "h5", "h6", "strong", "em", "b", "i", "u", "s"),
+    *("blockquote", "code", "pre", "ul", "ol", "li", "a", "img", "figure", "figcaption"),
+    *("table", "thead", "tbody", "tr", "th", "td", "hr", "sup", "sub", "span", "div"),
+}
+_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "width", "height", "title"}}
+# The attributes that are links, and whether mailto: may stay: a mail link is a link a
+# reader can follow; as an image source it means nothing.
+_LINKS = {("a", "href"): True, ("img", "src"): False}
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+_log = logging.getLogger(__name__)
 
 
-def sanitize_html(html: str) -> str:
-    """Article body with only harmless article markup left; script and style vanish whole."""
+def sanitize_html(html: str, *, base_url: str | None = None, article: str | None = None) -> str:
+    """Article body with only harmless article markup left; script and style vanish whole.
+
+    Links (``<a href>``) may be http, https or mailto, images (``<img src>``) http or https;
+    any other (``javascript:``, ``data:``, ``vbscript:``…) loses its attribute and, when
+    ``article`` names the article, is logged as a warning. Kept links are URIs
+    (``pipeline.urls.as_uri``). Relative links are resolved against ``base_url`` (the
+    article's page) when given, so they still work in an email; otherwise kept relative.
+    """
     # nh3 (and lxml) must encode to UTF-8, which a lone surrogate cannot be.
-    return _CLEANER.clean(_SURROGATE.sub("\ufffd", html))
+    html = _SURROGATE.sub("\ufffd", html)
+    if article is not None:
+        for tag, value in _refused_links(html, base_url):
+            _log.warning(
+                "%s: dropped the %s %s, which readers must not be sent to",
+                article,
+                "link" if tag == "a" else "image",
+                repr(value if len(value) <= 80 else value[:79] + "…"),
+            )
+
+    def links_only(tag: str, attribute: str, value: str) -> str | None:
+        mailto = _LINKS.get((tag, attribute))
+        return value if mailto is None else _body_link(value, base_url, mailto=mailto)
+
+    # nh3 drops other schemes before links_only sees them, and links_only does the rest:
+    # mailto in an image, a host-less http link, the percent-encoding. A Cleaner per call
+    # (microseconds) because links_only needs this article's base URL.
+    cleaner = nh3.Cleaner(
+        tags=_TAGS,
+        clean_content_tags={"script", "style"},
+        attributes=_ATTRIBUTES,
+        attribute_filter=links_only,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer",
+    )
+    return cleaner.clean(html)
+
+
+def _body_link(value: str, base_url: str | None, *, mailto: bool) -> str | None:
+    """The URI a body link may keep, or None to drop it."""
+    try:
+        if base_url is None and not has_scheme(value):
+            return as_uri(value.strip())
+        return safe_link(value, base=base_url, allow_mailto=mailto)
+    except UnsafeURL:
+        return None
+
+
+class _LinkCollector:
+    """lxml parser target: the (tag, value) of every ``<a href>`` and ``<img src>``."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, str]] = []
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        for link_tag, attribute in _LINKS:
+            if tag == link_tag and attribute in attrib:
+                self.found.append((tag, attrib[attribute]))
+
+    def close(self) -> list[tuple[str, str]]:
+        return self.found
+
+
+def _refused_links(html: str, base_url: str | None) -> list[tuple[str, str]]:
+    """The links sanitize_html will drop, for the warning: nh3 drops most of them itself,
+    silently, so they are found with a parse of their own."""
+    if "href" not in html and "src" not in html:
+        return []
+    parser = etree.HTMLParser(target=_LinkCollector(), recover=True, no_network=True)
+    parser.feed(html)
+    found: list[tuple[str, str]] = parser.close()
+    return [(tag, v) for tag, v in found if _body_link(v, base_url, mailto=tag == "a") is None]
 
 
 # -- characters XML forbids -----------------------------------------------------------------
@@ -68,8 +140,10 @@ _BREAKS = {
     **dict.fromkeys(("ul", "ol", "dl", "table", "pre", "hr", "section", "article"), _PARAGRAPH),
     **dict.fromkeys(("header", "footer", "aside", "nav", "main", "address"), _PARAGRAPH),
     **dict.fromkeys(("br", "div", "li", "tr", "dt", "dd", "figcaption", "caption"), "\n"),
-    **dict.fromkeys(("td", "th"), " "),
+    **dict.fromkeys(("td", "th"), " | "),  # cells of a row: "Koshi | 1,400 m"
 }
+BULLET = "• "  # before each item of an unordered list; ordered ones get "1. ", "2. "
+_NUMBER = re.compile(r"[+-]?\d{1,9}")
 _DROP_CONTENT = frozenset({"script", "style", "template"})
 _SPACE_RUN = re.compile(r"\s+")
 _LINE_SPACE_RUN = re.compile(r"[^\S\n]+")
@@ -89,12 +163,32 @@ class _TextCollector:
         self.pending = ""  # the break owed before the next text: merged, not stacked
         self.dropping = 0  # depth inside script, style or template
         self.preformatted = 0  # depth inside <pre>, where line breaks are content
+        self.lists: list[list[int] | None] = []  # open lists: [next number] if ordered
+        self.marker = ""  # the list item's "1. " or "• ", owed before its first text
 
-    def start(self, tag: str, attrib: object) -> None:
+    def start(self, tag: str, attrib: dict[str, str], nsmap: object = None) -> None:
+        # lxml passes ``nsmap`` to a start() whose signature can take it, as one wrapped
+        # in (*args) can (mutation testing does that): taking it always works either way.
         self._edge(tag, 1)
+        if tag == "ol":
+            self.lists.append([_number(attrib.get("start"), 1)])
+        elif tag == "ul":
+            self.lists.append(None)
+        elif tag == "li":
+            counter = self.lists[-1] if self.lists else None
+            if counter is None:
+                self.marker = BULLET
+            else:  # <li value="7"> renumbers from there, as browsers do
+                counter[0] = _number(attrib.get("value"), counter[0])
+                self.marker = f"{counter[0]}. "
+                counter[0] += 1
 
     def end(self, tag: str) -> None:
         self._edge(tag, -1)
+        if tag in ("ol", "ul") and self.lists:
+            self.lists.pop()
+        elif tag == "li":
+            self.marker = ""  # an item without text shows no number
 
     def _edge(self, tag: str, step: int) -> None:
         if tag in _DROP_CONTENT:
@@ -113,19 +207,27 @@ class _TextCollector:
             data = _SPACE_RUN.sub(" ", data)
             if data == " " and self.pending:  # spaces next to a line break show nothing
                 return
-        self.parts += (self.pending, data)
-        self.pending = ""
+        self.parts += (self.pending, self.marker, data)
+        self.pending = self.marker = ""
 
     def close(self) -> str:
         return "".join(self.parts)
+
+
+def _number(value: str | None, default: int) -> int:
+    """An ``<ol start>`` or ``<li value>`` attribute as a number, else ``default``."""
+    found = _NUMBER.fullmatch(value.strip()) if value else None
+    return int(found[0]) if found else default
 
 
 def html_to_text(html: str) -> str:
     """Readable plain text of an HTML fragment (or of plain text, which passes through).
 
     Entities are decoded, tags dropped, blocks put on their own lines and paragraphs
-    separated by a blank line. libxml2's HTML5 tokenizer treats malformed markup as a
-    browser would, so ``a < b`` stays text. No-break spaces collapse like other spaces.
+    separated by a blank line; list items start with their number (``1. ``) or ``• ``,
+    and the cells of a table row are separated by `` | ``. libxml2's HTML5 tokenizer
+    treats malformed markup as a browser would, so ``a < b`` stays text. No-break spaces
+    collapse like other spaces.
     """
     parser = etree.HTMLParser(target=_TextCollector(), recover=True, no_network=True)
     parser.feed(_SURROGATE.sub("\ufffd", html))
@@ -147,6 +249,11 @@ _GRAPHEME = regex.compile(r"\X")
 ELLIPSIS = "…"
 # Would dangle in front of the ellipsis ("salt, pepper,…", "他说：「…"), so they go.
 _DANGLING = frozenset(",;:—–-‐/&…([{，、；：－（【「『《〈“‘")
+# Looked past when asking how a line ends: "He said “Go.”" ends with a full stop.
+_CLOSING = frozenset("\"'”’」』）)]】》〉")
+_LIST_ITEM = re.compile(r"(?:[•\-*]|\d{1,9}[.)]) ")  # a line html_to_text starts with a marker
+_SKIPPED = frozenset(("Mn", "Me", "Cf"))  # accents, variation selectors, joiners
+_REGIONAL_INDICATOR = re.compile("[\U0001f1e6-\U0001f1ff]")
 
 
 def is_cjk(grapheme: str) -> bool:
@@ -157,8 +264,53 @@ def is_cjk(grapheme: str) -> bool:
     return _CJK.match(grapheme) is not None
 
 
+def display_columns(grapheme: str) -> int:
+    """How wide a grapheme shows: 2 columns if East Asian Width calls it Wide or
+    Fullwidth (Han, kana, Hangul, fullwidth forms, most emoji), or it is an emoji
+    presentation (VS16) or a flag; 1 otherwise, Ambiguous ones (``…``, ``“``) included."""
+    if "\ufe0f" in grapheme or len(_REGIONAL_INDICATOR.findall(grapheme)) == 2:
+        return 2
+    return 2 if any(unicodedata.east_asian_width(c) in ("W", "F") for c in grapheme) else 1
+
+
+def _gap(text: str, start: int, end: int) -> str:
+    """What the whitespace ``text[start:end]`` becomes in an excerpt's one line: nothing
+    at either end of the text, one space within a line. A line break is a block edge
+    (html_to_text puts headings, paragraphs, items, rows and ``<br>`` on lines of their
+    own): a line that ends without punctuation gets a full stop (``。`` after CJK), so a
+    heading does not run into its paragraph as one sentence; a list item's marker
+    (``• ``, ``2. ``) separates by itself."""
+    if start == 0 or end == len(text):
+        return ""
+    if "\n" not in text[start:end]:
+        return " "
+    # Past closing quotes and brackets, and the marks on the last letter (only within
+    # the word before the break: each character is stepped over once in all).
+    before = at = start - 1
+    while at > 0 and (text[at] in _CLOSING or unicodedata.category(text[at]) in _SKIPPED):
+        at -= 1
+    if _LIST_ITEM.match(text, end):
+        return " "
+    if unicodedata.category(text[at]).startswith(("P", "S")):  # punctuation, symbol, emoji
+        return "" if is_cjk(text[before]) else " "
+    return "。" if is_cjk(text[at]) else ". "
+
+
+def _one_line(text: str, end: int) -> str:
+    """``text[:end]`` as an excerpt shows it: whitespace runs become ``_gap``s, decided
+    with the text after ``end`` in view (only a run reaching ``end`` may come out
+    otherwise than in the whole text)."""
+    parts, done = [], 0
+    for run in _SPACE_RUN.finditer(text, 0, end):
+        parts += (text[done : run.start()], _gap(text, run.start(), run.end()))
+        done = run.end()
+    parts.append(text[done:end])
+    return "".join(parts)
+
+
 def _leading_graphemes(text: str, count: int) -> tuple[list[str], bool]:
-    """The first ``count`` graphemes of the whitespace-normalised text, and whether that is all.
+    """The first ``count`` graphemes of the text on one line (``_one_line``), and
+    whether that is all.
 
     Only a prefix a few times the needed length is normalised and segmented (doubling when
     long graphemes or whitespace runs make it too short), so a 5,000-word article costs
@@ -167,11 +319,10 @@ def _leading_graphemes(text: str, count: int) -> tuple[list[str], bool]:
     size = 4 * count + 64
     while True:
         whole = size >= len(text)
-        normal = _SPACE_RUN.sub(" ", text if whole else text[:size]).lstrip(" ")
-        if whole:
-            normal = normal.rstrip(" ")
+        normal = _one_line(text, size)  # all of it when size reaches its end
         # count + 2: the last grapheme of a prefix may still grow (a combining mark after
-        # it), and a trailing space may be the end of the text; the ones before are final.
+        # it), and a whitespace run at its end may be the end of the text or a full stop
+        # and a space (2 graphemes); the ones before are final.
         head = [found[0] for found in islice(_GRAPHEME.finditer(normal), count + 2)]
         if whole or len(head) == count + 2:
             return head[:count], whole and len(head) <= count
@@ -183,20 +334,30 @@ def _breakable(before: str, after: str) -> bool:
     return before == " " or after == " " or is_cjk(before) or is_cjk(after)
 
 
-def excerpt(text: str, limit: int) -> str:
-    """Plain-text excerpt of at most ``limit`` graphemes, counting the final ``…``.
+def excerpt(text: str, limit: int, *, columns: bool = False) -> str:
+    """Plain-text excerpt of at most ``limit`` graphemes (with ``columns``: display
+    columns, see ``display_columns``), counting the final ``…`` as one.
 
-    Whitespace runs become one space. Text that fits is returned whole and without ``…``.
+    The text is put on one line: whitespace runs become one space, and a line break a
+    sentence break (see ``_gap``). Text that fits is returned whole and without ``…``.
     Otherwise the cut falls at the last word boundary (a space, or either side of a CJK
     character) that leaves room for ``…``, at a grapheme boundary if one word fills the
     whole budget, and never inside a grapheme.
+
+    Columns are for what people read (summaries: 280 columns are 280 letters or 140
+    Chinese characters, about as many lines); graphemes for what a network counts.
     """
     if limit < 1:
         raise ValueError(f"an excerpt needs a limit of at least 1 grapheme, not {limit}")
+    # Every grapheme takes at least one column, so ``limit`` graphemes are always enough.
     head, complete = _leading_graphemes(text, limit)
-    if complete:
+    widths = [display_columns(g) if columns else 1 for g in head]
+    if complete and sum(widths) <= limit:
         return "".join(head)
-    budget = limit - 1  # graphemes left once the ellipsis is counted
+    room, budget = limit - 1, 0  # columns left once the ellipsis is counted; graphemes in them
+    while widths[budget] <= room:
+        room -= widths[budget]
+        budget += 1
     cut = next((i for i in range(budget, 0, -1) if _breakable(head[i - 1], head[i])), budget)
     for end in (cut, budget):  # a word cut that leaves only punctuation falls back
         kept = head[:end]

@@ -5,16 +5,22 @@ time zone, with daylight-saving changes handled on purpose rather than by accide
 ``next_runs`` and ``runs_between`` iterate that same object, so the ``--next`` table and
 what really happens cannot disagree.
 
-Daylight-saving policy for ``at`` and ``cron`` (each matching wall-clock time runs once):
+All three are wall-clock schedules: each names local times, and the daylight-saving
+policy below turns them into instants (each matching wall-clock time runs once):
 
 * a wall time the clocks skip (02:30 on 8 Mar 2026 in New York) runs once, the gap's length
   later (03:30), noted as moved; if that lands on a time the schedule also has, it runs once;
 * a wall time the clocks repeat (01:30 on 1 Nov 2026 in New York) runs once, at the first
   occurrence, noted as such.
 
-``every`` is absolute elapsed time: every 15 minutes stays 15 real minutes across a change.
-Its cadence is anchored at local midnight on 1 Jan 2000 in the schedule's zone, a fixed
-instant, so restarts never shift it and hourly runs land on the hour.
+``every: N`` names the local wall times 00:00 on 1 Jan 2000 + k × N (k = 0, 1, 2 …), counted
+on the wall clock with every day 24 hours long. An N that divides a day therefore gives the
+same grid every local day, starting at 00:00 (every 15 minutes: :00, :15, :30, :45; every
+24 hours: 00:00), whatever offset the zone had in 2000; any other N continues its count
+across midnight (every 7 hours: 00:00, 07:00, 14:00, 21:00, then 04:00 …; every 2 days:
+00:00 on every other day). The count never depends on when the service started. (It used
+to be real elapsed time from the instant of that midnight, which put `every: 24 hours` at
+23:00 in São Paulo, whose offset has changed since 2000.)
 
 APScheduler 3.11's ``CronTrigger`` is not used for ``cron``: ``from_crontab`` numbers Monday 0
 (so "1" means Tuesday and "7" is rejected), ANDs day-of-month with day-of-week, and fires a
@@ -28,18 +34,18 @@ import datetime as dt
 import itertools
 import re
 import zoneinfo
+from abc import abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
 UTC = dt.UTC
 MAX_RUNS = 1000
 # The longest `every`: a leap year. Longer intervals served no schedule and overflowed
 # the date arithmetic (`every: 1000000000 hours` reached the year 116079).
 MAX_EVERY = dt.timedelta(days=366)
-EVERY_ANCHOR = dt.datetime(2000, 1, 1)  # local midnight, in each schedule's own zone
+EVERY_ANCHOR = dt.datetime(2000, 1, 1)  # a local wall time, read in each schedule's own zone
 # The longest wait a valid schedule can have: 29 Feb, across 2100 (not a leap year).
 _SEARCH_DAYS = 366 * 9
 _ONE_DAY = dt.timedelta(days=1)
@@ -47,7 +53,7 @@ _ONE_DAY = dt.timedelta(days=1)
 
 @dataclass(frozen=True)
 class Every:
-    """Every ``interval`` (minutes or hours), counted from a fixed anchor, not from start-up."""
+    """Every ``interval``: the local wall times ``EVERY_ANCHOR`` + k × ``interval``."""
 
     interval: dt.timedelta
 
@@ -231,46 +237,20 @@ def _day(day: dt.date) -> str:
     return f"{weekday.title()} {day.day} {month.title()}"
 
 
-class WallClockTrigger(BaseTrigger):
-    """Fires at the local wall-clock ``times`` on matching days, in ``timezone``, with the
-    module's daylight-saving policy. Implements APScheduler's ``get_next_fire_time``."""
+class LocalTimeTrigger(BaseTrigger):
+    """A trigger that names local wall-clock times in ``timezone`` and runs them with the
+    module's daylight-saving policy. Implements APScheduler's ``get_next_fire_time``;
+    subclasses say which wall times (``_walls_from``, ``_matches``)."""
 
-    def __init__(
-        self,
-        timezone: zoneinfo.ZoneInfo,
-        times: tuple[dt.time, ...],
-        *,
-        weekdays: frozenset[int] = frozenset(range(1, 8)),
-        days_of_month: frozenset[int] = frozenset(range(1, 32)),
-        months: frozenset[int] = frozenset(range(1, 13)),
-        either_day: bool = False,
-    ) -> None:
-        self.timezone = timezone
-        self.times = tuple(sorted(set(times)))
-        self.weekdays = weekdays
-        self.days_of_month = days_of_month
-        self.months = months
-        self.either_day = either_day
+    timezone: zoneinfo.ZoneInfo
 
-    def _day_matches(self, day: dt.date) -> bool:
-        if day.month not in self.months:
-            return False
-        by_date, by_weekday = day.day in self.days_of_month, day.isoweekday() in self.weekdays
-        return (by_date or by_weekday) if self.either_day else (by_date and by_weekday)
-
+    @abstractmethod
     def _matches(self, wall: dt.datetime) -> bool:
-        return self._day_matches(wall.date()) and wall.time() in self.times
+        """Whether the schedule names the wall time ``wall`` (naive, local)."""
 
+    @abstractmethod
     def _walls_from(self, start: dt.datetime) -> Iterator[dt.datetime]:
         """Matching wall times at or after ``start`` (naive, local), in wall-clock order."""
-        day, first = start.date(), bisect.bisect_left(self.times, start.time())
-        for _ in range(_SEARCH_DAYS):
-            if self._day_matches(day):
-                for time in self.times[first:]:
-                    yield dt.datetime.combine(day, time)
-            if day == dt.date.max:
-                return
-            day, first = day + _ONE_DAY, 0
 
     def get_next_fire_time(
         self, previous_fire_time: dt.datetime | None, now: dt.datetime
@@ -318,25 +298,86 @@ class WallClockTrigger(BaseTrigger):
             )
         return None
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self}>"
+
+
+class WallClockTrigger(LocalTimeTrigger):
+    """Fires at the local wall-clock ``times`` on matching days (``at`` + ``on``, ``cron``)."""
+
+    def __init__(
+        self,
+        timezone: zoneinfo.ZoneInfo,
+        times: tuple[dt.time, ...],
+        *,
+        weekdays: frozenset[int] = frozenset(range(1, 8)),
+        days_of_month: frozenset[int] = frozenset(range(1, 32)),
+        months: frozenset[int] = frozenset(range(1, 13)),
+        either_day: bool = False,
+    ) -> None:
+        self.timezone = timezone
+        self.times = tuple(sorted(set(times)))
+        self.weekdays = weekdays
+        self.days_of_month = days_of_month
+        self.months = months
+        self.either_day = either_day
+
+    def _day_matches(self, day: dt.date) -> bool:
+        if day.month not in self.months:
+            return False
+        by_date, by_weekday = day.day in self.days_of_month, day.isoweekday() in self.weekdays
+        return (by_date or by_weekday) if self.either_day else (by_date and by_weekday)
+
+    def _matches(self, wall: dt.datetime) -> bool:
+        return self._day_matches(wall.date()) and wall.time() in self.times
+
+    def _walls_from(self, start: dt.datetime) -> Iterator[dt.datetime]:
+        day, first = start.date(), bisect.bisect_left(self.times, start.time())
+        for _ in range(_SEARCH_DAYS):
+            if self._day_matches(day):
+                for time in self.times[first:]:
+                    yield dt.datetime.combine(day, time)
+            if day == dt.date.max:
+                return
+            day, first = day + _ONE_DAY, 0
+
     def __str__(self) -> str:
         return f"wallclock[{', '.join(_clock(t) for t in self.times)} {self.timezone.key}]"
 
-    def __repr__(self) -> str:
-        return f"<WallClockTrigger {self}>"
+
+class EveryTrigger(LocalTimeTrigger):
+    """Fires at the local wall times ``EVERY_ANCHOR`` + k × ``interval`` (``every``)."""
+
+    def __init__(self, timezone: zoneinfo.ZoneInfo, interval: dt.timedelta) -> None:
+        self.timezone = timezone
+        self.interval = interval
+
+    def _matches(self, wall: dt.datetime) -> bool:
+        return (wall - EVERY_ANCHOR) % self.interval == dt.timedelta(0)
+
+    def _walls_from(self, start: dt.datetime) -> Iterator[dt.datetime]:
+        # The first k with anchor + k × interval at or after start: a ceiling division.
+        steps = -((EVERY_ANCHOR - start) // self.interval)
+        try:
+            wall = EVERY_ANCHOR + steps * self.interval
+            while True:
+                yield wall
+                wall += self.interval
+        except OverflowError:  # past 31 Dec 9999: no further run
+            return
+
+    def __str__(self) -> str:
+        return f"every[{self.interval} from 2000-01-01 00:00 {self.timezone.key}]"
 
 
-def build_trigger(spec: TriggerSpec, timezone: zoneinfo.ZoneInfo) -> BaseTrigger:
+def build_trigger(spec: TriggerSpec, timezone: zoneinfo.ZoneInfo) -> LocalTimeTrigger:
     """The APScheduler trigger for ``spec`` in ``timezone``; raises ``ValueError`` if invalid."""
     if isinstance(spec, Every):
         if spec.interval <= dt.timedelta(0):
-            # IntervalTrigger would silently turn 0 into 1 second; say so instead.
             raise ValueError(f"every: the interval must be positive, not {spec.interval}")
         if spec.interval > MAX_EVERY:
             raise ValueError(f"every: the interval must be at most {MAX_EVERY.days} days")
-        anchor = EVERY_ANCHOR.replace(tzinfo=timezone)
-        return IntervalTrigger(
-            seconds=spec.interval.total_seconds(), start_date=anchor, timezone=timezone
-        )
+        return EveryTrigger(timezone, spec.interval)
     if isinstance(spec, AtTimes):
         if not spec.times:
             raise ValueError('at: give at least one time, e.g. at: "09:00"')
@@ -362,9 +403,9 @@ def build_trigger(spec: TriggerSpec, timezone: zoneinfo.ZoneInfo) -> BaseTrigger
     raise TypeError(f"not a trigger spec: {spec!r}")
 
 
-def _fire_times(trigger: BaseTrigger, after: dt.datetime) -> Iterator[dt.datetime]:
+def _fire_times(trigger: LocalTimeTrigger, after: dt.datetime) -> Iterator[dt.datetime]:
     """Fire times strictly after ``after``, asked for the way APScheduler's scheduler asks:
-    first with no previous run (which anchors ``every``), then from each run to the next."""
+    first with no previous run, then from each run to the next."""
     fire = trigger.get_next_fire_time(None, after)
     while fire is not None and fire <= after:
         fire = trigger.get_next_fire_time(fire, after)
@@ -390,8 +431,8 @@ def next_runs(
     trigger = build_trigger(spec, timezone)
     runs = []
     for fire in itertools.islice(_fire_times(trigger, after), count):
-        note = trigger.note_for(fire) if isinstance(trigger, WallClockTrigger) else None
-        runs.append(PlannedRun(at=fire.astimezone(UTC), local=fire.astimezone(timezone), note=note))
+        at, local = fire.astimezone(UTC), fire.astimezone(timezone)
+        runs.append(PlannedRun(at=at, local=local, note=trigger.note_for(fire)))
     return runs
 
 

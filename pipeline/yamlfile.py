@@ -22,14 +22,11 @@ therefore linear in the size of the text, in time and memory, whatever it holds.
 from __future__ import annotations
 
 import bisect
-import difflib
 import re
-import types
-from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, Literal, NoReturn, Union, get_args, get_origin
+from collections.abc import Iterable
+from typing import Any, NoReturn, cast
 
 from _ruamel_yaml import CParser  # ruamel.yaml.clib: libyaml, the fast parser
-from pydantic import BaseModel, ValidationError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import (
     AliasEvent,
@@ -64,7 +61,11 @@ _DATETIME = re.compile(
 )
 _CORE = "tag:yaml.org,2002:"
 _TEXT_TAGS = frozenset(("!", _CORE + "str"))
-_TYPED_TAGS = {_CORE + "int": int, _CORE + "float": float | int, _CORE + "bool": bool}
+_TYPED_TAGS: dict[str, Any] = {
+    _CORE + "int": int,
+    _CORE + "float": float | int,
+    _CORE + "bool": bool,
+}
 _TYPED_TAGS[_CORE + "null"] = type(None)
 _BLANKS = re.compile(r"[ \t]*")
 _LINE_ENDS = ("", "\n", "\r", "#")  # what may follow a tab: the end of a line, a comment
@@ -129,7 +130,7 @@ class YamlDocument:
         at: tuple[int | None, int | None] = (
             (1 + self.line_offset, 1) if isinstance(node, dict | list) else (None, None)
         )
-        steps, walked = list(path), ()
+        steps, walked = list(path), cast(Path_, ())
         for index, step in enumerate(steps):
             walked = (*walked, step)
             mark = self._marks.get(walked)
@@ -256,7 +257,7 @@ class _Reader:
                 frame.key = _NO_KEY
             else:
                 path = (*frame.path, len(frame.container))
-                frame.container.append(value)
+                frame.container.append(value)  # type: ignore[union-attr]  # a list here
                 marks[path] = (start.line, start.column, start.line, start.column)
             if kind is not ScalarEvent:
                 stack.append(_Frame(value, path))
@@ -316,9 +317,11 @@ class _Reader:
                 line_end = text.find("\n", index) % (len(text) + 1)  # -1: the last line
                 hashes = (m.start() for m in _COMMENT.finditer(text, line_start, line_end))
                 comments[line_start] = next((i for i in hashes if not inside(i)), len(text))
-            after = _BLANKS.match(text, index).end()  # the tab's whole run of blanks
+            after = _BLANKS.match(text, index).end()  # type: ignore[union-attr]  # [ \t]* always matches
             if comments[line_start] > index and text[after : after + 1] not in _LINE_ENDS:
                 line, col = self._line_col(index)
+                if not text[line_start:index].strip(" "):  # only blanks before it: indentation
+                    self._tab_indented(text.split("\n"), line)
                 self._fail(line, col, "a tab character here", "YAML needs spaces: replace the tab")
             index = text.find("\t", after)
 
@@ -326,11 +329,29 @@ class _Reader:
         """After a syntax error: a tab in some line's indentation is the likely cause."""
         if "\t" not in self.text:
             return
-        for number, line in enumerate(self.text.splitlines()[: upto_line + 1]):
-            indent = len(line) - len(line.lstrip(" \t"))
-            if "\t" in line[:indent] and line.strip():
-                col = line.index("\t")
-                self._fail(number, col, "a tab in the indentation", "indent with spaces, not tabs")
+        lines = self.text.splitlines()
+        for number, line in enumerate(lines[: upto_line + 1]):
+            if _indented_with_tab(line):
+                self._tab_indented(lines, number)
+        if upto_line < len(lines) and "\t" in lines[upto_line] and not lines[upto_line].strip():
+            self._fail(upto_line, 0, "a blank line holding a tab", f"delete the tab; {_NO_TABS}")
+
+    def _tab_indented(self, lines: list[str], number: int) -> NoReturn:
+        """``lines[number]`` is indented with a tab: say so, for the whole block of lines
+        indented with tabs that it starts (blank lines do not end a block)."""
+        last = end = number
+        while end + 1 < len(lines) and (
+            _indented_with_tab(lines[end + 1]) or not lines[end + 1].strip()
+        ):
+            end += 1
+            if lines[end].strip():
+                last = end
+        first_shown = number + 1 + self.line_offset
+        if last > number:
+            message = f"lines {first_shown} to {last + 1 + self.line_offset} are indented with tabs"
+        else:
+            message = "this line is indented with a tab"
+        self._fail(number, lines[number].index("\t"), message, _NO_TABS)
 
     def _line_col(self, index: int) -> tuple[int, int]:
         line = self.text.count("\n", 0, index)
@@ -340,6 +361,13 @@ class _Reader:
         shown_line = None if line is None else line + 1 + self.line_offset
         shown_col = None if col is None or line is None else col + 1
         raise ConfigError([Problem(self.file, shown_line, shown_col, message, hint)]) from None
+
+
+_NO_TABS = "YAML needs spaces: indent with spaces, not tabs"
+
+
+def _indented_with_tab(line: str) -> bool:
+    return "\t" in line[: len(line) - len(line.lstrip(" \t"))] and bool(line.strip())
 
 
 def _resolve(value: str) -> Any:
@@ -366,8 +394,10 @@ def _resolve(value: str) -> Any:
 def _integer(text: str) -> int | str:
     digits = text.replace("_", "").lstrip("+-")
     base = {"0b": 2, "0o": 8, "0x": 16}.get(digits[:2], 10)
-    number = int(digits[2:] if base != 10 else digits, base) if digits else text
-    return -number if text.startswith("-") and digits else number
+    if not digits:
+        return text
+    number = int(digits[2:] if base != 10 else digits, base)
+    return -number if text.startswith("-") else number
 
 
 def _float(text: str) -> float:
@@ -392,126 +422,8 @@ def _syntax_hint(what: str, line: str = "") -> str:
     return "check indentation and quoting on this line and the one before"
 
 
-def problems_from_validation(
-    doc: YamlDocument, error: ValidationError, model: type[BaseModel], root: Path_ = ()
-) -> list[Problem]:
-    """Turn pydantic's errors on ``model`` into located Problems, one per mistake."""
-    problems = []
-    for err in error.errors(include_url=False):
-        model_loc = tuple(err["loc"])
-        path = root + _written_path(doc.data, root, model_loc)
-        shown = dotted(path)
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            line, col = doc.position(path, key=True)
-            parent = f" in `{dotted(path[:-1])}`" if path[:-1] else ""
-            hint = unknown_key_hint(str(path[-1]), _fields_at(model, model_loc[:-1]))
-            problems.append(Problem(doc.file, line, col, f"unknown key `{path[-1]}`{parent}", hint))
-            continue
-        if kind == "union_tag_invalid":
-            ctx = err.get("ctx") or {}
-            key = str(ctx.get("discriminator", "type")).strip("'")
-            allowed = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
-            close = difflib.get_close_matches(str(ctx.get("tag")), allowed, n=1)
-            hint = f"did you mean `{close[0]}`?" if close else f"use one of: {', '.join(allowed)}"
-            problems.append(
-                doc.problem(
-                    (*path, key),
-                    f"`{dotted((*path, key))}`: unknown {key} {ctx.get('tag')!r}",
-                    hint,
-                )
-            )
-            continue
-        if kind == "missing":
-            message, hint = f"`{shown}` is required", f"add `{path[-1]}:` here"
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            message, hint = f"`{shown}`: {msg}", _expected_hint(err)
-        problems.append(doc.problem(path, message, hint))
-    return problems
+# Turning pydantic's errors into located problems lives in pipeline.validation; the names
+# stay importable from here for the modules that read files (sources/markdown.py).
+from pipeline.validation import dotted, problems_from_validation  # noqa: E402
 
-
-def dotted(path: Iterable[str | int]) -> str:
-    """``sources[0].path`` style, as a person would point at it."""
-    text = ""
-    for step in path:
-        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else str(step))
-    return text or "(top level)"
-
-
-def _written_path(data: Any, root: Path_, loc: Path_) -> Path_:
-    """Drop the steps pydantic adds that are not in the file (discriminated-union tags)."""
-    node = data
-    for step in root:
-        node = node[step] if isinstance(node, dict | list) else None
-    out: list[str | int] = []
-    for step in loc:
-        if isinstance(node, dict):
-            if step in node:
-                node = node[step]
-            elif isinstance(step, str) and step in node.values():
-                continue  # the union member's tag, e.g. the `markdown` of `type: markdown`
-            else:
-                node = None
-        elif isinstance(node, list) and isinstance(step, int) and step < len(node):
-            node = node[step]
-        else:
-            node = None
-        out.append(step)
-    return tuple(out)
-
-
-def unknown_key_hint(key: str, allowed: list[str]) -> str:
-    """What to write instead of an unknown key: the nearest allowed one, or the list."""
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean `{close[0]}`?"
-    if allowed:
-        return f"allowed keys here: {', '.join(allowed)}"
-    return "remove it or check its spelling against the README"
-
-
-def _fields_at(model: type[BaseModel], loc: Path_) -> list[str]:
-    """Field names of the model found by following ``loc`` through ``model``'s annotations."""
-    candidates: list[Any] = [model]
-    for step in loc:
-        nxt: list[Any] = []
-        for cand in _unwrap(candidates):
-            if isinstance(cand, type) and issubclass(cand, BaseModel):
-                if isinstance(step, str) and step in cand.model_fields:
-                    nxt.append(cand.model_fields[step].annotation)
-                elif any(_tag_matches(f.annotation, step) for f in cand.model_fields.values()):
-                    nxt.append(cand)  # a discriminated union names the member by its tag
-            elif get_origin(cand) in (list, tuple, dict):
-                args = [a for a in get_args(cand) if a is not Ellipsis]
-                nxt.append(args[-1])
-        candidates = nxt
-    names: list[str] = []
-    for cand in _unwrap(candidates):
-        if isinstance(cand, type) and issubclass(cand, BaseModel):
-            names.extend(n for n in cand.model_fields if n not in names)
-    return names
-
-
-def _unwrap(annotations: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    for ann in annotations:
-        origin = get_origin(ann)
-        if origin is Annotated:
-            out.extend(_unwrap([get_args(ann)[0]]))
-        elif origin in (Union, types.UnionType):
-            out.extend(_unwrap(list(get_args(ann))))
-        else:
-            out.append(ann)
-    return out
-
-
-def _tag_matches(annotation: Any, step: str | int) -> bool:
-    return get_origin(annotation) is Literal and step in get_args(annotation)
-
-
-def _expected_hint(err: Mapping[str, Any]) -> str:
-    ctx = err.get("ctx") or {}
-    if "expected" in ctx:
-        return f"expected {ctx['expected']}"
-    return ""
+__all__ = ["MAX_DEPTH", "YamlDocument", "dotted", "parse_yaml", "problems_from_validation"]

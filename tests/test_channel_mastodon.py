@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import time
 from pathlib import Path
 
 import pytest
-import regex
 import requests
 from werkzeug import Request, Response
 
 from pipeline.channels import ChannelContext
 from pipeline.channels import mastodon as mastodon_module
 from pipeline.channels.mastodon import MastodonChannel
+from pipeline.channels.mastodon_length import status_length as mastodon_length
 from pipeline.errors import PermanentFailure, TemporaryFailure
 from pipeline.ledger import SENT, Ledger
 from pipeline.posting import Poster, idempotency_key, stream_of
@@ -25,10 +24,9 @@ from pipeline.sources import Item, Scan
 from pipeline.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
-TEMPLATE = REPO / "templates" / "channels" / "mastodon.txt.j2"
+TEMPLATE = REPO / "pipeline" / "templates" / "channels" / "mastodon.txt.j2"
 TOKEN = "test-token-123"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-URL_RE = re.compile(r"https?://\S+")
 
 
 def instance_json(max_characters: int = 500, per_url: int = 23, **media) -> dict:
@@ -80,11 +78,6 @@ def requests_to(httpserver, path: str, method: str | None = None) -> list[Reques
     return [
         r for r, _ in httpserver.log if r.path == path and (method is None or r.method == method)
     ]
-
-
-def mastodon_length(text: str, per_url: int = 23) -> int:
-    """Mastodon's StatusLengthValidator: URLs as ``per_url`` x's, then grapheme clusters."""
-    return len(regex.findall(r"\X", URL_RE.sub("x" * per_url, text)))
 
 
 # -- the request contract --------------------------------------------------------------------

@@ -24,7 +24,7 @@ from pipeline.sources import Item, Scan
 from pipeline.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
-TEMPLATE = REPO / "templates" / "channels" / "telegram.txt.j2"
+TEMPLATE = REPO / "pipeline" / "templates" / "channels" / "telegram.txt.j2"
 TOKEN = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
 PATH = f"/bot{TOKEN}/sendMessage"
 URL = "https://news.example.org/news/glacier-report/"

@@ -20,7 +20,7 @@ from pipeline.errors import DeliveryFailed, PermanentFailure, TemporaryFailure
 from pipeline.settings.channels import WebhookOptions
 
 REPO = Path(__file__).resolve().parent.parent
-TEMPLATE = REPO / "templates" / "channels" / "webhook.txt.j2"
+TEMPLATE = REPO / "pipeline" / "templates" / "channels" / "webhook.txt.j2"
 SECRET = "whsec_5up3r-s3cr3t"
 NOW = dt.datetime(2026, 11, 3, 9, 30, tzinfo=dt.UTC)
 RELEASE = threading.Event()  # lets a deliberately slow answer finish

@@ -159,7 +159,7 @@ def test_discord_posts_an_embed_and_waits_for_the_message(channel, httpserver, m
     assert body == {
         "embeds": [
             {
-                "title": "@everyone 冰川 <@&123> report",
+                "title": "@everyone 冰川 \\<@&123\\> report",  # shown as typed, no mention
                 "url": article.url,
                 "timestamp": "2026-11-03T09:00:00Z",
                 "description": article.summary,
@@ -242,16 +242,35 @@ def test_teams_posts_an_adaptive_card(channel, httpserver, make_article):
     card = attachment["content"]
     assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
     title, byline, image, text, actions = card["body"]
+    # Article text goes into TextRuns, which Teams shows as written (no Markdown).
     assert title == {
-        "type": "TextBlock",
-        "text": article.title,
-        "wrap": True,
-        "size": "Large",
-        "weight": "Bolder",
+        "type": "RichTextBlock",
+        "inlines": [
+            {
+                "type": "TextRun",
+                "text": article.title,
+                "size": "Large",
+                "weight": "Bolder",
+                "selectAction": {"type": "Action.OpenUrl", "url": article.url},
+            }
+        ],
     }
-    assert byline["text"] == "Pema Gyamtsho · {{DATE(2026-11-03T09:00:00Z, SHORT)}}"
+    assert byline == {
+        "type": "RichTextBlock",
+        "inlines": [
+            {
+                "type": "TextRun",
+                "text": "Pema Gyamtsho · {{DATE(2026-11-03T09:00:00Z, SHORT)}}",
+                "isSubtle": True,
+            }
+        ],
+        "spacing": "None",
+    }
     assert image == {"type": "Image", "url": IMAGE, "altText": "A glacier", "size": "Stretch"}
-    assert text == {"type": "TextBlock", "text": LONG["chinese"].strip(), "wrap": True}  # not cut
+    assert text == {  # not cut
+        "type": "RichTextBlock",
+        "inlines": [{"type": "TextRun", "text": LONG["chinese"].strip()}],
+    }
     assert actions == {
         "type": "ActionSet",
         "actions": [{"type": "Action.OpenUrl", "title": "Read more", "url": article.url}],

@@ -16,10 +16,10 @@ from pipeline.channels.compose import (
     hashtag,
     load_template,
     template_values,
-    urls_as,
     utf16_units,
 )
 from pipeline.channels.http import retry_after
+from pipeline.channels.mastodon_length import status_length
 from pipeline.errors import ConfigError, PermanentFailure
 from pipeline.text import excerpt
 
@@ -80,7 +80,7 @@ def test_measures_count_like_the_networks():
     family, flag, accent = "👨\u200d👩\u200d👧", "🇳🇵", "e\u0301"
     assert graphemes(family + flag + accent) == 3
     assert utf16_units(family) == 8 and utf16_units("山") == 1
-    assert urls_as(23)(f"Read {URL} now") == len("Read  now") + 23
+    assert status_length(f"Read {URL} now") == len("Read  now") + 23
 
 
 def test_hashtags():
@@ -154,7 +154,7 @@ def test_a_secret_in_the_url_never_reaches_the_error_or_its_traceback():
 
 # -- fitting at the edges of the budget --------------------------------------------------
 
-REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "channels"
+REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "pipeline" / "templates" / "channels"
 # No-break spaces (between a number and its unit) and a flag: a post that fits is sent
 # exactly as the template made it, and lengths are counted in graphemes.
 TITLE = "Glacier report: 1.2\xa0m of ice lost 🇳🇵"
@@ -216,7 +216,7 @@ def test_the_longest_excerpt_of_the_summary_that_fits_is_kept(summary):
 
 
 def test_every_url_in_a_post_counts_as_the_network_counts_it():
-    mastodon = urls_as(23)
+    mastodon = status_length
     one = "https://example.org/reports/" + "glacier-mass-balance-" * 20
     two = "http://example.net/b?c=d"
     assert mastodon(f"See {one}") == len("See ") + 23
@@ -242,7 +242,7 @@ def test_a_plain_text_post_is_not_html_escaped():
 def test_lengths_are_whole_numbers():
     # `pipeline post --dry-run` shows them: "8 characters", not "8.0".
     assert isinstance(utf16_units("👨\u200d👩\u200d👧"), int)
-    assert isinstance(urls_as(23)(f"{URL} {URL}"), int)
+    assert isinstance(status_length(f"{URL} {URL}"), int)
 
 
 def test_a_post_that_cannot_fit_says_what_the_limit_is(tmp_path):

@@ -13,9 +13,10 @@ import pytest
 import pipeline.digest.render as render
 from pipeline import i18n
 from pipeline.digest.render import (
-    PLACEHOLDERS,
+    SEAL,
     check_template,
     personalise,
+    placeholders,
     render_edition,
 )
 from pipeline.errors import ConfigError
@@ -238,8 +239,10 @@ def test_personalise_escapes_in_html_and_keeps_text_raw():
 
 def test_text_part_is_readable_and_fully_personalised():
     rendered = render_edition(digest(), SITE, ENGLISH)
-    assert all(token in rendered.html for token in PLACEHOLDERS.values())
-    assert PLACEHOLDERS["unsubscribe_url"] in rendered.text
+    key = rendered.html.rpartition(SEAL)[2].removesuffix("-->")
+    assert rendered.text.endswith(f"{SEAL}{key}-->")
+    assert all(token in rendered.html for token in placeholders(key).values())
+    assert placeholders(key)["unsubscribe_url"] in rendered.text
     html, text = personal(rendered, view=None)
     for part in (html, text):
         assert "%%" not in part
@@ -358,3 +361,14 @@ def test_site_without_logo_or_address_still_renders_its_name():
     assert "Here are the 2 latest articles from Mountain News." in text
     one, _ = personal(render_edition(digest(), bare, ENGLISH[:1]))
     assert "Here is the latest article from Mountain News." in one
+
+
+def test_a_template_writing_the_placeholder_literally_is_warned_about(tmp_path):
+    """Only {{ ph.unsubscribe_url }} is filled in; a literal %%UNSUBSCRIBE_URL%% (or no
+    link at all) would leave readers without a way out."""
+    source = shipped().replace("{{ ph.unsubscribe_url }}", "%%UNSUBSCRIBE_URL%%")
+    warnings = check_template(custom(tmp_path, source), SITE)
+    assert warnings == [
+        "the HTML part has no unsubscribe link: write {{ ph.unsubscribe_url }} in its template"
+    ]
+    assert check_template(digest(), SITE) == []

@@ -310,11 +310,14 @@ def test_atom_entry_links_keep_rel_type_hreflang_and_list_translations():
             "hreflang": "en",
             "title": "International Mountain Day 2023",
         },
+        # once more last, without hreflang: feedparser takes the last alternate
+        {"href": ZH.url, "rel": "alternate", "type": "text/html"},
     ]
     links = feedparser.parse(render_atom(SPEC, ARTICLES)).entries[0].links
-    assert [(x.rel, x.hreflang, x.href) for x in links] == [
+    assert [(x.rel, x.get("hreflang"), x.href) for x in links] == [
         ("alternate", "zh-CN", ZH.url),
         ("alternate", "en", EN.url),
+        ("alternate", None, ZH.url),
     ]
     # RSS has room for one link: the article's own.
     assert rss_item(render_rss(SPEC, ARTICLES), ZH).findtext("link") == ZH.url
@@ -331,7 +334,8 @@ def test_translation_links_skip_own_language_and_repeats():
         }
     )
     entry = atom_entry(render_atom(SPEC, [article]), ZH)
-    assert [link.get("hreflang") for link in entry.findall(f"{ATOM}link")] == ["zh-CN", "en"]
+    hreflangs = [link.get("hreflang") for link in entry.findall(f"{ATOM}link")]
+    assert hreflangs == ["zh-CN", "en", None]
     assert json_item(render_json(SPEC, [article]), ZH)["_translations"]["items"] == [
         {"language": "en", "url": EN.url, "title": "International Mountain Day 2023"}
     ]

@@ -26,7 +26,8 @@ from pipeline.schedules import load_schedules
 from pipeline.settings import load_settings
 from pipeline.sources.markdown import FrontMatter
 from pipeline.triggers import next_runs, runs_between
-from pipeline.yamlfile import parse_yaml, problems_from_validation
+from pipeline.validation import problems_from_validation
+from pipeline.yamlfile import parse_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_SETTINGS = load_settings(REPO / "config" / "pipeline.yaml")
@@ -340,7 +341,11 @@ def test_reading_a_kilobyte_takes_bounded_memory(text):
         ('title:\t"x"\n', "f.md:2:7", "a tab character here"),
         ("schedules:\n  - name: a\n    every:\t1 hour\n", "f.md:4:11", "a tab character"),
         ("tags: [a,\tb]\n", "f.md:2:10", "a tab character"),
-        ("a:\n\tb: 1\n", "f.md:3:1", "a tab in the indentation"),
+        ("a:\n\tb: 1\n", "f.md:3:1", "this line is indented with a tab"),
+        ("a:\n\tb: 1\n\n\tc: 2\nd: 3\n", "f.md:3:1", "lines 3 to 5 are indented with tabs"),
+        ("a: [1,\n\t2]\n", "f.md:3:1", "this line is indented with a tab"),  # parses, then refused
+        ("a: x\n\t\n", "f.md:3:1", "a blank line holding a tab"),
+        ("\t" * 50_000 + "a: 1\n", "f.md:2:1", "this line is indented with a tab"),
         (BOMB, "f.md:2:4", "anchors and aliases (&name, *name) are not allowed"),
         ("a: &x 1\nb: 2\n", "f.md:2:4", "anchors and aliases"),
         ("a: {x: 1}\nb:\n  <<: {y: 2}\n", "f.md:4:3", "merge keys (<<) are not allowed"),

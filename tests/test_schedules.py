@@ -95,7 +95,9 @@ def test_a_broken_file_yields_one_located_message_per_problem(tmp_path, settings
     assert found[1].startswith(f"{shown}:5:9: `on`: 'munday' is not a day — did you mean `monday`?")
     assert found[2].startswith(f"{shown}:6:9: `at`: '25:00' is not a time of day")
     assert '"HH:MM"' in found[2]
-    assert found[3] == f"{shown}:10:5: unknown key `enabeld` — did you mean `enabled`?"
+    assert found[3] == (
+        f"{shown}:10:5: unknown key `enabeld` — did you mean `enabled`? (false pauses the schedule)"
+    )
 
 
 def test_actions_channels_and_numbers_are_checked(tmp_path, settings):
@@ -113,7 +115,9 @@ def test_actions_channels_and_numbers_are_checked(tmp_path, settings):
     )
     assert any(":6:9: `do`: 'publish' is not an action" in p for p in found)
     assert any(
-        ":7:12: `every`: 15 is not a duration — write a number and a unit" in p for p in found
+        ":7:12: `every`: 15 is not a duration — add a unit: `15 minutes`, `15 hours` or "
+        "`15 days`" in p
+        for p in found
     )
     assert any(":10:9: `at`: 930 is not a time of day" in p for p in found)
     assert any(

@@ -287,14 +287,14 @@ def test_an_entry_failing_unexpectedly_is_rejected_and_the_rest_go_on(
     httpserver, site, monkeypatch
 ):
     serve(httpserver, RSS_FEED)
-    real = feed_module._image
+    real = feed_module._images
 
-    def fragile(entry, base):
+    def fragile(entry):
         if entry.get("id") == "wire-101":
             raise KeyError("medium")
-        return real(entry, base)
+        return real(entry)
 
-    monkeypatch.setattr(feed_module, "_image", fragile)
+    monkeypatch.setattr(feed_module, "_images", fragile)
     scan = make_source(httpserver, site).scan({}, {})
     assert [item.key for item in scan.changed] == ["https://wire.example.com/?p=99"]
     messages = {p.message for p in scan.rejected}
@@ -321,3 +321,66 @@ def test_entity_declarations_are_refused_before_parsing(httpserver, site, encodi
     with pytest.raises(SourceUnavailable, match="declares XML entities"):
         make_source(httpserver, site).scan({}, {})
     assert time.monotonic() - started < 1
+
+
+# -- links that may not leave, and IRIs (issue 11, items 4 and 5) ---------------------------
+
+UNSAFE_LINKS = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/">
+<channel>
+  <title>Wire</title>
+  <link>https://wire.example.com/</link>
+  <description>d</description>
+  <item>
+    <title>Hostile</title>
+    <link>javascript:alert(document.cookie)</link>
+    <guid isPermaLink="false">wire-1</guid>
+    <pubDate>Fri, 01 Mar 2024 09:30:00 GMT</pubDate>
+    <description>&lt;a href="javascript:alert(1)"&gt;x&lt;/a&gt; text</description>
+    <media:content url="data:image/svg+xml;base64,PHN2Zz4=" medium="image"/>
+    <media:content url="https://cdn.example.com/safe.jpg" medium="image"/>
+  </item>
+  <item>
+    <title>Only a bad image</title>
+    <link>https://wire.example.com/2024/03/only/</link>
+    <guid isPermaLink="false">wire-2</guid>
+    <pubDate>Fri, 01 Mar 2024 09:30:00 GMT</pubDate>
+    <description>text</description>
+    <enclosure url="javascript:alert(1)" type="image/png" length="1"/>
+  </item>
+  <item>
+    <title>冰川</title>
+    <link>https://wire.example.com/新闻/冰川/</link>
+    <guid isPermaLink="false">wire-3</guid>
+    <pubDate>Fri, 01 Mar 2024 09:30:00 GMT</pubDate>
+    <description>text</description>
+    <media:content url="https://例子.广告/图/冰川.jpg" medium="image"/>
+  </item>
+</channel>
+</rss>"""
+
+
+def test_unsafe_upstream_links_are_dropped_and_the_entry_kept(httpserver, site, caplog):
+    """As feed readers do: feedparser blanks a javascript: link, readers' sanitisers
+    drop such an image; the entry's text still reaches the readers."""
+    serve(httpserver, UNSAFE_LINKS)
+    with caplog.at_level("WARNING", logger="pipeline.sources.build"):
+        scan = make_source(httpserver, site).scan({}, {})
+    assert not scan.rejected
+    articles = by_key(scan)
+    hostile = articles["wire-1"]
+    assert hostile.url == "https://news.example.org/wire/hostile/"  # the default, as with no link
+    assert hostile.image == "https://cdn.example.com/safe.jpg"  # the next image that is safe
+    assert "javascript" not in hostile.body_html
+    assert articles["wire-2"].image is None
+    assert articles["wire-2"].url == "https://wire.example.com/2024/03/only/"
+    warnings = [r.getMessage() for r in caplog.records]
+    assert any("entry wire-1: image dropped: 'data:image/svg" in w for w in warnings), warnings
+    assert any("entry wire-2: image dropped: 'javascript:" in w for w in warnings), warnings
+
+
+def test_upstream_iris_become_uris(httpserver, site):
+    serve(httpserver, UNSAFE_LINKS)
+    article = by_key(make_source(httpserver, site).scan({}, {}))["wire-3"]
+    assert article.url == "https://wire.example.com/%E6%96%B0%E9%97%BB/%E5%86%B0%E5%B7%9D/"
+    assert article.image == "https://xn--fsqu00a.xn--4rr70v/%E5%9B%BE/%E5%86%B0%E5%B7%9D.jpg"

@@ -50,7 +50,7 @@ def test_article_from_front_matter_and_markdown(tmp_path, site):
         2025, 2, 2, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=45))
     )
     assert "<h2>Why</h2>" in article.body_html and "<em>filter</em>" in article.body_html
-    assert article.summary == "Why Wetlands filter water & store carbon."
+    assert article.summary == "Why. Wetlands filter water & store carbon."  # heading, paragraph
     assert article.read_minutes == 1
 
 
@@ -314,3 +314,48 @@ def test_a_folder_that_cannot_be_listed_removes_nothing(tmp_path, site):
         locked.chmod(0o755)
     assert result.complete is False  # inside.md was not seen: it must not count as deleted
     assert any("cannot be listed" in p.message for p in result.rejected)
+
+
+# -- url and image (issue 11, items 4 and 5) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("front", "where", "message"),
+    [
+        (
+            'url: "javascript:alert(1)"',
+            (4, 6),
+            "`url`: 'javascript:alert(1)' is a javascript: link",
+        ),
+        ("url: /news/relative/", (4, 6), "`url`: '/news/relative/' is not an absolute link"),
+        ("image: 'data:image/png;base64,AAAA'", (4, 8), "`image`: 'data:image/png;base64,AAAA'"),
+        ("image: vbscript:msgbox(1)", (4, 8), "`image`: 'vbscript:msgbox(1)' is a vbscript:"),
+    ],
+)
+def test_an_unsafe_url_or_image_is_rejected_at_its_line(tmp_path, site, front, where, message):
+    write_article(tmp_path, "bad.md", f"title: T\ndate: 2025-02-02\n{front}")
+    result = scan(tmp_path, site)
+    assert not result.changed
+    (problem,) = result.rejected
+    assert (problem.line, problem.column) == where
+    assert problem.message.startswith(message), problem.message
+    assert "https://" in problem.hint
+
+
+def test_a_chinese_file_name_url_and_image_become_uris(tmp_path, site):
+    write_article(
+        tmp_path,
+        "冰川消融.md",
+        "title: 冰川\ndate: 2025-02-02\nimage: 图/冰川.jpg",
+        "[监测](监测/) ![图](https://例子.广告/图.png)\n",
+    )
+    write_article(tmp_path, "own.md", "title: T\ndate: 2025-02-02\nurl: https://例子.广告/新闻/")
+    result = scan(tmp_path, site)
+    assert not result.rejected
+    zh, own = (item.article for item in sorted(result.changed, key=lambda i: i.key, reverse=True))
+    page = "https://news.example.org/news/%E5%86%B0%E5%B7%9D%E6%B6%88%E8%9E%8D/"
+    assert zh.url == page
+    assert zh.image == page + "%E5%9B%BE/%E5%86%B0%E5%B7%9D.jpg"
+    assert f'href="{page}%E7%9B%91%E6%B5%8B/"' in zh.body_html
+    assert 'src="https://xn--fsqu00a.xn--4rr70v/%E5%9B%BE.png"' in zh.body_html
+    assert own.url == "https://xn--fsqu00a.xn--4rr70v/%E6%96%B0%E9%97%BB/"

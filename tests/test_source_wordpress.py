@@ -345,3 +345,31 @@ def test_json_nested_past_the_stack_is_unavailable_not_a_crash(httpserver, site)
     )
     with pytest.raises(SourceUnavailable, match="not a list of posts"):
         make_source(httpserver, site).scan({}, {})
+
+
+def test_unsafe_links_are_dropped_and_iris_encoded(httpserver, site, caplog):
+    """A link or featured image readers must not follow is dropped, not the post."""
+    hostile = post(
+        601,
+        link="javascript:alert(1)",
+        content={"rendered": '<p><a href="javascript:alert(1)">x</a> body</p>', "protected": False},
+        _embedded={"wp:featuredmedia": [FEATURED | {"source_url": "data:image/png;base64,AA"}]},
+    )
+    chinese = post(
+        602,
+        link=f"{SITE}/2024/03/01/小熊猫/",
+        _embedded={"wp:featuredmedia": [FEATURED | {"source_url": f"{SITE}/图/熊猫.jpg"}]},
+    )
+    serve_pages(httpserver, [[hostile, chinese]])
+    with caplog.at_level("WARNING"):
+        scan = make_source(httpserver, site).scan({}, {})
+    assert not scan.rejected
+    articles = {item.key: item.article for item in scan.changed}
+    assert articles["601"].url == "https://news.example.org/blog/post-601/"  # the default
+    assert articles["601"].image is None and articles["601"].image_alt is None
+    assert "javascript" not in articles["601"].body_html
+    assert articles["602"].url == (f"{SITE}/2024/03/01/%E5%B0%8F%E7%86%8A%E7%8C%AB/")
+    assert articles["602"].image == f"{SITE}/%E5%9B%BE/%E7%86%8A%E7%8C%AB.jpg"
+    warnings = " ".join(r.getMessage() for r in caplog.records)
+    assert "post 601: link dropped: 'javascript:alert(1)'" in warnings
+    assert "post 601: image dropped: 'data:image/png" in warnings

@@ -368,22 +368,54 @@ def test_every_keeps_its_cadence_across_restarts():
     assert {r.local.minute for r in first} == {0, 15, 30, 45}
 
 
-def test_every_is_anchored_at_local_midnight_on_1_january_2000():
-    anchor = local(KATHMANDU, 2000, 1, 1)
+def test_every_counts_wall_clock_time_from_midnight_on_1_january_2000():
+    anchor = dt.datetime(2000, 1, 1)
     runs = next_runs(Every(dt.timedelta(minutes=45)), KATHMANDU, utc(2026, 7, 4, 13, 2), 5)
-    assert all((r.at - anchor) % dt.timedelta(minutes=45) == dt.timedelta(0) for r in runs)
+    walls = [r.local.replace(tzinfo=None) for r in runs]
+    assert all((w - anchor) % dt.timedelta(minutes=45) == dt.timedelta(0) for w in walls)
+    assert [w.strftime("%H:%M") for w in walls] == ["19:30", "20:15", "21:00", "21:45", "22:30"]
 
 
-def test_every_counts_real_minutes_across_clocks_going_back():
-    runs = next_runs(Every(dt.timedelta(minutes=15)), NEW_YORK, local(NEW_YORK, 2026, 11, 1, 1), 8)
-    assert {b.at - a.at for a, b in itertools.pairwise(runs)} == {dt.timedelta(minutes=15)}
-    assert [r.local.strftime("%H:%M%z") for r in runs[1:5]] == [
-        "01:30-0400",
-        "01:45-0400",
-        "01:00-0500",
-        "01:15-0500",
+def test_every_runs_a_repeated_wall_time_once_when_clocks_go_back():
+    # 01:00-01:59 happens twice on 1 Nov 2026 in New York: each quarter runs once, at the
+    # first, as `at` and `cron` do; the second pass through the hour runs nothing.
+    runs = next_runs(Every(dt.timedelta(minutes=15)), NEW_YORK, local(NEW_YORK, 2026, 11, 1, 1), 6)
+    assert [(r.local.strftime("%H:%M%z"), r.note) for r in runs] == [
+        (
+            "01:15-0400",
+            "01:15 happens twice on Sun 1 Nov (clocks go back); runs once, at the first",
+        ),
+        (
+            "01:30-0400",
+            "01:30 happens twice on Sun 1 Nov (clocks go back); runs once, at the first",
+        ),
+        (
+            "01:45-0400",
+            "01:45 happens twice on Sun 1 Nov (clocks go back); runs once, at the first",
+        ),
+        ("02:00-0500", None),
+        ("02:15-0500", None),
+        ("02:30-0500", None),
     ]
-    assert all(r.note is None for r in runs)
+    assert runs[3].at - runs[2].at == dt.timedelta(minutes=75)
+
+
+def test_every_moves_a_skipped_wall_time_like_at_does():
+    runs = next_runs(Every(dt.timedelta(minutes=30)), NEW_YORK, local(NEW_YORK, 2026, 3, 8, 1), 4)
+    assert [(r.local.strftime("%H:%M%z"), r.note) for r in runs] == [
+        ("01:30-0500", None),
+        (
+            "03:00-0400",
+            "moved: 02:00 does not exist on Sun 8 Mar (clocks go forward); runs at 03:00, "
+            "together with the 03:00 run",
+        ),
+        (
+            "03:30-0400",
+            "moved: 02:30 does not exist on Sun 8 Mar (clocks go forward); runs at 03:30, "
+            "together with the 03:30 run",
+        ),
+        ("04:00-0400", None),
+    ]
 
 
 def test_every_hour_stays_on_the_hour_when_clocks_go_forward():

@@ -226,3 +226,33 @@ def test_runs_and_notes_do_not_depend_on_the_servers_time_zone(server_in_los_ang
         "2026-03-09T13:00:00+00:00",
         "2026-03-10T13:00:00+00:00",
     ]
+
+
+# --- what the second mutation run found (after `every` became a wall-clock trigger) -----
+
+
+def test_a_step_has_at_most_four_digits():
+    # 1000 is a step no field can take twice, but it is a number: the range's first value.
+    assert shown(Cron("*/1000 9 * * *"), UTC_ZONE, utc(2026, 5, 1), 1) == ["Fri 01 May 09:00"]
+    with pytest.raises(ValueError) as raised:
+        parse_cron("*/10000 9 * * *")
+    assert str(raised.value) == "minute step '/10000' is not valid — use a whole number from 1"
+
+
+class _Unknown(dt.tzinfo):
+    """A time zone that does not know its offset: the datetime is aware in name only."""
+
+    def utcoffset(self, value: dt.datetime | None) -> None:
+        return None
+
+    def dst(self, value: dt.datetime | None) -> None:
+        return None
+
+    def tzname(self, value: dt.datetime | None) -> str:
+        return "?"
+
+
+def test_a_time_zone_without_an_offset_counts_as_naive():
+    after = dt.datetime(2026, 1, 1, tzinfo=_Unknown())
+    with pytest.raises(ValueError, match="after must be timezone-aware"):
+        next_runs(Cron("0 9 * * *"), UTC_ZONE, after, 1)

@@ -131,12 +131,11 @@ def test_subscribe_sends_a_confirmation_and_only_the_link_activates(live_site):
         "email": "New.Reader@Example.org",
         "name": "New Reader",
         "language": "en",
-        "topics": "Nepal, cryosphere",
     }
     response = live_site.post_form(form, session)
     assert response.status_code == 200 and "Check your inbox" in response.text
     person = live_site.people.get("new.reader@example.org")
-    assert person.status == PENDING and person.topics == ("Nepal", "cryosphere")
+    assert person.status == PENDING and person.topics == ()
     (message,) = live_site.handler.messages
     assert message["Subject"] == "Confirm your subscription to Mountain News"
     assert message["To"] == "New Reader <new.reader@example.org>"
@@ -253,3 +252,110 @@ def test_every_response_says_nosniff_over_http(live_site):
     for path in ("/healthz", "/feeds/rss.xml", "/subscribe", "/unsubscribe", "/no/such/page"):
         response = requests.get(live_site.base + path)
         assert response.headers["X-Content-Type-Options"] == "nosniff", path
+
+
+# -- topics: checkboxes of the ones the digests name ------------------------------------
+
+
+@pytest.fixture
+def site_with_topics(mail_project, inbox, live_app):
+    """Starts the example project's endpoints with one more digest, for English readers
+    who chose one of ``topics`` (a YAML list's items)."""
+    from pipeline.mailer import open_transport
+    from pipeline.settings import load_settings
+    from pipeline.store import Store
+    from pipeline.web.app import create_app
+    from tests.conftest import Site
+
+    stores = []
+
+    def start(topics: str = "Nepal, Climate, nepal") -> Site:
+        config = mail_project / "config" / "pipeline.yaml"
+        digest = (
+            "  nepal-en:\n    title: Nepal this week\n    language: en\n"
+            f"    audience:\n      languages: [en]\n      topics: [{topics}]\n\nchannels:"
+        )
+        text = config.read_text(encoding="utf-8")
+        config.write_text(text.replace("\nchannels:", "\n" + digest, 1), encoding="utf-8")
+        settings = load_settings(config)
+        stores.append(store := Store(settings.state, settings.site.url))
+        app = create_app(settings, store, transport=lambda: open_transport(settings.email))
+        return Site(live_app(app), settings, store, inbox[0])
+
+    yield start
+    for store in stores:
+        store.close()
+
+
+def form_inputs(page: str) -> list[tuple[str, str, str]]:
+    """(type, name, value) of each input of the sign-up form, as a browser reads them."""
+    from lxml import html
+
+    form = html.fromstring(page).forms[0]
+    return [(i.get("type", "text"), i.get("name"), i.get("value", "")) for i in form.inputs]
+
+
+def test_the_form_offers_the_digests_topics_as_checkboxes(site_with_topics):
+    site = site_with_topics()
+    inputs = form_inputs(requests.get(f"{site.base}/subscribe").text)
+    boxes = [(name, value) for kind, name, value in inputs if kind == "checkbox"]
+    assert boxes == [("topics", "Nepal"), ("topics", "Climate")]  # config order, once each
+    assert not [i for i in inputs if i[1] == "topics" and i[0] != "checkbox"]  # no free text
+
+
+def test_the_example_form_asks_for_no_topics_when_no_digest_has_any(live_site):
+    page = requests.get(f"{live_site.base}/subscribe").text
+    assert [i for i in form_inputs(page) if i[1] == "topics"] == []
+    assert "Topics" not in page
+
+
+def test_ticked_topics_are_stored_as_configured(site_with_topics):
+    site = site_with_topics()
+    session = requests.Session()
+    form = {
+        "form_token": site.form_token(session),
+        "email": "ticks@example.org",
+        "language": "en",
+        "topics": ["climate", "Nepal", "Nepal"],  # a browser posts one field per ticked box
+    }
+    assert site.post_form(form, session).status_code == 200
+    assert site.people.get("ticks@example.org").topics == ("Climate", "Nepal")
+
+
+def test_a_topic_not_offered_is_refused_and_nothing_is_stored(site_with_topics):
+    site = site_with_topics()
+    session = requests.Session()
+    form = {
+        "form_token": site.form_token(session),
+        "email": "forged@example.org",
+        "language": "en",
+        "topics": ["Nepal", "Sports"],
+    }
+    response = site.post_form(form, session)
+    assert response.status_code == 400
+    assert "Choose topics from the list." in response.text
+    ticked = html_checked(response.text)
+    assert ticked == ["Nepal"]  # what they ticked stays ticked, the unknown one is gone
+    assert site.people.get("forged@example.org") is None
+    assert site.handler.messages == []
+
+
+def test_every_offered_topic_can_be_ticked_at_once(site_with_topics):
+    """One form field per ticked box: 40 topics and the other fields still post."""
+    site = site_with_topics(", ".join(f"t{n}" for n in range(40)))
+    session = requests.Session()
+    form = {
+        "form_token": site.form_token(session),
+        "email": "all@example.org",
+        "language": "en",
+        "topics": [f"t{n}" for n in range(40)],
+    }
+    assert site.post_form(form, session).status_code == 200
+    assert len(site.people.get("all@example.org").topics) == 40
+
+
+def html_checked(page: str) -> list[str]:
+    from lxml import html
+
+    form = html.fromstring(page).forms[0]
+    return [i.get("value") for i in form.inputs if i.get("type") == "checkbox" and i.checked]

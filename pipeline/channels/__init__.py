@@ -32,6 +32,7 @@ class Post:
     length: int  # measured by the network's own rules
     limit: int | None  # the network's budget for that measure; None: no practical limit
     body: Mapping[str, Any] = field(default_factory=dict)  # the request body, for dry runs
+    notes: tuple[str, ...] = ()  # what a dry run should tell, e.g. limits it had to assume
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class ChannelContext:
     site: SiteSettings
     memory: Memory
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    preview: bool = False
+    """A dry run: nothing will be sent, so a channel may assume what it cannot look up
+    (Mastodon's limits, offline) instead of failing, and says so in ``Post.notes``."""
 
 
 class Channel(Protocol):

@@ -8,7 +8,6 @@ is a broken link. Each network counts differently, so the measure is passed in.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from pipeline.text import excerpt
 
 Measure = Callable[[str], int]
 _GRAPHEME = regex.compile(r"\X")
-_URL = re.compile(r"https?://[^\s<>\"']+")
 
 
 def graphemes(text: str) -> int:
@@ -34,15 +32,6 @@ def graphemes(text: str) -> int:
 def utf16_units(text: str) -> int:
     """Length as JavaScript and Telegram count it."""
     return len(text.encode("utf-16-le")) // 2
-
-
-def urls_as(url_length: int) -> Measure:
-    """Graphemes, with every URL counted as ``url_length`` (Mastodon counts 23)."""
-
-    def measure(text: str) -> int:
-        return graphemes(_URL.sub("", text)) + url_length * len(_URL.findall(text))
-
-    return measure
 
 
 def load_template(path: Path, *, autoescape: bool = False) -> jinja2.Template:

@@ -8,7 +8,13 @@ error), so the receipt carries the message id and, once the webhook's server is 
 The embed: ``title`` (at most 256 characters, linked to the article), ``description``
 (the template's text, at most 4,096), ``timestamp``, ``author.name`` (at most 256) and the
 lead ``image`` (Discord embeds have no alt text). ``allowed_mentions: {"parse": []}`` makes
-sure nothing in the message pings @everyone, a role or a user. 429 answers carry
+sure nothing in the message pings @everyone, a role or a user.
+
+Title and text are plain text: Discord reads Markdown in both, so ``plain_markdown``
+puts a backslash before every character that could start formatting, a masked link
+(``[x](url)``), a mention, a heading, a quote, a list or code; Discord shows the character
+and drops the backslash. Web addresses are left as they are, so they stay clickable (a
+backslash inside one would end up in the link). Limits count the escaped text. 429 answers carry
 ``retry_after`` in the JSON and ``Retry-After`` / ``X-RateLimit-Reset-After`` headers;
 errors a JSON ``message`` such as ``Unknown Webhook``. http.request reads both.
 """
@@ -16,6 +22,7 @@ errors a JSON ``message`` such as ``Unknown Webhook``. http.request reads both.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -32,11 +39,58 @@ TITLE_LIMIT = 256
 DESCRIPTION_LIMIT = 4096
 AUTHOR_LIMIT = 256
 
+_MARKDOWN = re.compile(
+    # a web address, kept whole: the pattern of Discord's own autolink rule, so a backslash
+    # never lands inside what Discord makes a link (it would become part of the address)
+    r"(?P<link>(?:https?|steam)://[^\s<]+[^<.,:;\"')\]\s])"
+    # a list item's marker at the start of a line: "- ", "+ ", "1. "
+    r"|(?P<marker>^[ \t]*(?:[-+]|\d+[.)]))(?=[ \t])"
+    # emphasis, strike, spoiler, code, mentions and <t:…>, quotes, links, headings
+    r"|(?P<char>[\\*_~|`<>\[\]#])",
+    re.MULTILINE,
+)
+_AFTER_LINK = re.compile(r"[^\s<]*")  # what Discord may still take into the link before it
+
+
+def plain_markdown(text: str) -> str:
+    """``text`` shown as typed in Discord: Markdown's characters escaped, links kept.
+
+    One exception, right after a web address: Discord's link runs on to the last allowed
+    character before a space or ``<``, and ``\\`` is allowed, so a backslash there would
+    be taken into the address. Up to the next space, what follows an address is only
+    ``. , : ; " ' ) ]`` (anything else would have been part of it) and then perhaps ``<``;
+    of those, ``]`` and ``<`` stay bare. Bare, ``]`` does nothing (every ``[`` is
+    escaped) and ``<`` can at most show a mention or a date, which never pings
+    (``allowed_mentions``)."""
+    parts: list[str] = []
+    position, bare_until = 0, -1  # "]" and "<" are left bare up to bare_until (see above)
+    for match in _MARKDOWN.finditer(text):
+        parts.append(text[position : match.start()])
+        position = match.end()
+        if match["link"]:
+            parts.append(match["link"])
+            tail = _AFTER_LINK.match(text, match.end())
+            bare_until = tail.end() if tail else match.end()
+        elif match["marker"]:
+            parts.append(match["marker"][:-1] + "\\" + match["marker"][-1])
+        elif match["char"] in "<]" and match.start() <= bare_until:
+            parts.append(match["char"])
+        else:
+            parts.append("\\" + match["char"])
+    parts.append(text[position:])
+    return "".join(parts)
+
 
 class DiscordChannel(ChatWebhookChannel[DiscordOptions]):
     service = "Discord"
     limit = DESCRIPTION_LIMIT
     title_limit = TITLE_LIMIT
+
+    def title_length(self, article: Article, title: str) -> int:
+        return self.measure(plain_markdown(title))
+
+    def shown(self, article: Article, title: str, text: str) -> str:
+        return plain_markdown(text)
 
     def endpoint(self) -> str:
         """The webhook URL with ``wait=true`` added to whatever query it has (thread_id)."""
@@ -46,12 +100,12 @@ class DiscordChannel(ChatWebhookChannel[DiscordOptions]):
 
     def payload(self, article: Article, title: str, text: str) -> dict[str, Any]:
         embed: dict[str, Any] = {
-            "title": title,
+            "title": plain_markdown(title),
             "url": article.url,
             "timestamp": utc_iso(article.published),
         }
         if text:
-            embed["description"] = text
+            embed["description"] = self.shown(article, title, text)
         author = self.byline(article, AUTHOR_LIMIT)
         if author:
             embed["author"] = {"name": author}

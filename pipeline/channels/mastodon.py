@@ -1,8 +1,11 @@
 """Mastodon (and compatible servers): one status per article, with the lead image.
 
 Limits come from ``GET /api/v2/instance`` (``/api/v1/instance`` on older servers) and are
-kept in the state store for a day. The text is fitted by Mastodon's own count: graphemes,
-every URL counted as ``characters_reserved_per_url``. Each status carries an
+kept in the state store for a day; a dry run that cannot reach the server uses the kept
+ones, or else Mastodon's defaults (500 characters, 23 a link) and says so. The text is
+fitted by Mastodon's own count (``mastodon_length``: URLs as Mastodon finds them count
+``characters_reserved_per_url``, ``@user@domain`` counts as ``@user``, the rest in
+grapheme clusters). Each status carries an
 ``Idempotency-Key`` that the server remembers for about an hour, so a send whose fate is
 unknown may be repeated with the same key within that window without a duplicate.
 """
@@ -19,8 +22,8 @@ import requests
 
 from pipeline.channels import ChannelContext, Post, Receipt
 from pipeline.channels.base import ChannelBase
-from pipeline.channels.compose import urls_as
 from pipeline.channels.http import request
+from pipeline.channels.mastodon_length import status_length
 from pipeline.errors import DeliveryFailed, PermanentFailure, TemporaryFailure
 from pipeline.model import Article
 from pipeline.redact import shown_url
@@ -70,10 +73,21 @@ class MastodonChannel(ChannelBase[MastodonOptions]):
             return cached
         try:
             fetched = self._fetch_limits()
-        except TemporaryFailure:
+        except TemporaryFailure as exc:
             if usable:  # yesterday's limits beat not posting
                 return cached
-            raise
+            if not self.context.preview:
+                raise
+            # A dry run offline: show the post as Mastodon's defaults would have it, once
+            # per run (kept here, never in the store), and say so.
+            note = (
+                f"{self.options.instance} could not be reached ({exc.reason}); counted with "
+                f"Mastodon's defaults: {DEFAULT_LIMITS['max_characters']} characters, "
+                f"{DEFAULT_LIMITS['characters_reserved_per_url']} for each link"
+            )
+            assumed = {"instance": self.options.instance, "fetched_at": now.isoformat()}
+            self._limits = {**DEFAULT_LIMITS, **assumed, "assumed": note}
+            return self._limits
         limits = {**fetched, "instance": self.options.instance, "fetched_at": now.isoformat()}
         self.context.memory.save_value(self.memory_key, limits)
         self._limits = limits
@@ -113,14 +127,19 @@ class MastodonChannel(ChannelBase[MastodonOptions]):
     def prepare(self, article: Article) -> Post:
         limits = self.limits()
         limit = int(limits["max_characters"])
-        measure = urls_as(int(limits["characters_reserved_per_url"]))
+        per_url = int(limits["characters_reserved_per_url"])
+
+        def measure(text: str) -> int:
+            return status_length(text, per_url)
+
         text = self.text(article, limit=limit, measure=measure)
         body = {
             "status": text,
             "visibility": self.options.visibility,
             "language": article.language.split("-")[0].lower(),  # Mastodon takes ISO 639
         }
-        return Post(article, text, measure(text), limit, body)
+        notes = (limits["assumed"],) if limits.get("assumed") else ()
+        return Post(article, text, measure(text), limit, body, notes)
 
     def send(self, post: Post, key: str) -> Receipt:
         body = dict(post.body)

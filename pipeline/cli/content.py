@@ -24,7 +24,8 @@ from pipeline.cli.app import (
     progress,
     shown,
 )
-from pipeline.errors import ConfigError, Problem, StorageError, StoreError
+from pipeline.errors import ConfigError, PipelineError, Problem, StorageError, StoreError
+from pipeline.settings import MarkdownSourceSettings
 
 
 @main.command()
@@ -42,7 +43,7 @@ def check(project: Project) -> int:
             "create it or fix `path:`",
         )
         for s in settings.sources
-        if getattr(s, "path", None) is not None and not s.path.is_dir()
+        if isinstance(s, MarkdownSourceSettings) and not s.path.is_dir()
     ]
     from pipeline.channels import channel_types
     from pipeline.channels.compose import load_template
@@ -68,6 +69,13 @@ def check(project: Project) -> int:
         problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
+    # Warnings: each check appends its one-line warnings to this list.
+    if schedules is not None:
+        from pipeline.schedule_warnings import schedule_warnings
+
+        now = dt.datetime.now(dt.UTC)
+        warnings += schedule_warnings(settings, schedules, shown(project.schedules_file), now)
+    warnings += _unreached_subscribers(project)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     extra = len(settings.feeds.extra)
@@ -82,6 +90,28 @@ def check(project: Project) -> int:
             f"({len(schedules.schedules) - len(schedules.enabled())} paused)"
         )
     return EXIT_OK
+
+
+def _unreached_subscribers(project: Project) -> list[str]:
+    """Active subscribers no digest reaches, from a state store that exists already
+    (`check` never makes one, and a store it cannot open is one warning, not a failure)."""
+    from pipeline.cli.db import missing_file
+    from pipeline.store import open_engine
+    from pipeline.subscribers import SubscriberStore, unreached_message
+
+    settings = project.settings
+    engine = open_engine(settings.state)
+    try:
+        if missing_file(engine):
+            return []
+    finally:
+        engine.dispose()
+    try:
+        with project.store() as store:
+            found = SubscriberStore(store.engine).unreached(settings.digests)
+    except PipelineError as exc:
+        return [f"subscribers not checked: {exc}"]
+    return [unreached_message(subscriber, settings.digests) for subscriber in found]
 
 
 @main.command("ingest")
@@ -179,7 +209,7 @@ def _post(project: Project, names: tuple[str, ...], dry_run: bool) -> int:
     if not chosen:
         return EXIT_OK
     with project.store() as store, project.http() as http, progress("Posting") as step:
-        context = ChannelContext(http=http, site=settings.site, memory=store)
+        context = ChannelContext(http=http, site=settings.site, memory=store, preview=dry_run)
         channels = build_channels(chosen, context)
         poster = Poster(store, Ledger(store.engine), sleep=time.sleep)
         reports = {}
@@ -191,6 +221,8 @@ def _post(project: Project, names: tuple[str, ...], dry_run: bool) -> int:
         for post in report.previews:
             limit = f"/{post.limit}" if post.limit else ""
             click.echo(f"── {name}: {post.article.id} ({post.length}{limit})")
+            for note in post.notes:
+                click.echo(f"note: {note}")
             click.echo(post.text)
             click.echo(json.dumps(post.body, ensure_ascii=False, indent=2, default=str))
         if not dry_run:

@@ -19,6 +19,7 @@ from pipeline.cli.app import (
     print_outcomes,
     shown,
 )
+from pipeline.mailer import wire_bytes
 from pipeline.settings import Settings
 
 
@@ -59,7 +60,7 @@ def digest_preview(project: Project, name: str, out_dir: Path | None) -> int:
     text = message.get_body(("plain",)).get_content()
     (out / f"{name}.html").write_text(html, encoding="utf-8")
     (out / f"{name}.txt").write_text(text, encoding="utf-8")
-    (out / f"{name}.eml").write_bytes(message.as_bytes())
+    (out / f"{name}.eml").write_bytes(wire_bytes(message))
     click.echo(f"{name}: {len(articles)} articles, subject {rendered.subject!r}")
     for warning in rendered.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -149,32 +150,56 @@ def subscribers_import(project: Project, csv_file: Path) -> int:
     """Add or update subscribers from FILE.csv (email, name, language, topics)."""
     from pipeline.subscribers import SubscriberStore
 
+    settings = project.settings
     with project.store() as store:
-        report = SubscriberStore(store.engine).import_csv(csv_file, project.settings.site.language)
+        report = SubscriberStore(store.engine).import_csv(
+            csv_file, settings.site.language, settings.digests
+        )
     click.echo(
         f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged"
         + (f", {len(report.rejected)} rejected" if report.rejected else "")
     )
     for email in report.kept_inactive:
         click.echo(f"kept unsubscribed/bounced: {email} (only they can re-subscribe)")
+    for problem in report.unreached:  # imported all the same: a warning, not a failure
+        click.echo(f"warning: {problem}", err=True)
     for problem in report.rejected:
         click.echo(f"rejected: {problem}", err=True)
     return EXIT_PARTIAL if report.rejected else EXIT_OK
 
 
 @subscribers.command("list")
-@click.option("--status", type=click.Choice(["active", "pending", "unsubscribed", "bounced"]))
+@click.option(
+    "--status",
+    type=click.Choice(["active", "pending", "unsubscribed", "bounced"]),
+    help="Only those with this status for some digest (with --digest: for that one).",
+)
+@click.option("--digest", metavar="NAME", help="Only those this digest concerns.")
 @pass_project
 @command
-def subscribers_list(project: Project, status: str | None) -> int:
-    """List subscribers (all, or those with one status)."""
-    from pipeline.subscribers import SubscriberStore
+def subscribers_list(project: Project, status: str | None, digest: str | None) -> int:
+    """List subscribers: email, name, language, topics, status, and their status for
+    each digest that concerns them (e.g. `weekly-en: unsubscribed` for one who left it),
+    tab-separated."""
+    from pipeline.status import digest_statuses
 
+    settings = project.settings
+    if digest is not None:
+        _known_digest(settings, digest)
     with project.store() as store:
-        found = SubscriberStore(store.engine).all(status)
-    for s in found:
+        everyone = digest_statuses(store.engine, settings.digests)
+    found = []
+    for s, states in everyone:
+        if digest is not None and digest not in states:
+            continue
+        # Matched per digest; someone no digest concerns, by their own status.
+        shown_states = [states[digest]] if digest else list(states.values()) or [s.status]
+        if status is not None and status not in shown_states:
+            continue
+        found.append(s)
+        per_digest = ", ".join(f"{name}: {state}" for name, state in states.items())
         topics = ";".join(s.topics)
-        click.echo(f"{s.email}\t{s.name}\t{s.language}\t{topics}\t{s.status}")
+        click.echo(f"{s.email}\t{s.name}\t{s.language}\t{topics}\t{s.status}\t{per_digest}")
     click.echo(f"{len(found)} subscribers", err=True)
     return EXIT_OK
 

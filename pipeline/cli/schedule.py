@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import signal
 import sys
 import threading
@@ -12,6 +13,7 @@ from typing import Any
 import click
 
 from pipeline.cli.app import EXIT_OK, Project, command, main, pass_project
+from pipeline.errors import PipelineError
 
 
 @main.command("schedule")
@@ -27,30 +29,46 @@ from pipeline.cli.app import EXIT_OK, Project, command, main, pass_project
 @command
 def schedule_command(project: Project, count: int) -> int:
     """The next runs of every schedule, in local time and UTC."""
-    from rich.console import Console
-    from rich.table import Table
-
+    from pipeline.cli.tables import aligned, on_terminal
     from pipeline.triggers import next_runs
 
     schedules = project.schedules()
     now = dt.datetime.now(dt.UTC)
-    table = Table(title=f"Next {count} runs ({project.schedules_file.name})", title_justify="left")
-    for column in ("schedule", "does", "when", "local time", "UTC", "note"):
-        table.add_column(column, overflow="fold")
+    title = f"Next {count} runs ({project.schedules_file.name})"
+    header = ("schedule", "does", "when", "local time", "UTC", "note")
+    runs: list[list[tuple[str, ...]]] = []  # per schedule, one row per run
     for schedule in schedules.schedules:
+        does, when = str(schedule.action), f"{schedule.describe()} ({schedule.timezone})"
         if not schedule.enabled:
-            paused = "paused (enabled: false)"
-            table.add_row(schedule.name, str(schedule.action), schedule.describe(), paused, "", "")
+            runs.append([(schedule.name, does, when, "paused (enabled: false)", "", "")])
             continue
-        for index, run in enumerate(next_runs(schedule.trigger, schedule.zone, now, count)):
-            table.add_row(
-                schedule.name if index == 0 else "",
-                str(schedule.action) if index == 0 else "",
-                f"{schedule.describe()} ({schedule.timezone})" if index == 0 else "",
-                f"{run.local:%a %d %b %Y %H:%M} {run.local.tzname()}",
-                f"{run.at:%a %d %b %H:%M}",
-                run.note or "",
-            )
+        runs.append(
+            [
+                (
+                    schedule.name,
+                    does,
+                    when,
+                    f"{run.local:%a %d %b %Y %H:%M} {run.local.tzname()}",
+                    f"{run.at:%a %d %b %H:%M}",
+                    run.note or "",
+                )
+                for run in next_runs(schedule.trigger, schedule.zone, now, count)
+            ]
+        )
+    if not on_terminal():
+        # To a file or a pipe: whole lines, never wrapped or cut at 80 columns, each run
+        # with its schedule's name so that grep finds them all.
+        click.echo("\n".join([title, *aligned([header, *itertools.chain(*runs)])]))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in header:
+        table.add_column(column, overflow="fold")
+    for rows in runs:
+        for index, row in enumerate(rows):
+            table.add_row(*(row[:3] if index == 0 else ("", "", "")), *row[3:])
         table.add_section()
     Console().print(table)
     return EXIT_OK
@@ -100,13 +118,25 @@ def serve(
                 "web endpoints listening",
                 extra=event("web.started", url=f"http://{config.host}:{config.port}"),
             )
-        if web_only:
-            assert web is not None
-            web.run()  # uvicorn handles SIGTERM/SIGINT itself
-            return EXIT_OK
+        # uvicorn runs in a thread of its own, so the signals come here, not to uvicorn
+        # (which would re-raise SIGTERM after shutting down: exit status -15, not 0).
         thread = threading.Thread(target=web.run, name="web", daemon=True) if web else None
         if thread is not None:
             thread.start()
+        if web_only:
+            assert web is not None and thread is not None
+            stopped = threading.Event()
+            signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
+            signal.signal(signal.SIGINT, lambda signum, frame: stopped.set())
+            while not stopped.wait(1.0) and thread.is_alive():
+                pass
+            if not stopped.is_set():  # uvicorn gave up: it could not listen there
+                address = f"{web.config.host}:{web.config.port}"
+                raise PipelineError(f"the web endpoints stopped; could not serve on {address}")
+            log.info("stopping the web endpoints")
+            web.should_exit = True
+            thread.join(10)
+            return EXIT_OK
         actions = Actions(settings, store, http=project.http, sleep=time.sleep)
         scheduler = Scheduler(
             project.schedules,
@@ -119,8 +149,9 @@ def serve(
         )
 
         def stop(signum: int, frame: object) -> None:
-            log.info(f"{signal.Signals(signum).name}: finishing the running step, then stopping")
+            # Stop first, then say so: once the line is out, no further message starts.
             scheduler.stop()
+            log.info(f"{signal.Signals(signum).name}: finishing the running step, then stopping")
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)

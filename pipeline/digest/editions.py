@@ -4,7 +4,7 @@ An edition is identified by its digest name and scheduled local time
 (``weekly-en@2026-11-23T09:00+05:45``). It is rendered once and frozen in the state
 store with the articles it carries, so a resumed send is byte-for-byte the same
 edition, and the next edition takes only articles no earlier edition of that digest
-carried (not a date watermark: an article back-dated or ingested late still goes out).
+carried or passed over, published since its window start (see pipeline.digest.window).
 
 Sending claims a ledger row per (edition, subscriber) before the SMTP conversation and
 settles it after, so re-running after a crash at any point sends only what was not
@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pipeline.digest.message import build_message, view_url
 from pipeline.digest.render import RenderedEdition, render_edition
+from pipeline.digest.window import SKIPPED_EDITION, window_start
 from pipeline.errors import PermanentFailure, TemporaryFailure
 from pipeline.ledger import FAILED, PENDING, SENDING, SENT, UNCERTAIN, Claim, Ledger, Settlement
 from pipeline.mailer import MailerBroken, Transport
@@ -45,7 +46,7 @@ from pipeline.subscribers import BOUNCED, Subscriber, SubscriberStore
 from pipeline.tokens import link_secret
 
 SENDING_EDITION, RETRYING_EDITION = "sending", "retrying"
-SENT_EDITION, SKIPPED_EDITION = "sent", "skipped"
+SENT_EDITION = "sent"
 CANDIDATES = 1000  # newest live articles examined for a new edition
 BOUNCE_CODES = {550, 551, 553}  # the mailbox does not exist: stop mailing it
 RETRY_WAIT = 5.0  # seconds: the one pause of a send before refused recipients are retried
@@ -133,12 +134,18 @@ class Digests:
     # -- choosing and freezing an edition -------------------------------------------------------
 
     def next_articles(self, name: str) -> list[Article]:
-        """The articles the next edition of ``name`` would carry, newest first."""
-        return self._eligible(name)[: self.settings.digests[name].max_items]
+        """The articles an edition of ``name`` made now would carry, newest first."""
+        return self._eligible(name, self.clock())[: self.settings.digests[name].max_items]
 
-    def _eligible(self, name: str) -> list[Article]:
-        """Every matching article no earlier edition of ``name`` dealt with, newest first."""
+    def window_start(self, name: str, at: dt.datetime) -> dt.datetime:
+        """The oldest publication time an edition of ``name`` at ``at`` takes."""
+        return window_start(self.store.engine, name, self.settings.digests[name].max_age_days, at)
+
+    def _eligible(self, name: str, at: dt.datetime) -> list[Article]:
+        """Every matching article in the window of an edition at ``at`` that no earlier
+        edition of ``name`` dealt with, newest first."""
         digest = self.settings.digests[name]
+        since = self.window_start(name, at)
         with self.store.engine.connect() as conn:
             dealt_with = set(
                 conn.scalars(
@@ -149,7 +156,8 @@ class Digests:
         return [
             a
             for a in self.store.latest(CANDIDATES)
-            if a.id not in dealt_with
+            if a.published >= since
+            and a.id not in dealt_with
             and a.language.lower() in wanted
             and digest.matches(a.language, a.section, a.tags)
         ]
@@ -190,7 +198,7 @@ class Digests:
             while self.load(new_id) is not None:
                 scheduled += dt.timedelta(seconds=1)
                 new_id = edition_id(name, scheduled, timezone, "seconds")
-        eligible = self._eligible(name)
+        eligible = self._eligible(name, scheduled)
         articles, passed_over = eligible[: digest.max_items], eligible[digest.max_items :]
         status, detail = SENDING_EDITION, None
         if len(articles) < digest.min_items:

@@ -29,6 +29,7 @@ from pipeline.settings.base import (
     check_language,
     check_name,
     check_timezone,
+    http_url,
     is_secret,
     normalise_language,
 )
@@ -45,7 +46,8 @@ __all__ = [  # the vocabulary other modules import from here
     "load_settings",
     "normalise_language",
 ]
-from pipeline.yamlfile import YamlDocument, dotted, parse_yaml, problems_from_validation
+from pipeline.validation import dotted, problems_from_validation
+from pipeline.yamlfile import YamlDocument, parse_yaml
 
 
 class SiteSettings(Strict):
@@ -56,7 +58,11 @@ class SiteSettings(Strict):
     logo: str | None = Field(None, description="URL of the logo used in feeds and emails.")
     postal_address: str | None = Field(None, description="Postal address for email footers.")
     excerpt_length: int = Field(
-        280, ge=40, le=2000, description="Longest computed excerpt, in characters (graphemes)."
+        280,
+        ge=40,
+        le=2000,
+        description="Longest summary, in display columns: a letter counts 1, a Chinese "
+        "character 2, so summaries in either fill about as many lines.",
     )
 
     @field_validator("language")
@@ -72,9 +78,12 @@ class SiteSettings(Strict):
     @field_validator("url")
     @classmethod
     def _absolute(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an absolute http(s) URL, e.g. https://example.org")
-        return value.rstrip("/")
+        return http_url(value)
+
+    @field_validator("logo")
+    @classmethod
+    def _logo(cls, value: str | None) -> str | None:
+        return None if value is None else http_url(value)
 
 
 class SourceBase(Strict):

@@ -3,7 +3,6 @@ checks, names, and the marker for secrets."""
 
 from __future__ import annotations
 
-import difflib
 import re
 import zoneinfo
 from functools import cache
@@ -11,6 +10,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.fields import FieldInfo
+
+from pipeline.suggest import did_you_mean
+from pipeline.urls import UnsafeURL, safe_link
 
 SECRET = "secret"
 Secret = Annotated[str, Field(json_schema_extra={SECRET: True})]
@@ -64,6 +66,58 @@ def normalise_language(value: str) -> str:
     return "-".join([first.lower(), *rest])
 
 
+# What people write for a zone that is not one: an abbreviation names an offset several
+# places share (CST is Chicago, China and Cuba) and says nothing of daylight saving. The
+# likeliest first; each zone listed uses that abbreviation (tests/test_settings.py checks).
+ZONE_ABBREVIATIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "IST": (("Asia/Kolkata", "India"), ("Europe/Dublin", "Ireland"), ("Asia/Jerusalem", "Israel")),
+    "IDT": (("Asia/Jerusalem", "Israel"),),
+    "CST": (
+        ("America/Chicago", "US and Canada Central"),
+        ("Asia/Shanghai", "China"),
+        ("America/Havana", "Cuba"),
+        ("Asia/Taipei", "Taiwan"),
+    ),
+    "CDT": (("America/Chicago", "US and Canada Central"), ("America/Havana", "Cuba")),
+    "EDT": (("America/New_York", "US and Canada Eastern"),),
+    "MDT": (("America/Denver", "US and Canada Mountain"),),
+    "PST": (("America/Los_Angeles", "US and Canada Pacific"), ("Asia/Manila", "Philippines")),
+    "PDT": (("America/Los_Angeles", "US and Canada Pacific"),),
+    "AKST": (("America/Anchorage", "Alaska"),),
+    "AKDT": (("America/Anchorage", "Alaska"),),
+    "HDT": (("America/Adak", "Aleutian Islands"),),
+    "AST": (("America/Halifax", "Atlantic Canada"), ("America/Puerto_Rico", "Caribbean")),
+    "ADT": (("America/Halifax", "Atlantic Canada"),),
+    "NST": (("America/St_Johns", "Newfoundland"),),
+    "NDT": (("America/St_Johns", "Newfoundland"),),
+    "BST": (("Europe/London", "United Kingdom"),),
+    "WEST": (("Europe/Lisbon", "Portugal"),),
+    "CEST": (("Europe/Berlin", "Germany"), ("Europe/Paris", "France")),
+    "EEST": (("Europe/Athens", "Greece"), ("Europe/Helsinki", "Finland")),
+    "MSK": (("Europe/Moscow", "Moscow"),),
+    "SAST": (("Africa/Johannesburg", "South Africa"),),
+    "WAT": (("Africa/Lagos", "West Africa"),),
+    "CAT": (("Africa/Maputo", "Central Africa"),),
+    "EAT": (("Africa/Nairobi", "East Africa"),),
+    "PKT": (("Asia/Karachi", "Pakistan"),),
+    "WIB": (("Asia/Jakarta", "Western Indonesia"),),
+    "HKT": (("Asia/Hong_Kong", "Hong Kong"),),
+    "JST": (("Asia/Tokyo", "Japan"),),
+    "KST": (("Asia/Seoul", "South Korea"),),
+    "AWST": (("Australia/Perth", "Western Australia"),),
+    "ACST": (("Australia/Adelaide", "South Australia"), ("Australia/Darwin", "Northern Territory")),
+    "ACDT": (("Australia/Adelaide", "South Australia"),),
+    "AEST": (
+        ("Australia/Sydney", "New South Wales, Victoria"),
+        ("Australia/Brisbane", "Queensland"),
+    ),
+    "AEDT": (("Australia/Sydney", "New South Wales, Victoria"),),
+    "NZST": (("Pacific/Auckland", "New Zealand"),),
+    "NZDT": (("Pacific/Auckland", "New Zealand"),),
+}
+_ABBREVIATION = re.compile(r"[A-Za-z]{2,5}")
+
+
 def check_timezone(value: str) -> str:
     """An IANA zone name, e.g. Asia/Kathmandu; ValueError (never OSError) otherwise."""
     # ZoneInfo opens a file named after the zone: a long name raised OSError (name too
@@ -73,12 +127,23 @@ def check_timezone(value: str) -> str:
             raise ValueError
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        close = (
-            difflib.get_close_matches(value, _timezones(), n=1)
-            if len(value) <= MAX_ZONE_NAME
-            else []
+        meant = ZONE_ABBREVIATIONS.get(value.upper())
+        if meant is not None:
+            places = [f"{zone} ({where})" for zone, where in meant]
+            listed = (
+                f", e.g. {places[0]}"
+                if len(places) == 1
+                else f": {', '.join(places[:-1])} or {places[-1]}"
+            )
+            raise ValueError(
+                f"{shown(value)} is an abbreviation, not a time zone — write the IANA name "
+                f"of the place you mean{listed}"
+            ) from None
+        # Difflib finds MST for IST: a short word is matched only when it differs in case.
+        fuzzy = not _ABBREVIATION.fullmatch(value)
+        hint = did_you_mean(
+            value, _timezones(), "use an IANA name such as Asia/Kathmandu", fuzzy=fuzzy
         )
-        hint = f"did you mean {close[0]}?" if close else "use an IANA name such as Asia/Kathmandu"
         raise ValueError(f"unknown time zone {shown(value)}; {hint}") from None
     return value
 
@@ -113,3 +178,12 @@ class Filters(Strict):
             return False
         wanted = {t.lower() for t in self.tags}
         return not wanted or bool(wanted & {t.lower() for t in tags})
+
+
+def http_url(value: str) -> str:
+    """An absolute http(s) URL from a setting, as the URI every output will carry (an
+    IDN host in IDNA, a non-ASCII path percent-encoded), without a trailing slash."""
+    try:
+        return safe_link(value.rstrip("/"))
+    except UnsafeURL:
+        raise ValueError("must be an absolute http(s) URL, e.g. https://example.org") from None

@@ -7,19 +7,12 @@ as ``${ENV_VAR}``.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from pipeline.settings.base import Filters, OptionalSecret, Secret
-
-
-def _http_url(value: str) -> str:
-    if not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError("must be an absolute http(s) URL")
-    return value.rstrip("/")
+from pipeline.settings.base import Filters, OptionalSecret, Secret, http_url
 
 
 class ChannelOptions(Filters):
@@ -66,7 +59,7 @@ class MastodonOptions(ChannelOptions):
     )
     images: bool = Field(True, description="Attach the lead image, with its alt text.")
 
-    _url = field_validator("instance")(lambda v: _http_url(v))
+    _url = field_validator("instance")(lambda v: http_url(v))
 
 
 class BlueskyOptions(ChannelOptions):
@@ -75,13 +68,13 @@ class BlueskyOptions(ChannelOptions):
     app_password: Secret = Field(description="An app password (Settings → App passwords).")
     service: str = Field("https://bsky.social", description="The account's PDS / entryway URL.")
 
-    _url = field_validator("service")(lambda v: _http_url(v))
+    _url = field_validator("service")(lambda v: http_url(v))
 
 
 class WebhookChannelOptions(ChannelOptions):
     webhook_url: Secret = Field(description="The incoming-webhook URL (it is the credential).")
 
-    _url = field_validator("webhook_url")(lambda v: _http_url(v))
+    _url = field_validator("webhook_url")(lambda v: http_url(v))
 
 
 class SlackOptions(WebhookChannelOptions):
@@ -105,7 +98,7 @@ class TelegramOptions(ChannelOptions):
     chat_id: str = Field(description="Chat id or @channelusername to post to.")
     api_url: str = Field("https://api.telegram.org", description="Bot API server.")
 
-    _url = field_validator("api_url")(lambda v: _http_url(v))
+    _url = field_validator("api_url")(lambda v: http_url(v))
 
     @field_validator("chat_id", mode="before")
     @classmethod
@@ -120,7 +113,7 @@ class WebhookOptions(ChannelOptions):
         None, description="If set, an X-Pipeline-Signature: sha256=HMAC header signs each body."
     )
 
-    _url = field_validator("url")(lambda v: _http_url(v))
+    _url = field_validator("url")(lambda v: http_url(v))
 
 
 class FileOptions(ChannelOptions):

@@ -129,6 +129,14 @@ class DigestSettings(Filters):
     min_items: int = Field(
         1, ge=1, le=100, description="Fewer new articles than this skips the edition (and says so)."
     )
+    max_age_days: int = Field(
+        7,
+        ge=1,
+        le=3660,
+        description="The first edition takes the articles of this many days; later ones "
+        "those since the previous edition sent, and at least this many days. Set it to the "
+        "digest's schedule interval (1 daily, 7 weekly, 31 monthly).",
+    )
     audience: AudienceSettings = Field(
         AudienceSettings(), description="Which subscribers get it; default: everyone active."
     )

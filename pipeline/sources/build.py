@@ -8,15 +8,19 @@ the same thing become the same Article.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import unicodedata
 import zoneinfo
 from collections.abc import Iterable
 
 from pipeline import text
-from pipeline.model import Article
+from pipeline.model import Article, published_links
 from pipeline.redact import shown_url
 from pipeline.settings import SiteSettings, normalise_language
+from pipeline.urls import UnsafeURL, safe_link
+
+log = logging.getLogger(__name__)
 
 
 def parse_date(value: object, timezone: str) -> dt.datetime:
@@ -88,6 +92,20 @@ def slugify(value: str) -> str:
     return re.sub(r"[^\w]+", "-", value).strip("-_") or "article"
 
 
+def upstream_link(value: object, *, base: str | None, entry: str, what: str) -> str | None:
+    """An upstream entry's link or image as a URI, or None when it is not one readers may
+    follow (``javascript:``, ``data:``…): the field is dropped with a warning and the entry
+    kept, as feed readers do with such links (feedparser blanks them). Without its link
+    the article takes the default URL; without its image it has none."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return safe_link(value, base=base or None)
+    except UnsafeURL as exc:
+        log.warning("%s: %s dropped: %s", entry, what, exc.problem)
+        return None
+
+
 def make_article(
     site: SiteSettings,
     *,
@@ -114,10 +132,20 @@ def make_article(
     ``title`` is plain text (a source with HTML titles converts them first);
     ``body_html`` and ``summary`` are HTML and are sanitised here. A given summary is
     bounded by ``site.excerpt_length`` like a computed one, because upstream feeds
-    often put the whole article in their description.
+    often put the whole article in their description. ``url`` (default
+    ``site.url/SECTION/SLUG/``) must be an absolute http(s) link and ``image`` an http(s)
+    link, possibly relative to ``url``; both leave as URIs, and ``UnsafeURL`` (a
+    ValueError naming the field) refuses anything else.
     """
     clean = text.xml_safe
-    body = text.sanitize_html(clean(body_html))
+    # Checked first (UnsafeURL otherwise), as the body's relative links resolve against it.
+    links = published_links(
+        {"url": url or f"{site.url}/{slugify(section)}/{slug}/", "image": image or None}
+    )
+    url = links["url"]
+    # Relative links in the body resolve against the article's page, as in a browser, so
+    # they still work in an email or a feed reader; unsafe ones are dropped with a warning.
+    body = text.sanitize_html(clean(body_html), base_url=url, article=origin)
     plain = text.html_to_text(body)
     given_summary = text.html_to_text(text.sanitize_html(clean(summary))) if summary else ""
     title_text = " ".join(clean(title).split())
@@ -130,7 +158,7 @@ def make_article(
         id=id,
         source=source,
         origin=origin,
-        url=url or f"{site.url}/{slugify(section)}/{slug}/",
+        url=url,
         title=title_text,
         authors=tuple(a for a in (clean(a).strip() for a in authors) if a),
         published=published,
@@ -138,10 +166,10 @@ def make_article(
         language=normalise_language(language or site.language),
         section=section,
         tags=tuple(dict.fromkeys(t for t in (clean(str(t)).strip() for t in tags) if t)),
-        summary=text.excerpt(given_summary or plain, site.excerpt_length),
+        summary=text.excerpt(given_summary or plain, site.excerpt_length, columns=True),
         body_html=body,
         read_minutes=text.read_minutes(plain),
-        image=clean(image) if image else None,
+        image=links["image"],
         image_alt=clean(image_alt) if image_alt else None,
         translation_of=translation_of,
     )

@@ -28,7 +28,7 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import feedparser
 import requests
@@ -39,7 +39,7 @@ from pipeline.model import Article
 from pipeline.redact import shown_url
 from pipeline.settings import FeedSourceSettings, SiteSettings, normalise_language
 from pipeline.sources import Item, Scan
-from pipeline.sources.build import make_article, one_line, shorten, slugify
+from pipeline.sources.build import make_article, one_line, shorten, slugify, upstream_link
 from pipeline.sources.http import Fetched, Limits, fetch, unavailable
 from pipeline.text import html_to_text
 
@@ -149,8 +149,17 @@ class FeedSource:
             summary = ""
         summary_html = _as_html(summary, entry.get("summary_detail"))
         body = _body(content) if content else summary_html
-        link = entry.get("link")
-        url = urljoin(meta.get("link", ""), link) if link else None
+        where = f"source {s.name}: entry {shorten(key, 200)}"
+        url = upstream_link(entry.get("link"), base=meta.get("link"), entry=where, what="link")
+        images, base = _images(entry), url or meta.get("link")
+        image = next(
+            (
+                found
+                for written in images
+                if (found := upstream_link(written, base=base, entry=where, what="image"))
+            ),
+            None,
+        )
         language = _language(
             *(c.get("language") for c in entry.get("content", [])),
             (entry.get("title_detail") or {}).get("language"),
@@ -173,9 +182,9 @@ class FeedSource:
             language=language or s.language or self.site.language,
             authors=_authors(entry, parsed),
             tags=[t.get("term") or t.get("label") or "" for t in entry.get("tags", [])],
-            image=_image(entry, url or meta.get("link", "")),
+            image=image,
             image_alt=alt,
-            url=url if url and urlsplit(url).scheme in ("http", "https") else None,
+            url=url,
         )
 
 
@@ -253,7 +262,10 @@ def _authors(entry: Any, parsed: Any) -> list[str]:
     return found
 
 
-def _image(entry: Any, base: str) -> str | None:
+def _images(entry: Any) -> list[str]:
+    """The entry's image URLs as written, best first: media:content, media:thumbnail,
+    an image enclosure."""
+
     def is_image(kind: str | None, url: str) -> bool:
         return (kind or "").startswith("image") or (not kind and bool(_IMAGE_FILE.search(url)))
 
@@ -268,7 +280,7 @@ def _image(entry: Any, base: str) -> str | None:
         for link in entry.get("links", [])
         if link.get("rel") == "enclosure" and (link.get("type") or "").startswith("image/")
     ]
-    return urljoin(base, candidates[0]) if candidates else None
+    return candidates
 
 
 def _image_alts(data: bytes, count: int) -> list[str | None]:

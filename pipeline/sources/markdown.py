@@ -24,7 +24,8 @@ from pipeline.errors import ConfigError, Problem, SourceUnavailable, display_pat
 from pipeline.settings import MarkdownSourceSettings, SiteSettings, normalise_language
 from pipeline.sources import Item, Scan
 from pipeline.sources.build import make_article, one_line, parse_date, shorten, slugify
-from pipeline.yamlfile import parse_yaml, problems_from_validation
+from pipeline.urls import UnsafeURL
+from pipeline.yamlfile import YamlDocument, parse_yaml, problems_from_validation
 
 SUFFIXES = (".md", ".markdown", ".html", ".htm")
 FENCE = "---"
@@ -230,6 +231,8 @@ class MarkdownSource:
                 url=meta.url,
                 translation_of=meta.translation_of,
             )
+        except UnsafeURL as exc:
+            raise Rejected(_link_problem(doc, shown, exc)) from None
         except ValueError as exc:
             raise Rejected(Problem(shown, body_line, None, str(exc))) from None
         return Item(key, fingerprint, article)
@@ -240,6 +243,14 @@ class MarkdownSource:
             if line.startswith("id:"):
                 return number
         return None
+
+
+def _link_problem(doc: YamlDocument, shown: str, exc: UnsafeURL) -> Problem:
+    """An unusable ``url:`` or ``image:``, at the line that holds it."""
+    if exc.field and exc.field in doc.data:
+        return doc.problem((exc.field,), f"`{exc.field}`: {exc.problem}", exc.hint)
+    # Not written in the file: the default URL, made from site.url and the file name.
+    return Problem(shown, None, None, f"the article's URL: {exc.problem}", exc.hint)
 
 
 class Rejected(Exception):

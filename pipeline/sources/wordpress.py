@@ -29,7 +29,7 @@ import html
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import requests
 
@@ -38,7 +38,14 @@ from pipeline.model import Article
 from pipeline.redact import shown_url
 from pipeline.settings import SiteSettings, WordPressSourceSettings
 from pipeline.sources import Item, Scan
-from pipeline.sources.build import make_article, one_line, parse_date, shorten, slugify
+from pipeline.sources.build import (
+    make_article,
+    one_line,
+    parse_date,
+    shorten,
+    slugify,
+    upstream_link,
+)
 from pipeline.sources.http import Fetched, Limits, fetch, unavailable
 from pipeline.text import html_to_text
 
@@ -156,8 +163,10 @@ class WordPressSource:
         updated = _date(post, "modified", self.site.timezone)
         embedded = post.get("_embedded") or {}
         media = next(iter(embedded.get("wp:featuredmedia") or []), None)
-        image = _get(media, "source_url") or None
-        link = post.get("link") or ""
+        where = f"source {s.name}: post {key}"
+        # No base for the link: self.base may hold credentials, which must not be published.
+        link = upstream_link(post.get("link"), base=None, entry=where, what="link")
+        image = upstream_link(_get(media, "source_url"), base=link, entry=where, what="image")
         slug = unquote(post.get("slug") or "") or html.unescape(title)
         return make_article(
             self.site,
@@ -174,9 +183,9 @@ class WordPressSource:
             language=s.language or self.site.language,
             authors=[html.unescape(_get(a, "name") or "") for a in embedded.get("author") or []],
             tags=_terms(embedded.get("wp:term") or []),
-            image=image if isinstance(image, str) else None,
+            image=image,
             image_alt=(_get(media, "alt_text") or None) if image else None,
-            url=link if urlsplit(link).scheme in ("http", "https") else None,
+            url=link,
         )
 
 

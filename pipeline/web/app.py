@@ -5,7 +5,8 @@
   only shows a page with a button, because mail scanners follow links.
 - ``GET/POST /subscribe``: the sign-up form (double opt-in, see ``pipeline.signup``),
   with a signed form token and an Origin check against cross-site posting, and a limit
-  per client address.
+  per client address. Topics are checkboxes of the ones the digests name
+  (``offered_topics``); a posted topic not among them is refused (400, the form again).
 - ``GET/POST /confirm?token=…``: the page the confirmation email links to; the button
   confirms (again, a GET alone changes nothing).
 - ``GET /digests/NAME/EDITION``: a sent edition, without any recipient's token.
@@ -40,7 +41,7 @@ from pipeline.digest.render import personalise
 from pipeline.errors import DeliveryFailed
 from pipeline.mailer import MailerBroken, Transport
 from pipeline.settings import Settings
-from pipeline.signup import SignUp
+from pipeline.signup import SignUp, offered_topics
 from pipeline.store import Store
 from pipeline.subscribers import Subscriber, SubscriberStore
 from pipeline.tokens import InvalidToken, link_secret, sign, verify
@@ -92,6 +93,7 @@ class _Endpoints:
         self.pages = Pages(settings)
         self.subscribers = SubscriberStore(store.engine)
         self.signup = SignUp(settings, store, transport=transport, clock=clock)
+        self.topics = offered_topics(settings)
         self.secret = link_secret(settings.email.unsubscribe.secret, store)
         self.origins = {settings.email.unsubscribe.origin.lower(), *settings.web.allowed_origins}
         self.limit = RateLimit(settings.web.subscribe_per_hour, clock)
@@ -139,10 +141,14 @@ class _Endpoints:
         language = self.pages.choose_language(None, accept)
         if not self._same_site(request.headers.get("origin", ""), request):
             return self._message(language, "subscribe_title", "form_expired", status=403)
-        form = await _form(request)
+        # A field per checked topic besides the four others and the token.
+        form = await _form(request, max_fields=20 + len(self.topics))
         if isinstance(form, Response):
             return form
-        values = {key: str(form.get(key, "")) for key in ("email", "name", "language", "topics")}
+        values: dict[str, Any] = {
+            key: str(form.get(key, "")) for key in ("email", "name", "language")
+        }
+        values["topics"] = [str(t) for t in form.getlist("topics")]
         language = self.pages.choose_language(values["language"], accept)
         try:
             verify(self.secret, str(form.get("form_token", "")), FORM, now=self.clock())
@@ -162,7 +168,8 @@ class _Endpoints:
         errors = self._problems(values, language)
         if errors:
             return self._form_page(language, values, errors, status=400)
-        topics = [t.strip() for t in values["topics"].split(",") if t.strip()]
+        topics = self._chosen_topics(values["topics"])
+        assert topics is not None  # _problems refused unknown ones
         try:
             await run_in_threadpool(
                 self.signup.request,
@@ -203,17 +210,27 @@ class _Endpoints:
             errors.append(words["error_name"])
         if values["language"] not in self.pages.offered_languages():
             errors.append(words["error_language"])
-        topics = values["topics"]
-        if len(topics) > 500 or any(ord(c) < 32 for c in topics):
+        if self._chosen_topics(values["topics"]) is None:
             errors.append(words["error_topics"])
         return errors
 
+    def _chosen_topics(self, posted: list[str]) -> list[str] | None:
+        """The offered topics among ``posted`` (any case), spelt as configured; None if
+        one is not offered (a stale or forged form: nothing is guessed)."""
+        offered = {t.lower(): t for t in self.topics}
+        chosen = [offered.get(t.strip().lower()) for t in posted if t.strip()]
+        if any(t is None for t in chosen):
+            return None
+        return list(dict.fromkeys(t for t in chosen if t is not None))
+
     def _form_page(
-        self, language: str, values: dict[str, str], errors: list[str], status: int = 200
+        self, language: str, values: dict[str, Any], errors: list[str], status: int = 200
     ) -> Response:
         token = sign(self.secret, FORM, 0, "", expires=int(self.clock() + FORM_FOR.total_seconds()))
         words = i18n.words(language, site=self.settings.site.name)
-        shown = {"email": "", "name": "", "topics": "", "language": language, **values}
+        shown = {"email": "", "name": "", "language": language, **values}
+        posted = {str(t).strip().lower() for t in values.get("topics", [])}
+        shown["topics"] = [t for t in self.topics if t.lower() in posted]  # ticked again
         return self.pages.render(
             "subscribe",
             language,
@@ -222,6 +239,7 @@ class _Endpoints:
             values=shown,
             errors=errors,
             languages=self.pages.offered_languages(),
+            topics=self.topics,
             status=status,
             # The form's own address carries no token, and without a referrer policy that
             # lets the origin through, browsers would post it as Origin: null.
@@ -323,13 +341,13 @@ async def _token_and_form(request: Request) -> tuple[str, FormData | None] | Res
     return token or str(form.get("token", "")), form
 
 
-async def _form(request: Request) -> FormData | Response:
+async def _form(request: Request, max_fields: int = 20) -> FormData | Response:
     """The posted form, or a 400/415 response for a body that is not one."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         return PlainTextResponse("Send the form as application/x-www-form-urlencoded.", 415)
     try:
-        return await request.form(max_files=0, max_fields=20)
+        return await request.form(max_files=0, max_fields=max_fields)
     except Exception:  # python-multipart's errors have no common base worth naming
         return PlainTextResponse("The form body could not be read.", 400)
 

@@ -1,8 +1,11 @@
 """Every table of the state store, in one place.
 
-SQLAlchemy Core; ``metadata.create_all`` makes what is missing on first use. Times are
-stored as naive UTC. Rows that record what happened (articles, deliveries) are marked,
-never deleted, so history and permanent ids survive.
+SQLAlchemy Core. A new store is made from these tables (``metadata.create_all``);
+existing stores change only through the revisions in pipeline/migrations. So any change
+here needs a revision: ``python -m pipeline.migrations revision "what changed"`` writes
+it (tests/test_migrations.py fails until the two agree). Times are stored as naive UTC.
+Rows that record what happened (articles, deliveries) are marked, never deleted, so
+history and permanent ids survive.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +33,6 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
     IntegrityError,
-    OperationalError,
-    ProgrammingError,
     SQLAlchemyError,
 )
 
@@ -46,6 +43,7 @@ from pipeline.errors import (
     describe_os_error,
     display_path,
 )
+from pipeline.migrations import Upgrade, prepare
 from pipeline.model import Article, Translation
 from pipeline.redact import shown_url
 from pipeline.schema import (
@@ -55,7 +53,6 @@ from pipeline.schema import (
     articles,
     deliveries,
     editions,
-    metadata,
     state_values,
 )
 from pipeline.sources import Scan
@@ -136,12 +133,16 @@ class Store:
     def __init__(self, url: str, site_url: str):
         self.url = url  # as configured, for messages (``store_fault``); may hold a password
         self.site_url = site_url
-        self.engine: Engine = _engine(url)
+        self.engine: Engine = open_engine(url)
+        # Set when opening upgraded an older SQLite store (the command says so).
+        self.upgraded: Upgrade | None = None
         try:
-            _create_tables(self.engine)
+            done = prepare(self.engine, store_location(url))
         except SQLAlchemyError as exc:
             # from None: the chained SQLAlchemy error would print the CREATE statements
             raise store_fault(exc, url) from None
+        if done is not None and done.changed:
+            self.upgraded = done
 
     def close(self) -> None:
         self.engine.dispose()
@@ -335,7 +336,7 @@ class Store:
     def restore_guids(self, guids: dict[str, str]) -> int:
         """Give articles back the feed ids published feeds already show (article id →
         guid), so feed readers do not see every article again after a fresh start."""
-        width = articles.c.guid.type.length
+        width = getattr(articles.c.guid.type, "length", None) or 0
         rows = [{"k_id": id_, "guid": guid} for id_, guid in guids.items() if len(guid) <= width]
         if not rows:
             return 0
@@ -448,7 +449,9 @@ def _too_wide(values: dict[str, Any], tags: Iterable[str]) -> tuple[str, str] | 
     widths = [(articles.c.get(name), value) for name, value in values.items()]
     widths += [(article_tags.c.tag_key, tag.lower()) for tag in tags]
     for column, value in widths:
-        limit = getattr(column.type, "length", None) if column is not None else None
+        if column is None:  # not a column (e.g. the article's tags)
+            continue
+        limit = getattr(column.type, "length", None)
         if limit and isinstance(value, str) and len(value) > limit:
             name = "a tag" if column.table is article_tags else f"its {column.name}"
             what = f"{name} is {len(value):,} characters long; the state store keeps {limit:,}"
@@ -474,7 +477,9 @@ def store_fault(exc: BaseException, url: str) -> StoreError:
     return StoreError(describe_database_error(exc, store_location(url)))
 
 
-def _engine(url: str) -> Engine:
+def open_engine(url: str) -> Engine:
+    """The engine of the store at ``url``, as configured; its tables are neither made nor
+    checked (``Store`` does that; ``pipeline db`` works on the engine alone)."""
     try:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
@@ -502,22 +507,6 @@ def _sqlite_file(parsed: Any) -> Any:
     if str(query.get("mode", "")) != "ro":
         Path(database.removeprefix("file:")).parent.mkdir(parents=True, exist_ok=True)
     return parsed
-
-
-def _create_tables(engine: Engine, attempts: int = 5) -> None:
-    """Create what is missing. Two processes opening a new store at once both see no
-    tables and both issue CREATE TABLE; the loser's statement fails (SQLite: "already
-    exists" or "locked", PostgreSQL: a duplicate in pg_type), and a second look then
-    finds the winner's tables complete, since each create_all is one transaction."""
-    for attempt in range(attempts):
-        try:
-            with engine.begin() as conn:
-                metadata.create_all(conn)
-            return
-        except (OperationalError, ProgrammingError, IntegrityError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
 
 
 def _sqlite_wal(connection: Any, record: Any) -> None:

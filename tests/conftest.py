@@ -172,7 +172,8 @@ def write_article(folder: Path, name: str, front: str, body: str = "Body text.\n
 
 @pytest.fixture
 def project(tmp_path: Path, state_url: str) -> Callable[..., Path]:
-    """Copy the repository's config, templates and example site into a fresh folder.
+    """Copy the repository's config and example site into a fresh folder (the templates
+    come from the package, as in an installed project).
 
     On SQLite the project keeps its default store (``var/state.db`` in the folder); on
     PostgreSQL its config names this test's own schema."""
@@ -185,7 +186,6 @@ def project(tmp_path: Path, state_url: str) -> Callable[..., Path]:
             config = config.replace("# state: sqlite:///var/state.db", f"state: {state_url}  #")
         (root / "config" / "pipeline.yaml").write_text(config, encoding="utf-8")
         shutil.copy(REPO / "schedules.yaml", root / "schedules.yaml")
-        shutil.copytree(REPO / "templates", root / "templates")
         if with_examples:
             shutil.copytree(REPO / "examples", root / "examples")
         else:

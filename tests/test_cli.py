@@ -95,6 +95,7 @@ def test_check_reports_a_missing_source_folder(project):
 
 def test_check_reports_a_broken_digest_template_with_its_line(project):
     root = project()
+    assert invoke(root, "templates", "copy", "digest.mjml.j2").exit_code == 0
     template = root / "templates" / "digest.mjml.j2"
     lines = template.read_text(encoding="utf-8").splitlines()
     broken_at = next(i for i, line in enumerate(lines) if "<mj-body" in line) + 2
@@ -143,7 +144,7 @@ def test_run_posts_every_example_article_once_to_the_file_channel(project):
     assert "archive: 0 posted" in second.output
     assert len((root / "var" / "posts.jsonl").read_text(encoding="utf-8").splitlines()) == 13
     history = invoke(root, "history", "--limit", "100")
-    assert history.output.count(" sent ") == 13 and "post:archive" in history.output
+    assert history.output.count(" sent ") == 13 and "  post  archive  " in history.output
 
 
 def test_post_dry_run_shows_the_text_and_records_nothing(project):
@@ -212,8 +213,9 @@ def test_a_killed_post_run_is_never_repeated_blindly(project, httpserver):
     assert "uncertain" in rerun.stderr
     assert len(received) == 13 and len(set(received)) == 13  # nothing twice
     history = invoke(root, "history", "--limit", "100").output
-    assert history.count("post:hook") == 13
-    assert sum("post:hook" in line and " uncertain " in line for line in history.splitlines()) == 1
+    assert history.count("  post  hook  ") == 13
+    lines = history.splitlines()
+    assert sum("  post  hook  " in line and " uncertain " in line for line in lines) == 1
     assert received[2] in next(line for line in history.splitlines() if " uncertain " in line)
 
 

@@ -305,7 +305,7 @@ def test_post_and_history_commands_show_no_secret(project, httpserver, monkeypat
     assert posted.exit_code == 1, posted.output
     assert "masto: failed" in posted.stderr and "cms: pending" in posted.stderr
     history = invoke(root, "history", "--limit", "100")
-    assert history.exit_code == 0 and "post:masto" in history.output
+    assert history.exit_code == 0 and "  post  masto " in history.output
     for shown in (posted.output, posted.stderr, history.output):
         assert not leaked(shown), leaked(shown)
         assert httpserver.url_for(HOOK_PATHS["slack"]) not in shown

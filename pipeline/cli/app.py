@@ -65,6 +65,8 @@ class Project:
         from pipeline.store import Store
 
         store = Store(self.settings.state, self.settings.site.url)
+        if store.upgraded is not None:  # a SQLite store a newer version upgraded on opening
+            print_error(str(store.upgraded))
         try:
             if not adopting:
                 check_not_lost(store, self.settings)

@@ -219,6 +219,36 @@ def _mail_check(project: Project, address: str, message_id: str | None) -> str:
 
 @main.command("history")
 @click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(["run", "post", "edition", "mail"]),  # timeline.KINDS
+    help="Only these (repeat for more): scheduled runs, posts, digest editions, or each "
+    "recipient's mail (shown only when asked for).  [default: run, post, edition]",
+)
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help="Only from then on: a duration back from now (7d, 12h, 30m, 2w) or a UTC date "
+    "or time (2026-11-23, 2026-11-23T09:00).",
+)
+@click.option(
+    "--digest",
+    "digests",
+    multiple=True,
+    metavar="NAME",
+    help="Only what concerns this digest: its editions, mails and runs (repeatable).",
+)
+@click.option(
+    "--channel",
+    "channels",
+    multiple=True,
+    metavar="NAME",
+    help="Only what concerns this channel: its posts and the runs that post to it "
+    "(repeatable; with --digest, what concerns either).",
+)
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of the entries, for scripts.")
+@click.option(
     "--limit",
     default=50,
     show_default=True,
@@ -227,45 +257,64 @@ def _mail_check(project: Project, address: str, message_id: str | None) -> str:
 )
 @pass_project
 @command
-def history(project: Project, limit: int) -> int:
-    """What was posted or sent, what failed and why: runs, posts and digest editions
-    together, newest first; under each edition, every recipient it did not reach."""
-    from pipeline.digest.history import edition_counts
-    from pipeline.ledger import Ledger
-    from pipeline.runs import RunLog
+def history(
+    project: Project,
+    kinds: tuple[str, ...],
+    since: str | None,
+    digests: tuple[str, ...],
+    channels: tuple[str, ...],
+    as_json: bool,
+    limit: int,
+) -> int:
+    """What was done, posted and sent, newest first, as one timeline: scheduled runs,
+    posts and digest editions (under each, every recipient it did not reach); times
+    in UTC. A skipped edition says why."""
+    import json
 
-    most = limit or None
+    from pipeline.cli.tables import aligned, one_line
+    from pipeline.timeline import DEFAULT_KINDS, Filters, parse_since, timeline
+
+    try:
+        start = parse_since(since) if since is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    settings = project.settings
+    for noun, names, known in (
+        ("digest", digests, settings.digests),
+        ("channel", channels, settings.channels),
+    ):
+        for name in names:
+            if name not in known:
+                configured = ", ".join(known) or "none"
+                click.echo(
+                    f"warning: no {noun} {name!r} is configured ({noun}s: {configured})"
+                    "; showing what the history holds of it",
+                    err=True,
+                )
+    filters = Filters(tuple(dict.fromkeys(kinds)) or DEFAULT_KINDS, start, digests, channels)
     with project.store() as store:
-        runs = RunLog(store.engine).history(most)
-        posts = Ledger(store.engine).history(POST, limit=most)
-        counted = edition_counts(store.engine, limit=most)
-    lines: list[tuple[dt.datetime, int, list[str]]] = []
-    for r in runs:
-        counts = ", ".join(f"{n} {kind}" for kind, n in r.counts.items())
-        took = (
-            f" in {(r.finished_at - r.started_at).total_seconds():.1f} s"
-            if r.finished_at and r.started_at
-            else ""
+        # One more than asked for: to say whether the limit left some out.
+        events = timeline(store.engine, filters, limit + 1 if limit else None)
+    more = bool(limit) and len(events) > limit
+    events = events[:limit] if limit else events
+    if as_json:
+        click.echo(json.dumps([e.as_json() for e in events], ensure_ascii=False, indent=2))
+    elif events:
+        rows = [("WHEN (UTC)", "KIND", "NAME", "STATE", "DETAIL")]
+        rows += [(f"{e.when:%Y-%m-%d %H:%M}Z", e.kind, e.name, e.state, e.detail) for e in events]
+        lines = aligned(rows)
+        click.echo(lines[0])
+        for event, line in zip(events, lines[1:], strict=True):
+            click.echo(line)
+            for note in event.notes:
+                click.echo(f"    {one_line(note)}")
+    if not events:
+        what = (
+            "nothing matches these filters"
+            if filters.narrowed
+            else ("nothing has been posted or sent yet")
         )
-        text = [
-            f"{r.scheduled_for:%Y-%m-%d %H:%M}Z  run {r.schedule:<24} {r.outcome:<9} "
-            f"{r.action}{': ' + counts if counts else ''}{took}"
-        ]
-        text += [f"    {line}" for line in (r.detail or "").splitlines()]
-        lines.append((r.scheduled_for.replace(tzinfo=None), 0, text))
-    for e in posts:
-        where = e.remote_url or e.detail or ""
-        text = [f"{e.updated_at:%Y-%m-%d %H:%M}Z  {e.stream:<24} {e.state:<9} {e.item}  {where}"]
-        lines.append((e.updated_at, 1, text))
-    for row in counted:
-        counts = ", ".join(f"{n} {state}" for state, n in row.counts.items()) or "no recipients"
-        text = [f"{row.when:%Y-%m-%d %H:%M}Z  edition {row.id:<36} {row.status:<9} {counts}"]
-        text += [f"    {row.detail}"] if row.detail else []
-        text += [f"    {p.address} {p.state} — {p.detail}" for p in row.problems]
-        lines.append((row.when, 2, text))
-    if not lines:
-        click.echo("nothing has been posted or sent yet")
-    lines.sort(key=lambda entry: (entry[0], entry[1]), reverse=True)
-    for _, _, text in lines[:most]:
-        click.echo("\n".join(text))
+        click.echo(what, err=True)
+    elif more:
+        click.echo(f"the newest {limit} shown; --limit 0 shows all", err=True)
     return EXIT_OK

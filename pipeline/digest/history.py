@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from sqlalchemy import String, cast, func, select
@@ -27,20 +28,39 @@ class Problem:
 class EditionCounts:
     id: str
     status: str
-    when: dt.datetime
+    when: dt.datetime  # naive UTC: when the edition was made
     counts: dict[str, int]
     detail: str | None
     problems: list[Problem] = field(default_factory=list)
+    digest: str = ""
 
 
-def edition_counts(engine: Engine, limit: int | None = 50) -> list[EditionCounts]:
-    """The newest editions (all if ``limit`` is None or 0), each with how many deliveries
-    are sent/failed/uncertain/… and every recipient not sent, oldest change first."""
+def edition_counts(
+    engine: Engine,
+    limit: int | None = 50,
+    *,
+    digests: Collection[str] = (),
+    since: dt.datetime | None = None,
+) -> list[EditionCounts]:
+    """The newest editions (all if ``limit`` is None or 0; only of ``digests`` if given,
+    only those made at or after ``since``, aware), each with how many deliveries are
+    sent/failed/uncertain/… and every recipient not sent, oldest change first."""
+    chosen = select(
+        editions.c.id,
+        editions.c.digest,
+        editions.c.status,
+        editions.c.created_at,
+        editions.c.detail,
+    )
+    if digests:
+        chosen = chosen.where(editions.c.digest.in_(list(digests)))
+    if since is not None:
+        chosen = chosen.where(
+            editions.c.created_at >= since.astimezone(dt.UTC).replace(tzinfo=None)
+        )
     with engine.connect() as conn:
         rows = conn.execute(
-            select(editions.c.id, editions.c.status, editions.c.created_at, editions.c.detail)
-            .order_by(editions.c.created_at.desc(), editions.c.id.desc())
-            .limit(limit or None)
+            chosen.order_by(editions.c.created_at.desc(), editions.c.id.desc()).limit(limit or None)
         ).all()
         counted: dict[str, Counter] = {row.id: Counter() for row in rows}
         problems: dict[str, list[Problem]] = {row.id: [] for row in rows}
@@ -75,7 +95,13 @@ def edition_counts(engine: Engine, limit: int | None = 50) -> list[EditionCounts
                 problems[streams[row.stream]].append(Problem(address, row.state, row.detail))
     return [
         EditionCounts(
-            row.id, row.status, row.created_at, dict(counted[row.id]), row.detail, problems[row.id]
+            row.id,
+            row.status,
+            row.created_at,
+            dict(counted[row.id]),
+            row.detail,
+            problems[row.id],
+            row.digest,
         )
         for row in rows
     ]

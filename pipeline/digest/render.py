@@ -2,9 +2,21 @@
 
 ``render_edition`` fills ``digest.mjml.j2`` (autoescaped) and compiles the MJML to HTML
 once; the text part comes from ``digest.txt.j2``, written for reading, not converted from
-the HTML. What differs per subscriber is left as tokens (``PLACEHOLDERS``) and blocks
-(``%%IF_NAME%%…%%ELSE%%…%%END%%``, ``%%IF_VIEW_URL%%…%%END%%``) that ``personalise``
-fills by string replacement, so thousands of recipients never recompile MJML.
+the HTML. What differs per subscriber is left as tokens (``ph.name``, ``ph.view_url``,
+``ph.unsubscribe_url``) and blocks (``ph.if_name``…``ph.else``…``ph.end``,
+``ph.if_view_url``…``ph.end``) that ``personalise`` fills by string replacement, so
+thousands of recipients never recompile MJML.
+
+Content (titles, summaries, names, URLs from any source) must never be read as a
+placeholder: an article titled ``%%IF_NAME%%`` would otherwise swallow the footer and
+its unsubscribe link. So each rendering draws a random key, every placeholder carries
+it (``%%NAME.<key>%%``), and the key is sealed onto the end of both documents
+(``<!--personalise:<key>-->``), where no content can be. ``personalise`` fills only
+the tokens with that key and removes the seal; content is left exactly as written,
+``%%NAME%%`` included. Documents stored without a seal (editions rendered before keys
+existed) are filled the old way, so an edition half-sent across an upgrade still
+carries its unsubscribe links.
+
 ``check_template`` renders a realistic sample edition and reports template mistakes
 (Jinja syntax, MJML markup, misspelt ``mj-*`` tags) with file and line.
 """
@@ -13,8 +25,10 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import html
 import re
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,21 +42,16 @@ from pipeline.errors import ConfigError, Problem, display_path
 from pipeline.model import Article, Translation
 from pipeline.settings import SiteSettings
 from pipeline.settings.email import DigestSettings
-from pipeline.templating import load_template
+from pipeline.templating import find_template, load_template, packaged_folder
 from pipeline.text import excerpt
 
-PLACEHOLDERS = {
-    "unsubscribe_url": "%%UNSUBSCRIBE_URL%%",
-    "name": "%%NAME%%",
-    "view_url": "%%VIEW_URL%%",
-}
-BLOCKS = {"if_name": "%%IF_NAME%%", "if_view_url": "%%IF_VIEW_URL%%"}
-BLOCKS |= {"else": "%%ELSE%%", "end": "%%END%%"}
-_BLOCK = re.compile(r"%%IF_(NAME|VIEW_URL)%%(.*?)(?:%%ELSE%%(.*?))?%%END%%", re.DOTALL)
-_TOKEN = re.compile(r"%%(UNSUBSCRIBE_URL|NAME|VIEW_URL)%%")
+TOKENS = ("UNSUBSCRIBE_URL", "NAME", "VIEW_URL")  # filled with the subscriber's values
+CONDITIONS = ("NAME", "VIEW_URL")  # %%IF_…%% blocks: kept when the value is not empty
+SEAL = "<!--personalise:"  # + key + "-->" ends every rendered document
+_KEY = re.compile(r"[0-9a-f]{32}")
 GMAIL_CLIP_BYTES = 102 * 1024
 _HINT = "check that every tag is closed and that a literal < is written &lt;"
-DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "digest.mjml.j2"
+DEFAULT_TEMPLATE = packaged_folder() / "digest.mjml.j2"
 _MJ = """head body attributes all class breakpoint font html-attributes html-attribute selector
 preview style title include raw section column group wrapper hero text image button divider
 spacer table social social-element navbar navbar-link accordion accordion-element
@@ -63,12 +72,14 @@ class RenderedEdition:
 
 
 def template_paths(digest: DigestSettings) -> tuple[Path, Path]:
-    """The MJML template and its text twin (``x.mjml.j2`` → ``x.txt.j2``); a custom
-    MJML template without a text twin shares the default text template."""
-    mjml_path = digest.template or DEFAULT_TEMPLATE
+    """The MJML template and its text twin (``x.mjml.j2`` → ``x.txt.j2``) as files: the
+    project's own, else the packaged ones; a custom MJML template without a text twin
+    shares the default text template."""
+    wanted = digest.template or DEFAULT_TEMPLATE
+    mjml_path = find_template(wanted) or wanted  # the project's own, else the packaged one
     stem = mjml_path.name.removesuffix(".j2").removesuffix(".mjml")
     text_path = mjml_path.with_name(stem + ".txt.j2")
-    if not text_path.exists():
+    if find_template(text_path) is None:
         text_path = DEFAULT_TEMPLATE.with_name("digest.txt.j2")
     return mjml_path, text_path
 
@@ -78,7 +89,8 @@ def render_edition(
 ) -> RenderedEdition:
     """One edition, compiled once; per-subscriber parts are still placeholders."""
     mjml_path, text_path = template_paths(digest)
-    values = _values(digest, site, articles)
+    key = secrets.token_hex(16)  # drawn after the content exists: it cannot contain it
+    values = _values(digest, site, articles, key)
     source = _render(_load(mjml_path, autoescape=True), values)
     try:
         compiled = mjml2html(source, disable_comments=True, fonts={})
@@ -88,26 +100,55 @@ def render_edition(
             problems or [Problem(display_path(mjml_path), None, None, f"MJML error: {exc}", _HINT)]
         ) from None
     text = _tidy(_render(_load(text_path, autoescape=False), values))
-    rendered = RenderedEdition(values["subject"], values["preheader"], compiled, text)
+    seal = f"{SEAL}{key}-->"
+    rendered = RenderedEdition(values["subject"], values["preheader"], compiled + seal, text + seal)
     return replace(rendered, warnings=tuple(_warnings(rendered)))
+
+
+def placeholders(key: str) -> dict[str, str]:
+    """What the templates write as ``ph.*``: each token and block marker with this
+    rendering's key (``ph.name`` → ``%%NAME.<key>%%``)."""
+    names = {name.lower(): name for name in TOKENS}
+    names |= {f"if_{name.lower()}": f"IF_{name}" for name in CONDITIONS}
+    names |= {"else": "ELSE", "end": "END"}
+    return {field: f"%%{marker}.{key}%%" for field, marker in names.items()}
 
 
 def personalise(
     rendered: RenderedEdition, *, unsubscribe_url: str, name: str, view_url: str | None
 ) -> tuple[str, str]:
     """(html, text) for one subscriber: values escaped in the HTML, raw in the text.
-    An empty name takes the greeting without a name; no view_url drops that link."""
+    An empty name takes the greeting without a name; no view_url drops that link.
+    Only the tokens carrying the document's key are filled (see the module's doc)."""
     name = " ".join(name.split())
     present = {"NAME": bool(name), "VIEW_URL": bool(view_url)}
     values = {"UNSUBSCRIBE_URL": unsubscribe_url, "NAME": name, "VIEW_URL": view_url or ""}
 
     def fill(document: str, escape: Callable[[str], str]) -> str:
-        document = _BLOCK.sub(
-            lambda m: m.group(2) if present[m.group(1)] else (m.group(3) or ""), document
-        )
-        return _TOKEN.sub(lambda m: escape(values[m.group(1)]), document)  # one pass
+        body, key = _unseal(document)
+        block, token = _patterns(key)
+        body = block.sub(lambda m: m.group(2) if present[m.group(1)] else (m.group(3) or ""), body)
+        return token.sub(lambda m: escape(values[m.group(1)]), body)  # one pass
 
     return fill(rendered.html, lambda v: html.escape(v, quote=True)), fill(rendered.text, str)
+
+
+def _unseal(document: str) -> tuple[str, str | None]:
+    """(the document without its seal, its key), or (document, None) if unsealed. Only
+    the very end counts: content is always before it."""
+    body, seal, tail = document.rpartition(SEAL)
+    if seal and tail.endswith("-->") and _KEY.fullmatch(tail[:-3]):
+        return body, tail[:-3]
+    return document, None
+
+
+@functools.lru_cache(maxsize=64)
+def _patterns(key: str | None) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """The block and token patterns of one key (None: the unkeyed tokens of old editions)."""
+    k = "" if key is None else re.escape(f".{key}")
+    block = rf"%%IF_({'|'.join(CONDITIONS)}){k}%%(.*?)(?:%%ELSE{k}%%(.*?))?%%END{k}%%"
+    token = rf"%%({'|'.join(TOKENS)}){k}%%"
+    return re.compile(block, re.DOTALL), re.compile(token)
 
 
 def check_template(digest: DigestSettings, site: SiteSettings) -> list[str]:
@@ -211,13 +252,14 @@ _SAMPLES = {
 
 
 def _values(
-    digest: DigestSettings, site: SiteSettings, articles: Sequence[Article]
+    digest: DigestSettings, site: SiteSettings, articles: Sequence[Article], key: str
 ) -> dict[str, Any]:
     """What the templates see (listed at the top of templates/digest.mjml.j2)."""
     language = digest.language
     newest = max(articles, key=lambda a: a.published, default=None)
     count_key = "intro_one" if len(articles) == 1 else "intro_many"
-    names = {"site": site.name, "digest": digest.title, "name": PLACEHOLDERS["name"]}
+    ph = placeholders(key)
+    names = {"site": site.name, "digest": digest.title, "name": ph["name"]}
     t = i18n.words(language, count=len(articles), **names)
     items = [_item(a, i, language, site.timezone) for i, a in enumerate(articles)]
     return {
@@ -227,7 +269,7 @@ def _values(
         "subject": digest.title,
         "preheader": digest.preheader or (newest.title if newest else digest.title),
         "t": {**t, "intro": t[count_key]},
-        "ph": {**PLACEHOLDERS, **BLOCKS},
+        "ph": ph,
         "items": items,
     }
 
@@ -276,16 +318,25 @@ def _tidy(text: str) -> str:
 
 
 def _warnings(rendered: RenderedEdition) -> list[str]:
-    html_part, _ = personalise(
+    unsubscribe = "https://example.org/unsubscribe?token=" + "x" * 160
+    html_part, text_part = personalise(
         rendered,
-        unsubscribe_url="https://example.org/unsubscribe?token=" + "x" * 160,
+        unsubscribe_url=unsubscribe,
         name="Subscriber Name",
         view_url="https://example.org/digests/weekly/2026-11-23T09:00+05:45",
     )
-    size = len(html_part.encode("utf-8"))
-    if size <= GMAIL_CLIP_BYTES:
-        return []
-    return [
-        f"the HTML is {size / 1024:.0f} KB; Gmail clips messages over 102 KB and hides the "
-        "rest, unsubscribe link included — lower max_items or simplify the template"
+    warnings = [
+        # Placeholders are only what the templates write as {{ ph.… }}: a literal
+        # %%UNSUBSCRIBE_URL%% (or none at all) leaves readers without the link.
+        f"the {part} part has no unsubscribe link: write {{{{ ph.unsubscribe_url }}}} "
+        "in its template"
+        for part, document in (("HTML", html_part), ("text", text_part))
+        if unsubscribe not in document
     ]
+    size = len(html_part.encode("utf-8"))
+    if size > GMAIL_CLIP_BYTES:
+        warnings.append(
+            f"the HTML is {size / 1024:.0f} KB; Gmail clips messages over 102 KB and hides "
+            "the rest, unsubscribe link included — lower max_items or simplify the template"
+        )
+    return warnings

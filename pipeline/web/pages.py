@@ -3,16 +3,14 @@ reader's language, with headers that keep tokens and pages where they belong."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from starlette.responses import HTMLResponse
 
 from pipeline import i18n
 from pipeline.settings import Settings
-from pipeline.templating import load_template
+from pipeline.templating import TEMPLATES, load_template
 
-DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "web" / "page.html.j2"
 # No scripts at all; styles inline; forms post only here; never framed elsewhere; and
 # no Referer, so a token in the address never leaks to another site.
 PAGE_HEADERS = {
@@ -27,8 +25,9 @@ PAGE_HEADERS = {
 class Pages:
     def __init__(self, settings: Settings):
         self.settings = settings
-        own = settings.root / "templates" / "web" / "page.html.j2"
-        self.template = load_template(own if own.exists() else DEFAULT_TEMPLATE, autoescape=True)
+        # The project's templates/web/page.html.j2 if it has one, else the packaged page.
+        page = settings.root / TEMPLATES / "web" / "page.html.j2"
+        self.template = load_template(page, autoescape=True)
 
     def offered_languages(self) -> dict[str, str]:
         """Languages a subscriber can choose: the site's and each digest's, by own name."""

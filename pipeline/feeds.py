@@ -18,7 +18,7 @@ import stat
 import tempfile
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -98,23 +98,25 @@ def plan_feeds(site: SiteSettings, feeds: FeedSettings) -> list[PlannedFeed]:
     (Settings already refuse two extra feeds that would share a folder.)"""
     # Settings may be written as IRIs (https://例子.广告); feeds carry URIs only.
     base = as_uri((feeds.url or f"{site.url}/feeds").rstrip("/"))
-    common = {"home_url": as_uri(site.url), "author": site.name, "logo": site.logo}
-    planned = [
-        PlannedFeed(
-            FeedSpec(site.name, site.name, site.language, base_url=base, **common),
-            feeds.output,
-            {"language": None, "section": None, "tag": None},
-        )
-    ]
+    main = FeedSpec(
+        site.name,
+        site.name,
+        site.language,
+        home_url=as_uri(site.url),
+        base_url=base,
+        author=site.name,
+        logo=site.logo,
+    )
+    planned = [PlannedFeed(main, feeds.output, {"language": None, "section": None, "tag": None})]
     for extra in feeds.extra:
         slug = extra.slug()
         title = extra.title or f"{site.name} — {extra.label()}"
-        spec = FeedSpec(
-            title,
-            title,
-            extra.language or site.language,
+        spec = replace(
+            main,
+            title=title,
+            description=title,
+            language=extra.language or site.language,
             base_url=f"{base}/{quote(slug, safe='/')}",
-            **common,
         )
         filters = {"language": extra.language, "section": extra.section, "tag": extra.tag}
         planned.append(PlannedFeed(spec, feeds.output / slug, filters))
@@ -182,16 +184,17 @@ def _entries(fmt: str, data: bytes) -> dict[str, str]:
     root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
     if fmt == "atom":
         ns = {"a": "http://www.w3.org/2005/Atom"}
-        found = {}
+        found: dict[str, str] = {}
         for entry in root.iterfind("a:entry", ns):
             link = entry.xpath("string(a:link[@rel='alternate'][1]/@href)", namespaces=ns)
-            if entry.findtext("a:id", namespaces=ns) and link:
-                found[link] = entry.findtext("a:id", namespaces=ns)
+            guid = entry.findtext("a:id", namespaces=ns)
+            if guid and link:
+                found[str(link)] = guid
         return found
     return {
-        item.findtext("link"): item.findtext("guid")
+        link: guid
         for item in root.iterfind("channel/item")
-        if item.findtext("link") and item.findtext("guid")
+        if (link := item.findtext("link")) and (guid := item.findtext("guid"))
     }
 
 
@@ -264,9 +267,13 @@ class _EntryExtension(BaseEntryExtension):
       ``links`` holds every link (see ``_atom_links``), and ``extend_atom`` gives
       feedgen's elements their attributes back and adds the others after them.
     * ``xml:lang`` on each Atom entry, since a feed may mix languages.
-    * ``media:title`` / ``media:description`` (the image's alt text) inside
-      ``media:content``; at item level feedparser would mistake them for the entry's
-      title and summary.
+    * ``media:title`` (the image's alt text) inside ``media:content``; at item level
+      feedparser would take it for the entry's title. No ``media:description``: even
+      inside ``media:content`` feedparser files it as the entry's ``summary_detail``,
+      so readers using it showed the alt text as the summary.
+    * RSS ``<title>`` as escaped HTML, like ``<description>``: feedparser and SimplePie
+      read a title holding a closing tag or an entity as HTML (``<b>x</b>`` showed bold,
+      ``&amp;`` as ``&``); escaped, every title shows as written.
     """
 
     def __init__(self) -> None:
@@ -295,15 +302,16 @@ class _EntryExtension(BaseEntryExtension):
         return self._image_text(entry)
 
     def extend_rss(self, item: etree._Element) -> etree._Element:
+        title = item.find("title")
+        if title is not None and title.text:
+            title.text = html.escape(title.text, quote=False)
         return self._image_text(item)
 
     def _image_text(self, element: etree._Element) -> etree._Element:
         content = element.find(f"{{{MEDIA_NS}}}content")
         if self.image_alt and content is not None:
-            for name in ("title", "description"):
-                etree.SubElement(
-                    content, f"{{{MEDIA_NS}}}{name}", type="plain"
-                ).text = self.image_alt
+            alt = etree.SubElement(content, f"{{{MEDIA_NS}}}title", type="plain")
+            alt.text = self.image_alt
         return element
 
 

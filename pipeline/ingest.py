@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from pipeline.errors import Problem, SourceUnavailable, StoreError
-from pipeline.schema import article_tags, articles
+from pipeline.schema import article_tags, articles, width
 from pipeline.sources import Item, Scan, Source
 from pipeline.sources.build import in_range, one_line, shorten
 from pipeline.store import ApplyReport, Store, permanent_id
@@ -123,13 +123,13 @@ def _unstorable(item: Item, site_url: str) -> str | None:
         "section": article.section,
         "translation_of": article.translation_of,
     }
-    texts = [(name, value, articles.c[name].type.length) for name, value in columns.items()]
-    limit = article_tags.c.tag_key.type.length
+    texts = [(name, value, width(articles.c[name])) for name, value in columns.items()]
+    limit = width(article_tags.c.tag_key)
     texts += [("tag", tag.lower(), limit) for tag in article.tags]
     for name, value, length in texts:
         if value is None:
             continue
-        if length and len(value) > length:
+        if len(value) > length:
             return f"its {name} is {len(value):,} characters long; at most {length:,} can be stored"
         if "\x00" in value:
             return f"its {name} contains a NUL character"

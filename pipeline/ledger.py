@@ -26,11 +26,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -403,10 +403,14 @@ class Ledger:
 def _insert_unless_present(dialect: str, values: dict) -> Any:
     """INSERT … ON CONFLICT DO NOTHING where the database has it (no exception, so it
     can share a transaction), else None."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    # Two unrelated Insert classes, each with its own on_conflict_do_nothing.
+    dialect_insert: Callable[[Table], sqlite.Insert | postgresql.Insert]
     if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        dialect_insert = sqlite.insert
     elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        dialect_insert = postgresql.insert
     else:
         return None
     return (

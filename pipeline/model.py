@@ -12,17 +12,17 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from pipeline.schema import article_tags, articles
+from pipeline.schema import article_tags, articles, width
 from pipeline.urls import UnsafeURL, as_uri, safe_link
 
 # The widths of the state store's columns. PostgreSQL refuses a longer value, failing the
 # whole source's transaction; SQLite keeps it. A source building an Article learns of it
 # at once, as a ValueError it reports against the one file or entry.
 LIMITS: dict[str, int] = {
-    name: articles.c[name].type.length
+    name: width(articles.c[name])
     for name in ("id", "source", "language", "section", "translation_of")
 }
-TAG_LIMIT: int = article_tags.c.tag_key.type.length
+TAG_LIMIT: int = width(article_tags.c.tag_key)
 
 
 class Translation(BaseModel):

@@ -269,7 +269,7 @@ class Poster:
                 self._record(stream, Settlement(item, UNCERTAIN, detail), report)
             else:
                 entry = self.ledger.entries(stream, [item]).get(item)
-                report.pending.append((item, entry.detail if entry else job.reason))
+                report.pending.append((item, (entry.detail if entry else None) or job.reason))
 
     def _pending(self, job: _Retry, reason: str, retry_after: float | None = None) -> Settlement:
         assert job.claim is not None

@@ -136,7 +136,7 @@ class RunLog:
 
     def start(self, schedule: str, action: str, scheduled_for: dt.datetime) -> int:
         with self.engine.begin() as conn:
-            return conn.execute(
+            key = conn.execute(
                 insert(runs).values(
                     schedule=schedule,
                     action=action,
@@ -146,7 +146,9 @@ class RunLog:
                     counts="{}",
                     owner=this_process(),
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+        assert key is not None  # None only for executemany(); this inserts one row
+        return int(key[0])
 
     def finish(
         self, run_id: int, outcome: str, counts: dict[str, int], detail: str | None = None

@@ -345,8 +345,8 @@ class Scheduler:
                 len(results) < len(schedule.action.steps()) or schedule.action.kind == "digest"
             ):
                 outcome = STOPPED
-            detail = "\n".join(notes + problems) or None
-            self.runs.finish(run_id, outcome, counts, detail)
+            summary = "\n".join(notes + problems) or None
+            self.runs.finish(run_id, outcome, counts, summary)
             log = self.log.info if outcome == OK else self.log.warning
             log("run finished", extra=event("run.finished", **fields, outcome=outcome, **counts))
             for problem in problems:

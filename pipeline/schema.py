@@ -10,6 +10,8 @@ history and permanent ids survive.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     Boolean,
     Column,
@@ -173,3 +175,12 @@ locks = Table(
     Column("owner", String(300), nullable=False),
     Column("expires_at", DateTime, nullable=False),  # UTC; renewed while the holder runs
 )
+
+
+def width(column: Column[Any]) -> int:
+    """The most characters a ``String(n)`` column stores: PostgreSQL refuses a longer
+    value (failing the whole transaction), so values are checked against it first."""
+    length = column.type.length if isinstance(column.type, String) else None
+    if length is None:
+        raise TypeError(f"column {column} has no width: it is not a String(n)")
+    return length

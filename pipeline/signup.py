@@ -47,7 +47,10 @@ WINDOW = 24 * 3600.0
 COUNTS = "signup:confirmations:"
 PRUNE_EVERY = 3600.0
 # Databases with INSERT … ON CONFLICT DO UPDATE, one statement whichever way it goes.
-UPSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+UPSERTS: dict[str, Callable[[Table], sqlite.Insert | postgresql.Insert]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
 
 
 def offered_topics(settings: Settings) -> tuple[str, ...]:

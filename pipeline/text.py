@@ -89,7 +89,8 @@ class _LinkCollector:
     def __init__(self) -> None:
         self.found: list[tuple[str, str]] = []
 
-    def start(self, tag: str, attrib: dict[str, str]) -> None:
+    def start(self, tag: str, attrib: dict[str, str], nsmap: object = None) -> None:
+        # ``nsmap``: as in _TextCollector.start, lxml may pass it.
         for link_tag, attribute in _LINKS:
             if tag == link_tag and attribute in attrib:
                 self.found.append((tag, attrib[attribute]))
@@ -103,7 +104,10 @@ def _refused_links(html: str, base_url: str | None) -> list[tuple[str, str]]:
     silently, so they are found with a parse of their own."""
     if "href" not in html and "src" not in html:
         return []
-    parser = etree.HTMLParser(target=_LinkCollector(), recover=True, no_network=True)
+    # lxml calls only the methods a target has; the types-lxml stubs demand all of them
+    parser = etree.HTMLParser(  # type: ignore[call-overload]
+        target=_LinkCollector(), recover=True, no_network=True
+    )
     parser.feed(html)
     found: list[tuple[str, str]] = parser.close()
     return [(tag, v) for tag, v in found if _body_link(v, base_url, mailto=tag == "a") is None]
@@ -229,7 +233,10 @@ def html_to_text(html: str) -> str:
     treats malformed markup as a browser would, so ``a < b`` stays text. No-break spaces
     collapse like other spaces.
     """
-    parser = etree.HTMLParser(target=_TextCollector(), recover=True, no_network=True)
+    # lxml calls only the methods a target has; the types-lxml stubs demand all of them
+    parser = etree.HTMLParser(  # type: ignore[call-overload]
+        target=_TextCollector(), recover=True, no_network=True
+    )
     parser.feed(_SURROGATE.sub("\ufffd", html))
     raw: str = parser.close()
     lines = (_LINE_SPACE_RUN.sub(" ", line).strip() for line in raw.split("\n"))
@@ -300,7 +307,8 @@ def _one_line(text: str, end: int) -> str:
     """``text[:end]`` as an excerpt shows it: whitespace runs become ``_gap``s, decided
     with the text after ``end`` in view (only a run reaching ``end`` may come out
     otherwise than in the whole text)."""
-    parts, done = [], 0
+    parts: list[str] = []
+    done = 0
     for run in _SPACE_RUN.finditer(text, 0, end):
         parts += (text[done : run.start()], _gap(text, run.start(), run.end()))
         done = run.end()

@@ -278,7 +278,8 @@ def test_lead_image_as_media_rss_and_json_image():
         entry = rss_item(data, EN) if root.tag == "rss" else atom_entry(data, EN)
         content = entry.find(f"{MEDIA}content")
         assert (content.get("url"), content.get("medium")) == (image, "image")
-        assert content.findtext(f"{MEDIA}description") == EN.image_alt
+        # No media:description: feedparser files it as the entry's summary_detail.
+        assert content.find(f"{MEDIA}description") is None
         assert content.findtext(f"{MEDIA}title") == EN.image_alt
         assert entry.find(f"{MEDIA}thumbnail").get("url") == image
         parsed = feedparser.parse(data).entries[1]
@@ -286,6 +287,7 @@ def test_lead_image_as_media_rss_and_json_image():
         assert parsed.media_thumbnail[0]["url"] == image
         # media:title/description must not be taken for the entry's own title/summary
         assert (parsed.title, html.unescape(parsed.summary)) == (EN.title, EN.summary)
+        assert html.unescape(parsed.summary_detail.value) == EN.summary
     assert json_item(render_json(SPEC, ARTICLES), EN)["image"] == image
     assert "image" not in json_item(render_json(SPEC, ARTICLES), ZH)
     assert rss_item(render_rss(SPEC, ARTICLES), ZH).find(f"{MEDIA}content") is None

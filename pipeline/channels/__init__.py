@@ -20,7 +20,7 @@ import requests
 
 from pipeline.model import Article
 from pipeline.settings import SiteSettings
-from pipeline.settings.channels import ChannelOptions
+from pipeline.settings.channels import ChannelOptions, ChannelSettings
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def channel_types() -> dict[str, Any]:
 
 
 def build_channels(
-    configured: Mapping[str, ChannelOptions], context: ChannelContext
+    configured: Mapping[str, ChannelSettings], context: ChannelContext
 ) -> dict[str, Channel]:
     """Instantiate every configured channel."""
     registry = channel_types()

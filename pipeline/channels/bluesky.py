@@ -184,13 +184,15 @@ class BlueskyChannel(ChannelBase[BlueskyOptions]):
 
     def _current(self) -> dict[str, str]:
         """The session: this instance's, else the stored one, else a new one."""
-        if self._session is None:
+        session = self._session
+        if session is None:
             stored = self.context.memory.value(self.memory_key)
             if stored.get("accessJwt") and stored.get("login") == self.login:
-                self._use(stored)
+                session = stored
+                self._use(session)
             else:
-                self._session = self._create()
-        return self._session
+                session = self._session = self._create()
+        return session
 
     def _create(self) -> dict[str, str]:
         if self._login_failure is not None:  # never hammer a rate-limited endpoint

@@ -73,12 +73,15 @@ def fit(
         except jinja2.TemplateError as exc:
             raise PermanentFailure(f"template {template.name}: {exc}") from exc
 
+    def render_cut(name: str) -> Callable[[str], str]:
+        return lambda cut: render(**{name: cut})
+
     text = render()
     if limit is None or measure(text) <= limit:
         return text
     for name in ("summary", "title"):
         original = str(values.get(name) or "")
-        best = _longest_fitting(original, lambda cut, n=name: render(**{n: cut}), limit, measure)
+        best = _longest_fitting(original, render_cut(name), limit, measure)
         if best is not None:
             return best
         values[name] = ""  # not even a word of it fits: drop it, then shorten the next

@@ -58,6 +58,7 @@ def request(
     follow = follow_redirects and method.upper() in _REDIRECT_SAFE and not _credentialed(kwargs)
     # Failures are raised "from None": the requests error's text holds the full URL,
     # and for Telegram and every webhook the URL is the secret.
+    failure: TemporaryFailure | None
     try:
         response = http.request(method, url, timeout=timeout, allow_redirects=follow, **kwargs)
     except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
@@ -82,7 +83,7 @@ def request(
     if failure is not None:
         raise failure from None
     status = response.status_code
-    answer = {"status": status, "response": response}
+    answer: dict[str, Any] = {"status": status, "response": response}
     if status == 429 or status >= 500:
         raise TemporaryFailure(
             f"{service} answered {status}: {reason(response, redact)}",

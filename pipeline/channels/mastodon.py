@@ -22,8 +22,9 @@ import requests
 
 from pipeline.channels import ChannelContext, Post, Receipt
 from pipeline.channels.base import ChannelBase
+from pipeline.channels.compose import fit, template_values
 from pipeline.channels.http import request
-from pipeline.channels.mastodon_length import status_length
+from pipeline.channels.mastodon_length import status_length, urls
 from pipeline.errors import DeliveryFailed, PermanentFailure, TemporaryFailure
 from pipeline.model import Article
 from pipeline.redact import shown_url
@@ -132,7 +133,9 @@ class MastodonChannel(ChannelBase[MastodonOptions]):
         def measure(text: str) -> int:
             return status_length(text, per_url)
 
-        text = self.text(article, limit=limit, measure=measure)
+        # The template's {{ url }} as Mastodon will link it whole (see ``linkable``).
+        values = {**template_values(article, self.context.site.name), "url": linkable(article.url)}
+        text = fit(self.template, values, limit=limit, measure=measure)
         body = {
             "status": text,
             "visibility": self.options.visibility,
@@ -252,6 +255,21 @@ class MastodonChannel(ChannelBase[MastodonOptions]):
             raise TemporaryFailure(
                 f"{SERVICE}: {type(exc).__name__}", unknown_outcome=True
             ) from exc
+
+
+def linkable(url: str) -> str:
+    """``url`` written so that Mastodon links all of it. Mastodon's URL rule ends a link
+    at an unbalanced parenthesis and leaves a final ``.``, ``!``, ``)``… out of it, so
+    ``https://x.org/a)b/`` would link ``https://x.org/a``, another page. Each character
+    where its link would end is percent-encoded (``)`` → ``%29``), which servers read as
+    the same path. A URL Mastodon links nowhere (an unknown top-level domain) stays."""
+    for _ in range(len(url)):
+        found = next((entity for entity in urls(url) if entity.start == 0), None)
+        if found is None or found.end >= len(url):
+            break
+        cut = "".join(f"%{byte:02X}" for byte in url[found.end].encode("utf-8"))
+        url = url[: found.end] + cut + url[found.end + 1 :]
+    return url
 
 
 def _json(response: requests.Response) -> Any:

@@ -23,6 +23,16 @@ from sqlalchemy import select
 
 from pipeline.cli.app import EXIT_OK, EXIT_PARTIAL, Project, command, main, pass_project
 from pipeline.schema import subscribers
+from pipeline.settings.channels import (
+    BlueskyOptions,
+    DiscordOptions,
+    FileOptions,
+    MastodonOptions,
+    SlackOptions,
+    TeamsOptions,
+    TelegramOptions,
+    WebhookOptions,
+)
 
 POST, MAIL = "post:", "mail:"
 
@@ -190,19 +200,20 @@ def _addresses(engine: Any, ids: set[int]) -> dict[str, str]:
 def _post_check(project: Project, channel: str, url: str, key: str | None) -> str:
     """Where a person looks to see whether a post went out, by network."""
     options = project.settings.channels.get(channel)
-    kind = options.type if options is not None else None
-    if kind == "mastodon":
-        return f"look in the Mastodon account on {options.instance} for a post of {url}"
-    if kind == "bluesky":
-        return f"look in the Bluesky account {options.handle} for a post of {url}"
-    if kind in ("slack", "discord", "teams"):
-        return f"look in the {kind.title()} channel the webhook posts to for a message about {url}"
-    if kind == "telegram":
-        return f"look in the Telegram chat {options.chat_id} for a message about {url}"
-    if kind == "webhook":
-        return f"ask the receiver of {options.url} whether it got Idempotency-Key {key}"
-    if kind == "file":
-        return f"look in {options.path} for a line with {url}"
+    match options:
+        case MastodonOptions():
+            return f"look in the Mastodon account on {options.instance} for a post of {url}"
+        case BlueskyOptions():
+            return f"look in the Bluesky account {options.handle} for a post of {url}"
+        case SlackOptions() | DiscordOptions() | TeamsOptions():
+            kind = options.type.title()
+            return f"look in the {kind} channel the webhook posts to for a message about {url}"
+        case TelegramOptions():
+            return f"look in the Telegram chat {options.chat_id} for a message about {url}"
+        case WebhookOptions():
+            return f"ask the receiver of {options.url} whether it got Idempotency-Key {key}"
+        case FileOptions():
+            return f"look in {options.path} for a line with {url}"
     return f"look wherever channel {channel} posted for {url} (it is no longer configured)"
 
 

@@ -56,8 +56,9 @@ def digest_preview(project: Project, name: str, out_dir: Path | None) -> int:
         edition = Edition(f"{name}@preview", name, digests.clock(), "preview", (), rendered)
         message = digests.message(edition, settings.digests[name], sample, "preview-secret")
     out.mkdir(parents=True, exist_ok=True)
-    html = message.get_body(("html",)).get_content()
-    text = message.get_body(("plain",)).get_content()
+    html_part, text_part = message.get_body(("html",)), message.get_body(("plain",))
+    assert html_part is not None and text_part is not None  # Digests.message writes both
+    html, text = html_part.get_content(), text_part.get_content()
     (out / f"{name}.html").write_text(html, encoding="utf-8")
     (out / f"{name}.txt").write_text(text, encoding="utf-8")
     (out / f"{name}.eml").write_bytes(wire_bytes(message))
@@ -82,10 +83,11 @@ def digest_send(project: Project, name: str, dry_run: bool) -> int:
 
     settings = project.settings
     _known_digest(settings, name)
-    assert settings.email is not None
+    email = settings.email
+    assert email is not None
     with project.store() as store:
         digests = Digests(
-            settings, store, transport=lambda: open_transport(settings.email), sleep=time.sleep
+            settings, store, transport=lambda: open_transport(email), sleep=time.sleep
         )
         if dry_run:
             rendered, articles = digests.preview(name)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 from mjml import mjml2html
 
 from pipeline import i18n
@@ -91,7 +92,7 @@ def render_edition(
     mjml_path, text_path = template_paths(digest)
     key = secrets.token_hex(16)  # drawn after the content exists: it cannot contain it
     values = _values(digest, site, articles, key)
-    source = _render(_load(mjml_path, autoescape=True), values)
+    source = _render(_load(mjml_path, autoescape=True), _mjml_values(values))
     try:
         compiled = mjml2html(source, disable_comments=True, fonts={})
     except ValueError as exc:  # mrml's only error type; it gives no position
@@ -172,7 +173,9 @@ def markup_problems(path: Path) -> list[Problem]:
     """Unknown ``mj-*`` tags, unclosed or stray tags and bare ``<`` in an MJML template
     (Jinja tags blanked out, so the lines are the template's own)."""
     source = _JINJA.sub(lambda m: re.sub(r"[^\n]", " ", m.group()), path.read_text("utf-8"))
-    shown, problems, stack = display_path(path), [], []
+    shown = display_path(path)
+    problems: list[Problem] = []
+    stack: list[tuple[str, int]] = []  # the open tags and where each opened
 
     def problem(at: int, message: str, hint: str = "") -> None:
         problems.append(Problem(shown, source.count("\n", 0, at) + 1, None, message, hint))
@@ -291,6 +294,26 @@ def _item(article: Article, index: int, language: str, timezone: str) -> dict[st
             for other in article.translations
         ],
     }
+
+
+# mrml writes attribute values the way Rust debug-prints a string: a backslash doubled, a
+# line break as "\n", a combining accent, a zero-width joiner or a no-break space as
+# "\u{…}". Character references pass through untouched and mail clients read them as the
+# character, so these characters go to MJML as references.
+_MRML_MANGLED = re.compile(r"[^\x20-\x5b\x5d-\x7e]")
+
+
+def _mjml_values(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` for the MJML template: each item's ``image_alt`` (the article text the
+    template puts in an attribute) escaped so that mrml leaves it as written. The text
+    template gets it as is."""
+
+    def attribute(text: str) -> Markup:
+        escaped = html.escape(text, quote=True)
+        return Markup(_MRML_MANGLED.sub(lambda m: f"&#{ord(m[0])};", escaped))
+
+    items = [{**item, "image_alt": attribute(item["image_alt"])} for item in values["items"]]
+    return {**values, "items": items}
 
 
 def _load(path: Path, *, autoescape: bool) -> jinja2.Template:

@@ -39,7 +39,7 @@ class Strict(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def __repr_args__(self):  # type: ignore[override]
+    def __repr_args__(self):
         fields = type(self).model_fields
         for name, value in super().__repr_args__():
             secret = name in fields and is_secret(fields[name]) and value

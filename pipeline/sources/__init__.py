@@ -9,9 +9,9 @@ items it did not list are gone). The registry maps a config ``type`` to its clas
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, assert_never
 
 import requests
 
@@ -55,20 +55,26 @@ class Source(Protocol):
         ...
 
 
-SourceFactory = Callable[[SourceSettings, SiteSettings, requests.Session], Source]
-
-
 def build_sources(
     configured: tuple[SourceSettings, ...], site: SiteSettings, http: requests.Session
 ) -> list[Source]:
-    """Instantiate every configured source; imports stay here so startup does no work."""
+    """Instantiate every configured source."""
+    return [_build(settings, site, http) for settings in configured]
+
+
+def _build(settings: SourceSettings, site: SiteSettings, http: requests.Session) -> Source:
+    # One case per config ``type``: each class takes only its own settings, and the type
+    # checker sees a new settings class without a case here (assert_never). The imports
+    # stay here so that startup does no work.
     from pipeline.sources.feed import FeedSource
     from pipeline.sources.markdown import MarkdownSource
     from pipeline.sources.wordpress import WordPressSource
 
-    registry: dict[type, SourceFactory] = {
-        MarkdownSourceSettings: lambda s, site, http: MarkdownSource(s, site),
-        FeedSourceSettings: FeedSource,
-        WordPressSourceSettings: WordPressSource,
-    }
-    return [registry[type(settings)](settings, site, http) for settings in configured]
+    match settings:
+        case MarkdownSourceSettings():
+            return MarkdownSource(settings, site)
+        case FeedSourceSettings():
+            return FeedSource(settings, site, http)
+        case WordPressSourceSettings():
+            return WordPressSource(settings, site, http)
+    assert_never(settings)

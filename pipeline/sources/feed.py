@@ -237,7 +237,7 @@ def _body(content: Mapping) -> str:
 
 
 def _utc(stamp: Any) -> dt.datetime:
-    return dt.datetime(*stamp[:6], tzinfo=dt.UTC)
+    return dt.datetime(*stamp[:6]).replace(tzinfo=dt.UTC)
 
 
 def _language(*candidates: str | None) -> str | None:

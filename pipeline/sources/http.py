@@ -80,9 +80,14 @@ class Fetched:
 
 
 class _Answer(Protocol):
-    url: str
-    status_code: int
-    reason: str | None
+    """What ``unavailable`` reads: a requests.Response or a Fetched (frozen), so read-only."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def reason(self) -> str | None: ...
 
 
 def fetch(
@@ -212,8 +217,10 @@ def _send(
     prepared = http.prepare_request(
         requests.Request("GET", url, params=params, headers=headers, auth=auth)
     )
-    environment = http.merge_environment_settings(prepared.url, {}, True, None, None)
-    response = http.get_adapter(prepared.url).send(prepared, timeout=timeout, **environment)
+    full = prepared.url  # with the query string; None only before prepare()
+    assert full is not None
+    environment = http.merge_environment_settings(full, {}, True, None, None)
+    response = http.get_adapter(full).send(prepared, timeout=timeout, **environment)
     requests.cookies.extract_cookies_to_jar(http.cookies, prepared, response.raw)
     return response
 

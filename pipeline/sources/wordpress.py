@@ -76,7 +76,7 @@ class WordPressSource:
         scan = Scan(complete=False)
         last, page = s.max_pages, 1
         while page <= last:
-            params = {
+            params: dict[str, str | int] = {
                 "per_page": PER_PAGE,
                 "page": page,
                 "orderby": "modified",

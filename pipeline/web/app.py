@@ -201,7 +201,7 @@ class _Endpoints:
         except ValueError:  # e.g. "http://[::1": not a URL, so not ours
             return False
 
-    def _problems(self, values: dict[str, str], language: str) -> list[str]:
+    def _problems(self, values: dict[str, Any], language: str) -> list[str]:
         words = i18n.words(language)
         errors = []  # the address is checked by email-validator in SignUp.request
         name = values["name"]

@@ -157,7 +157,7 @@ def test_import_warns_about_rows_no_digest_reaches_and_zh_gets_the_zh_cn_digest(
 def test_check_warns_about_active_subscribers_no_digest_reaches(project):
     root = project()
     assert "reaches them" not in invoke(root, "check").stderr  # no store yet: none made
-    assert not (root / "var" / "state.db").exists()
+    assert not (root / "var").exists()  # not even its folder
     csv = root / "people.csv"
     csv.write_text(
         "email,name,language\nanna@example.org,Anna,en\ntaipei@example.org,台北,zh-TW\n",

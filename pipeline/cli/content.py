@@ -95,17 +95,12 @@ def check(project: Project) -> int:
 def _unreached_subscribers(project: Project) -> list[str]:
     """Active subscribers no digest reaches, from a state store that exists already
     (`check` never makes one, and a store it cannot open is one warning, not a failure)."""
-    from pipeline.cli.db import missing_file
-    from pipeline.store import open_engine
+    from pipeline.store import sqlite_file_missing
     from pipeline.subscribers import SubscriberStore, unreached_message
 
     settings = project.settings
-    engine = open_engine(settings.state)
-    try:
-        if missing_file(engine):
-            return []
-    finally:
-        engine.dispose()
+    if sqlite_file_missing(settings.state):
+        return []
     try:
         with project.store() as store:
             found = SubscriberStore(store.engine).unreached(settings.digests)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import click
 from sqlalchemy import Engine
@@ -29,11 +28,11 @@ def db() -> None:
 def current_command(project: Project) -> int:
     """Show the state store's revision, and what an upgrade would apply."""
     from pipeline import migrations
-    from pipeline.store import store_location
+    from pipeline.store import sqlite_file_missing, store_location
 
     where = store_location(project.settings.state)
     with _engine(project) as engine:
-        if missing_file(engine):
+        if sqlite_file_missing(engine.url):
             click.echo(
                 f"{where}: no state store yet; it is made at revision "
                 f"{migrations.head()} when first used"
@@ -93,11 +92,3 @@ def _engine(project: Project) -> Iterator[Engine]:
         raise store_fault(exc, url) from None
     finally:
         engine.dispose()
-
-
-def missing_file(engine: Engine) -> bool:
-    """A SQLite store whose file does not exist (connecting would make an empty one)."""
-    database = engine.url.database or ""
-    if engine.dialect.name != "sqlite" or database in ("", ":memory:"):
-        return False
-    return not Path(database.removeprefix("file:")).exists()

@@ -12,11 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Collection
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-import requests
-
+from pipeline.assembly import Assembly, HttpSessions
+from pipeline.clock import Clock, system_clock
 from pipeline.settings import Settings
 from pipeline.store import Store
 from pipeline.suggest import did_you_mean
@@ -99,20 +98,20 @@ class StepResult:
 
 
 class Actions:
-    """Runs actions against one project; everything it needs is passed in."""
+    """Runs actions against one project; its stages come from an ``Assembly``."""
 
     def __init__(
         self,
         settings: Settings,
         store: Store,
         *,
-        http: Callable[[], AbstractContextManager[requests.Session]],
+        http: HttpSessions,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = system_clock,
     ):
         self.settings = settings
         self.store = store
-        self.http = http
-        self.sleep = sleep
+        self.parts = Assembly(settings, store, http=http, clock=clock, sleep=sleep)
 
     def run(
         self,
@@ -141,12 +140,8 @@ class Actions:
     def _ingest(
         self, step: Action, scheduled: dt.datetime | None, stop: Callable[[], bool]
     ) -> StepResult:
-        from pipeline.ingest import ingest
-        from pipeline.sources import build_sources
-
-        with self.http() as http:
-            sources = build_sources(self.settings.sources, self.settings.site, http)
-            report = ingest(sources, self.store)
+        with self.parts.http() as http:
+            report = self.parts.ingest(self.parts.sources(http))
         result = StepResult("ingest")
         for stored in report.stored.values():
             for kind in ("added", "updated", "removed"):
@@ -159,10 +154,9 @@ class Actions:
         self, step: Action, scheduled: dt.datetime | None, stop: Callable[[], bool]
     ) -> StepResult:
         from pipeline.errors import StorageError
-        from pipeline.feeds import write_feeds
 
         try:
-            report = write_feeds(self.store, self.settings.site, self.settings.feeds)
+            report = self.parts.write_feeds()
         except StorageError as exc:  # a cycle still posts: posting does not read the files
             return StepResult("feeds", {"written": 0}, [str(exc)])
         return StepResult("feeds", {"written": len(report.written)})
@@ -170,20 +164,10 @@ class Actions:
     def _post(
         self, step: Action, scheduled: dt.datetime | None, stop: Callable[[], bool]
     ) -> StepResult:
-        from pipeline.channels import ChannelContext, build_channels
-        from pipeline.ledger import Ledger
-        from pipeline.posting import Poster
-
-        chosen = {
-            n: o for n, o in self.settings.channels.items() if not step.args or n in step.args
-        }
         result = StepResult(str(step), {"posted": 0})
-        if not chosen:
-            return result
-        with self.http() as http:
-            context = ChannelContext(http=http, site=self.settings.site, memory=self.store)
-            poster = Poster(self.store, Ledger(self.store.engine), sleep=self.sleep)
-            reports = poster.run(build_channels(chosen, context).values())
+        with self.parts.http() as http:
+            channels = self.parts.channels(http, step.args)
+            reports = self.parts.post(channels) if channels else {}
         for name, report in reports.items():
             result.counts["posted"] += len(report.sent)
             for kind in ("failed", "pending", "uncertain"):
@@ -196,15 +180,7 @@ class Actions:
     def _digest(
         self, step: Action, scheduled: dt.datetime | None, stop: Callable[[], bool]
     ) -> StepResult:
-        from pipeline.digest.editions import Digests
-        from pipeline.mailer import open_transport
-
-        email = self.settings.email
-        assert email is not None
-        digests = Digests(
-            self.settings, self.store, transport=lambda: open_transport(email), sleep=self.sleep
-        )
-        report = digests.send(step.args[0], scheduled, stop)
+        report = self.parts.digests().send(step.args[0], scheduled, stop)
         edition = report.edition.id if report.edition else step.args[0]
         result = StepResult(str(step), {"sent": len(report.sent)}, note=edition)
         if report.skipped:

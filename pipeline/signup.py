@@ -16,7 +16,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import time
 from collections.abc import Callable, Iterable
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
@@ -28,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from pipeline import i18n
+from pipeline.clock import Clock, system_clock
 from pipeline.mailer import Transport
 from pipeline.schema import state_values, subscribers
 from pipeline.settings import Settings
@@ -72,7 +72,7 @@ class SignUp:
         store: Store,
         *,
         transport: Callable[[], Transport],
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
         per_day: int = CONFIRMATIONS_PER_DAY,
     ):
         assert settings.email is not None, "sign-ups need an `email:` section"
@@ -106,7 +106,7 @@ class SignUp:
             limit = getattr(subscribers.c[key].type, "length", None)
             if limit and len(value) > limit:  # PostgreSQL would refuse it, SQLite keep it
                 raise ValueError(f"the {key} is {len(value):,} characters long; at most {limit}")
-        now = self.clock()
+        now = self.clock().timestamp()  # the rate counts and tokens keep unix seconds
         with self.engine.begin() as conn:
             known = self._record(conn, address, details, now)
             allowed = self._count(conn, address, now)
@@ -202,7 +202,7 @@ class SignUp:
 
     def check(self, token: str) -> Subscriber:
         """The subscriber a genuine, unexpired confirmation link is for; InvalidToken if not."""
-        claims = verify(self.secret, token, CONFIRM, now=self.clock())
+        claims = verify(self.secret, token, CONFIRM, now=self.clock().timestamp())
         found = self.subscribers.get_by_id(claims.subscriber_id)
         if found is None or not claims.is_for(found.email):
             raise InvalidToken("the link is for an address we no longer know")
@@ -210,7 +210,7 @@ class SignUp:
 
     def confirm(self, token: str) -> Subscriber:
         found = self.check(token)
-        when = dt.datetime.fromtimestamp(self.clock(), dt.UTC).isoformat(timespec="seconds")
+        when = self.clock().astimezone(dt.UTC).isoformat(timespec="seconds")
         self.subscribers.activate(found.id, f"confirmed sign-up {when}")
         return found
 
@@ -224,7 +224,7 @@ class SignUp:
         message["From"] = self.email.from_
         message["To"] = formataddr((subscriber.name, subscriber.email))
         message["Subject"] = words["confirm_subject"]
-        message["Date"] = format_datetime(dt.datetime.fromtimestamp(self.clock(), dt.UTC))
+        message["Date"] = format_datetime(self.clock().astimezone(dt.UTC))
         domain = parseaddr(self.email.from_)[1].rpartition("@")[2] or None
         message["Message-ID"] = make_msgid("confirm", domain=domain)
         message["Auto-Submitted"] = "auto-generated"

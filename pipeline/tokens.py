@@ -10,13 +10,13 @@ another person, address, list or purpose; it may carry an expiry. Format:
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import hmac
 import json
 import secrets
 from dataclasses import dataclass
 
+from pipeline.clock import system_clock
 from pipeline.errors import PipelineError
 
 SECRET_NAME = "email:link-secret"
@@ -78,7 +78,8 @@ def sign(
 
 
 def _now() -> float:
-    return dt.datetime.now(dt.UTC).timestamp()
+    """Unix time, as tokens carry it: the system clock's reading."""
+    return system_clock().timestamp()
 
 
 def verify(secret: str, token: str, purpose: str, now: float | None = None) -> TokenClaims:

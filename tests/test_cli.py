@@ -230,3 +230,34 @@ def test_a_file_system_fault_in_any_command_is_one_line(project):
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: cannot use ") and "project/taken" in line
     assert "a file stands where a folder should be" in line and "Traceback" not in result.output
+
+
+def test_a_broken_channel_template_stops_run_before_anything_is_written(project):
+    """Every stage is built before any runs: a configuration error in the last one is
+    exit status 2 with nothing changed, not a message that lies after the feeds went out."""
+    root = project()
+    template = root / "templates" / "channels" / "file.txt.j2"
+    template.parent.mkdir(parents=True)
+    template.write_text("{{ article.title\n", encoding="utf-8")  # an unclosed tag
+    result = invoke(root, "run")
+    assert result.exit_code == 2, result.output
+    assert "file.txt.j2:" in result.stderr and "nothing was changed" in result.stderr
+    assert not (root / "public").exists()  # no feeds written
+    assert "added" not in result.output  # nothing ingested
+    template.unlink()
+    fixed = invoke(root, "run")  # the store was left as it was: everything is new
+    assert fixed.exit_code == 0 and "news: 8 added" in fixed.output
+    assert "archive: 13 posted" in fixed.output
+
+
+def test_run_reports_each_stage_and_exits_1_when_an_item_is_rejected(project):
+    root = project()
+    write_article(root / "examples" / "site" / "news", "no-title.md", "date: 2024-01-01")
+    result = invoke(root, "run")
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    ingested = lines.index(next(line for line in lines if line.startswith("news:")))
+    written = lines.index(next(line for line in lines if line.startswith("feeds:")))
+    posted = lines.index(next(line for line in lines if line.startswith("archive:")))
+    assert ingested < written < posted
+    assert "1 rejected" in lines[ingested] and lines[posted] == "archive: 13 posted"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -40,6 +41,13 @@ from pipeline.tokens import address_hash, link_secret
 from pipeline.web.app import create_app
 
 T0 = 1_800_000_000.0  # 2027-01-15, a fixed instant for the injected clock
+
+
+def at(unix_time: float) -> dt.datetime:
+    """The injected clock's reading (aware UTC) for a moment the test keeps as seconds."""
+    return dt.datetime.fromtimestamp(unix_time, dt.UTC)
+
+
 DAY = 24 * 3600
 BROKEN = "This link does not work"
 
@@ -165,7 +173,7 @@ class Web:
             self.store.close()
             self.store = Store(self.state, self.settings.site.url)
         self.app = create_app(
-            self.settings, self.store, transport=self.outbox, clock=lambda: self.now[0]
+            self.settings, self.store, transport=self.outbox, clock=lambda: at(self.now[0])
         )
 
     def client(self) -> tuple[str, int]:
@@ -257,7 +265,7 @@ def test_counts_name_no_address_and_are_forgotten_after_a_quiet_day(web):
     assert len(rows) == 1
     assert "victim" not in rows[0].name and "victim" not in rows[0].value
     assert json.loads(rows[0].value) == {"sent": [T0]}
-    signup = SignUp(web.settings, web.store, transport=web.outbox, clock=lambda: web.now[0])
+    signup = SignUp(web.settings, web.store, transport=web.outbox, clock=lambda: at(web.now[0]))
     assert signup.prune(T0 + DAY - 1) == 0  # still counted
     assert signup.prune(T0 + DAY) == 1
     with web.store.engine.connect() as conn:
@@ -269,7 +277,7 @@ def test_counts_name_no_address_and_are_forgotten_after_a_quiet_day(web):
 
 def test_a_corrupt_count_is_read_as_no_mails(web):
     web.sign_up("victim@example.org")
-    signup = SignUp(web.settings, web.store, transport=web.outbox, clock=lambda: web.now[0])
+    signup = SignUp(web.settings, web.store, transport=web.outbox, clock=lambda: at(web.now[0]))
     name = signup._count_name("victim@example.org")
     web.store.save_value(name, {"sent": "not a list"})
     assert signup.request("victim@example.org", name="", language="en", topics=())
@@ -279,7 +287,7 @@ def test_a_corrupt_count_is_read_as_no_mails(web):
 def test_concurrent_sign_ups_of_one_address_still_send_three(web):
     """The count is read and written in the transaction that upserts the address's row,
     so sign-ups racing each other (threads of one server) cannot all see "two sent"."""
-    signup = SignUp(web.settings, web.store, transport=web.outbox, clock=lambda: T0)
+    signup = SignUp(web.settings, web.store, transport=web.outbox, clock=lambda: at(T0))
     start = threading.Barrier(8)
 
     def sign_up(_: int) -> bool:

@@ -7,6 +7,7 @@ fault (disk full, read-only, database unreachable or damaged), said in one line.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ import click
 import requests
 
 from pipeline import redact
+from pipeline.assembly import Assembly
+from pipeline.clock import system_clock
 from pipeline.errors import (
     ConfigError,
     PipelineError,
@@ -30,7 +33,6 @@ from pipeline.errors import (
 from pipeline.settings import Settings, load_settings
 
 EXIT_OK, EXIT_PARTIAL, EXIT_CONFIG = 0, 1, 2
-USER_AGENT = "newsroom-pipeline/0.1 (+https://github.com/)"
 
 
 @dataclass
@@ -74,11 +76,15 @@ class Project:
         finally:
             store.close()
 
+    def clock(self) -> dt.datetime:
+        """Now, for every command (a method, so that a test can move it)."""
+        return system_clock()
+
     @contextmanager
-    def http(self) -> Iterator[requests.Session]:
-        with requests.Session() as session:
-            session.headers["User-Agent"] = USER_AGENT
-            yield session
+    def assembly(self, *, adopting: bool = False) -> Iterator[Assembly]:
+        """The project's stages on its state store."""
+        with self.store(adopting=adopting) as store:
+            yield Assembly(self.settings, store, clock=self.clock)
 
 
 def print_error(text: str) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from typing import Any
 
 import click
 
+from pipeline.assembly import Assembly
 from pipeline.cli.app import (
     ADOPT_KEY,
     EXIT_CONFIG,
@@ -114,7 +114,7 @@ def _unreached_subscribers(project: Project) -> list[str]:
 @command
 def ingest_command(project: Project) -> int:
     """Pull new and changed articles into the state store."""
-    return _ingest(project)[0]
+    return _ingest_only(project)[0]
 
 
 @main.command("feeds")
@@ -122,7 +122,8 @@ def ingest_command(project: Project) -> int:
 @command
 def feeds_command(project: Project) -> int:
     """Write the RSS, Atom and JSON feeds."""
-    return _feeds(project)
+    with project.assembly() as parts:
+        return _feeds(parts)
 
 
 @main.command("post")
@@ -132,7 +133,15 @@ def feeds_command(project: Project) -> int:
 @command
 def post_command(project: Project, channels: tuple[str, ...], dry_run: bool) -> int:
     """Post summaries of articles not yet posted to CHANNELS (default: all)."""
-    return _post(project, channels, dry_run)
+    settings = project.settings
+    unknown = [n for n in channels if n not in settings.channels]
+    if unknown:
+        known = ", ".join(settings.channels) or "none are configured"
+        raise click.UsageError(f"unknown channel {', '.join(unknown)}; channels: {known}")
+    if not settings.channels:
+        return EXIT_OK
+    with project.assembly() as parts, parts.http() as http:
+        return _post(parts, parts.channels(http, channels, preview=dry_run), dry_run)
 
 
 @main.command()
@@ -140,30 +149,30 @@ def post_command(project: Project, channels: tuple[str, ...], dry_run: bool) -> 
 @command
 def run(project: Project) -> int:
     """One cycle: ingest, feeds, then post."""
-    ingested = _ingest(project)[0]
-    try:
-        written = _feeds(project)
-    except StorageError as exc:
-        # Posting reads the state store, not the feed files: a full or read-only feed
-        # folder must not hold back the posts too.
-        print_error(f"error: {exc}")
-        written = EXIT_PARTIAL
-    posted = _post(project, (), dry_run=False)
+    with project.assembly() as parts, parts.http() as http:
+        # Every stage is built before any runs: a broken template is a configuration
+        # error while nothing has been changed yet, not after the feeds were written.
+        sources, channels = parts.sources(http), parts.channels(http)
+        ingested = _ingest(parts, sources)[0]
+        try:
+            written = _feeds(parts)
+        except StorageError as exc:
+            # Posting reads the state store, not the feed files: a full or read-only feed
+            # folder must not hold back the posts too.
+            print_error(f"error: {exc}")
+            written = EXIT_PARTIAL
+        posted = _post(parts, channels, dry_run=False) if channels else EXIT_OK
     return max(ingested, written, posted)
 
 
-def _ingest(project: Project, *, adopting: bool = False) -> tuple[int, Any]:
-    from pipeline.ingest import ingest
-    from pipeline.sources import build_sources
+def _ingest_only(project: Project, *, adopting: bool = False) -> tuple[int, Any]:
+    with project.assembly(adopting=adopting) as parts, parts.http() as http:
+        return _ingest(parts, parts.sources(http))
 
-    settings = project.settings
-    with (
-        project.store(adopting=adopting) as store,
-        project.http() as http,
-        progress("Ingesting") as step,
-    ):
-        sources = build_sources(settings.sources, settings.site, http)
-        report = ingest(sources, store, on_source=step)
+
+def _ingest(parts: Assembly, sources: list[Any]) -> tuple[int, Any]:
+    with progress("Ingesting") as step:
+        report = parts.ingest(sources, on_source=step)
     for name, stored in report.stored.items():
         click.echo(
             f"{name}: {len(stored.added)} added, {len(stored.updated)} updated, "
@@ -177,40 +186,18 @@ def _ingest(project: Project, *, adopting: bool = False) -> tuple[int, Any]:
     return (EXIT_OK if report.ok else EXIT_PARTIAL), report
 
 
-def _feeds(project: Project) -> int:
-    from pipeline.feeds import write_feeds
-
-    settings = project.settings
-    with project.store() as store, progress("Writing feeds"):
-        report = write_feeds(store, settings.site, settings.feeds)
+def _feeds(parts: Assembly) -> int:
+    with progress("Writing feeds"):
+        report = parts.write_feeds()
     for path in report.written:
         click.echo(f"wrote {shown(path)}")
     click.echo(f"feeds: {len(report.written)} written, {len(report.unchanged)} unchanged")
     return EXIT_OK
 
 
-def _post(project: Project, names: tuple[str, ...], dry_run: bool) -> int:
-
-    from pipeline.channels import ChannelContext, build_channels
-    from pipeline.ledger import Ledger
-    from pipeline.posting import Poster
-
-    settings = project.settings
-    unknown = [n for n in names if n not in settings.channels]
-    if unknown:
-        known = ", ".join(settings.channels) or "none are configured"
-        raise click.UsageError(f"unknown channel {', '.join(unknown)}; channels: {known}")
-    chosen = {n: o for n, o in settings.channels.items() if not names or n in names}
-    if not chosen:
-        return EXIT_OK
-    with project.store() as store, project.http() as http, progress("Posting") as step:
-        context = ChannelContext(http=http, site=settings.site, memory=store, preview=dry_run)
-        channels = build_channels(chosen, context)
-        poster = Poster(store, Ledger(store.engine), sleep=time.sleep)
-        reports = {}
-        for name, channel in channels.items():
-            step(name)
-            reports.update(poster.run([channel], dry_run=dry_run))
+def _post(parts: Assembly, channels: dict[str, Any], dry_run: bool) -> int:
+    with progress("Posting") as step:
+        reports = parts.post(channels, dry_run=dry_run, on_channel=step)
     status = EXIT_OK
     for name, report in reports.items():
         for post in report.previews:
@@ -257,7 +244,7 @@ def state_adopt(project: Project) -> int:
         # Until the end, every other command refuses this store: a run between ingest
         # and the records below would post everything.
         store.save_value(ADOPT_KEY, {"status": "running", "started": now.isoformat()})
-    status, report = _ingest(project, adopting=True)
+    status, report = _ingest_only(project, adopting=True)
     if report.unavailable:
         print_error(
             f"error: {', '.join(report.unavailable)} could not be read, so its articles "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +40,14 @@ def digest() -> None:
 @command
 def digest_preview(project: Project, name: str, out_dir: Path | None) -> int:
     """Write NAME.html, NAME.txt and NAME.eml of the next edition; send nothing."""
-    from pipeline.digest.editions import Digests, Edition
+    from pipeline.digest.editions import Edition
     from pipeline.subscribers import Subscriber
 
     settings = project.settings
     _known_digest(settings, name)
     out = out_dir or settings.root / "var" / "preview"
-    with project.store() as store:
-        digests = Digests(settings, store, transport=_no_transport, sleep=lambda s: None)
+    with project.assembly() as parts:
+        digests = parts.digests(transport=_no_transport)
         rendered, articles = digests.preview(name)
         sample = Subscriber(
             0, "preview@example.org", "Preview", settings.digests[name].language, (), "active"
@@ -78,17 +77,11 @@ def digest_send(project: Project, name: str, dry_run: bool) -> int:
     """Send the next edition of NAME now (or finish one a crash interrupted), and retry
     the recipients of earlier editions whose next attempt has come."""
 
-    from pipeline.digest.editions import Digests, SendStopped
-    from pipeline.mailer import open_transport
+    from pipeline.digest.editions import SendStopped
 
-    settings = project.settings
-    _known_digest(settings, name)
-    email = settings.email
-    assert email is not None
-    with project.store() as store:
-        digests = Digests(
-            settings, store, transport=lambda: open_transport(email), sleep=time.sleep
-        )
+    _known_digest(project.settings, name)
+    with project.assembly() as parts:
+        digests = parts.digests()
         if dry_run:
             rendered, articles = digests.preview(name)
             audience = digests.audience(name)

@@ -7,7 +7,6 @@ import itertools
 import signal
 import sys
 import threading
-import time
 from typing import Any
 
 import click
@@ -101,6 +100,7 @@ def serve(
     """Run the schedules and the web endpoints until stopped (SIGTERM or Ctrl-C let the
     running step finish)."""
     from pipeline.actions import Actions
+    from pipeline.assembly import http_session
     from pipeline.logs import configure, event
     from pipeline.scheduler import Scheduler
 
@@ -137,7 +137,7 @@ def serve(
             web.should_exit = True
             thread.join(10)
             return EXIT_OK
-        actions = Actions(settings, store, http=project.http, sleep=time.sleep)
+        actions = Actions(settings, store, http=http_session)
         scheduler = Scheduler(
             project.schedules,
             project.schedules_file,
@@ -169,13 +169,11 @@ def _web_server(project: Project, store: Any, listen: str | None) -> Any:
         return None
     import uvicorn
 
-    from pipeline.mailer import open_transport
     from pipeline.settings.web import WebSettings
     from pipeline.web.app import create_app
 
-    email = settings.email
     web = WebSettings(**{**settings.web.model_dump(), **({"listen": listen} if listen else {})})
-    app = create_app(settings, store, transport=lambda: open_transport(email))
+    app = create_app(settings, store)
     config = uvicorn.Config(
         app,
         host=web.host,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,7 +35,9 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline import i18n
-from pipeline.digest.editions import SKIPPED_EDITION, Digests
+from pipeline.assembly import Assembly
+from pipeline.clock import Clock, system_clock
+from pipeline.digest.editions import SKIPPED_EDITION
 from pipeline.digest.render import personalise
 from pipeline.errors import DeliveryFailed
 from pipeline.mailer import MailerBroken, Transport
@@ -62,11 +63,12 @@ def create_app(
     settings: Settings,
     store: Store,
     *,
-    transport: Callable[[], Transport],
-    clock: Callable[[], float] = time.time,
+    transport: Callable[[], Transport] | None = None,
+    clock: Clock = system_clock,
 ) -> ASGIApp:
-    """The ASGI app; everything it uses is passed in."""
-    endpoints = _Endpoints(settings, store, transport, clock)
+    """The ASGI app; everything it uses is passed in (``transport`` defaults to the
+    configured mail server)."""
+    endpoints = _Endpoints(Assembly(settings, store, clock=clock), transport)
     routes = [
         Route("/unsubscribe", endpoints.unsubscribe, methods=["GET", "POST"]),
         Route("/subscribe", endpoints.subscribe, methods=["GET", "POST"]),
@@ -79,14 +81,10 @@ def create_app(
 
 
 class _Endpoints:
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        transport: Callable[[], Transport],
-        clock: Callable[[], float],
-    ):
+    def __init__(self, parts: Assembly, transport: Callable[[], Transport] | None):
+        settings, store, clock = parts.settings, parts.store, parts.clock
         assert settings.email is not None, "the web endpoints need an `email:` section"
+        transport = transport or parts.transport()
         self.settings = settings
         self.store = store
         self.clock = clock
@@ -97,7 +95,7 @@ class _Endpoints:
         self.secret = link_secret(settings.email.unsubscribe.secret, store)
         self.origins = {settings.email.unsubscribe.origin.lower(), *settings.web.allowed_origins}
         self.limit = RateLimit(settings.web.subscribe_per_hour, clock)
-        self.digests = Digests(settings, store, transport=transport, sleep=lambda s: None)
+        self.digests = parts.digests(transport)
 
     # -- unsubscribe ------------------------------------------------------------------------
 
@@ -151,7 +149,8 @@ class _Endpoints:
         values["topics"] = [str(t) for t in form.getlist("topics")]
         language = self.pages.choose_language(values["language"], accept)
         try:
-            verify(self.secret, str(form.get("form_token", "")), FORM, now=self.clock())
+            form_token = str(form.get("form_token", ""))
+            verify(self.secret, form_token, FORM, now=self.clock().timestamp())
         except InvalidToken:
             return self._message(language, "subscribe_title", "form_expired", status=403)
         client = request.client.host if request.client else "unknown"
@@ -226,7 +225,7 @@ class _Endpoints:
     def _form_page(
         self, language: str, values: dict[str, Any], errors: list[str], status: int = 200
     ) -> Response:
-        token = sign(self.secret, FORM, 0, "", expires=int(self.clock() + FORM_FOR.total_seconds()))
+        token = sign(self.secret, FORM, 0, "", expires=int((self.clock() + FORM_FOR).timestamp()))
         words = i18n.words(language, site=self.settings.site.name)
         shown = {"email": "", "name": "", "language": language, **values}
         posted = {str(t).strip().lower() for t in values.get("topics", [])}
@@ -356,13 +355,13 @@ class RateLimit:
     """At most ``per_hour`` events per key in any hour (sliding window, in memory: one
     ``pipeline serve`` process serves the web)."""
 
-    def __init__(self, per_hour: int, clock: Callable[[], float]):
+    def __init__(self, per_hour: int, clock: Clock):
         self.per_hour = per_hour
         self.clock = clock
         self.seen: dict[str, collections.deque[float]] = {}
 
     def allow(self, key: str) -> bool:
-        now = self.clock()
+        now = self.clock().timestamp()
         for other in [k for k, times in self.seen.items() if times and times[-1] < now - 3600]:
             del self.seen[other]  # forget clients quiet for an hour: memory stays bounded
         times = self.seen.setdefault(key, collections.deque())

@@ -1,0 +1,127 @@
+"""One place that builds the pipeline's stages from the settings.
+
+The command line, the scheduler's actions and the web app all get their sources,
+channels, poster, feed writer and digests here, from one ``Assembly`` holding what every
+stage is given (settings, state store, HTTP session factory, clock, sleep). How each
+caller reports the results is its own business; what the stages are made of is not.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING
+
+import requests
+
+from pipeline.clock import Clock, system_clock
+
+if TYPE_CHECKING:
+    from pipeline.channels import Channel
+    from pipeline.digest.editions import Digests
+    from pipeline.feeds import FeedReport
+    from pipeline.ingest import IngestReport
+    from pipeline.mailer import Transport
+    from pipeline.posting import ChannelReport
+    from pipeline.settings import Settings
+    from pipeline.sources import Source
+    from pipeline.store import Store
+
+USER_AGENT = "newsroom-pipeline/0.1 (+https://github.com/)"
+
+HttpSessions = Callable[[], AbstractContextManager[requests.Session]]
+
+
+@contextmanager
+def http_session() -> Iterator[requests.Session]:
+    """A session that names the pipeline to every server it reads or posts to."""
+    with requests.Session() as session:
+        session.headers["User-Agent"] = USER_AGENT
+        yield session
+
+
+class Assembly:
+    """The stages of one project, built from its settings; everything is passed in."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        http: HttpSessions = http_session,
+        clock: Clock = system_clock,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.settings = settings
+        self.store = store
+        self.http = http
+        self.clock = clock
+        self.sleep = sleep
+
+    def sources(self, http: requests.Session) -> list[Source]:
+        from pipeline.sources import build_sources
+
+        return build_sources(self.settings.sources, self.settings.site, http)
+
+    def channels(
+        self, http: requests.Session, names: Collection[str] = (), *, preview: bool = False
+    ) -> dict[str, Channel]:
+        """The configured channels (only ``names`` if given); a channel's template is
+        read here, so a broken one is a ConfigError before anything is done."""
+        from pipeline.channels import ChannelContext, build_channels
+
+        chosen = {n: o for n, o in self.settings.channels.items() if not names or n in names}
+        context = ChannelContext(
+            http=http, site=self.settings.site, memory=self.store, clock=self.clock, preview=preview
+        )
+        return build_channels(chosen, context)
+
+    def ingest(
+        self, sources: list[Source], on_source: Callable[[str], None] = lambda name: None
+    ) -> IngestReport:
+        from pipeline.ingest import ingest
+
+        return ingest(sources, self.store, on_source=on_source)
+
+    def write_feeds(self) -> FeedReport:
+        from pipeline.feeds import write_feeds
+
+        return write_feeds(self.store, self.settings.site, self.settings.feeds)
+
+    def post(
+        self,
+        channels: dict[str, Channel],
+        *,
+        dry_run: bool = False,
+        on_channel: Callable[[str], None] = lambda name: None,
+    ) -> dict[str, ChannelReport]:
+        from pipeline.ledger import Ledger
+        from pipeline.posting import Poster
+
+        poster = Poster(self.store, Ledger(self.store.engine), clock=self.clock, sleep=self.sleep)
+        reports: dict[str, ChannelReport] = {}
+        for name, channel in channels.items():
+            on_channel(name)
+            reports.update(poster.run([channel], dry_run=dry_run))
+        return reports
+
+    def transport(self) -> Callable[[], Transport]:
+        """Opens a connection to the configured mail server when called."""
+        from pipeline.mailer import open_transport
+
+        email = self.settings.email
+        assert email is not None  # mail is configured only with an `email:` section
+        return lambda: open_transport(email)
+
+    def digests(self, transport: Callable[[], Transport] | None = None) -> Digests:
+        """The digests, sending through ``transport`` (default: the configured server)."""
+        from pipeline.digest.editions import Digests
+
+        return Digests(
+            self.settings,
+            self.store,
+            transport=transport or self.transport(),
+            clock=self.clock,
+            sleep=self.sleep,
+        )

@@ -16,13 +16,14 @@ import datetime as dt
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from pipeline.clock import Clock, aware_utc, naive_utc, system_clock
 from pipeline.ledger import owner_is_gone, this_process
 from pipeline.schema import locks, runs
 
@@ -30,23 +31,15 @@ RUNNING, OK, PARTIAL, FAILED = "running", "ok", "partial", "failed"
 MISSED, BUSY, STOPPED = "missed", "busy", "stopped"
 
 
-def _utc(moment: dt.datetime) -> dt.datetime:
-    return moment.astimezone(dt.UTC).replace(tzinfo=None)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class Locks:
-    """``clock`` (aware; default: now, in UTC) dates each lock's expiry and judges it, so
-    tests move it instead of sleeping past ``ttl``; ``holding`` renews on real time."""
+    """``clock`` dates each lock's expiry and judges it, so tests move it instead of
+    sleeping past ``ttl``; ``holding`` renews on real time."""
 
     def __init__(
         self,
         engine: Engine,
         ttl: dt.timedelta = dt.timedelta(minutes=2),
-        clock: Callable[[], dt.datetime] = _now,
+        clock: Clock = system_clock,
     ):
         self.engine = engine
         self.ttl = ttl
@@ -57,7 +50,7 @@ class Locks:
             return conn.scalar(select(locks.c.owner).where(locks.c.name == name))
 
     def acquire(self, name: str, owner: str) -> bool:
-        expires = _utc(self.clock() + self.ttl)
+        expires = naive_utc(self.clock() + self.ttl)
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(locks).values(name=name, owner=owner, expires_at=expires))
@@ -65,7 +58,7 @@ class Locks:
         except IntegrityError:
             pass
         holder = self.holder(name)
-        stale = [locks.c.expires_at < _utc(self.clock())]
+        stale = [locks.c.expires_at < naive_utc(self.clock())]
         if holder and owner_is_gone(holder.partition("/")[0]):
             stale.append(locks.c.owner == holder)
         with self.engine.begin() as conn:
@@ -81,7 +74,7 @@ class Locks:
             conn.execute(
                 update(locks)
                 .where(locks.c.name.in_(names), locks.c.owner == owner)
-                .values(expires_at=_utc(self.clock() + self.ttl))
+                .values(expires_at=naive_utc(self.clock() + self.ttl))
             )
 
     def release(self, names: tuple[str, ...], owner: str) -> None:
@@ -131,8 +124,11 @@ class Run:
 
 
 class RunLog:
-    def __init__(self, engine: Engine):
+    """``clock`` dates when each run started and finished."""
+
+    def __init__(self, engine: Engine, clock: Clock = system_clock):
         self.engine = engine
+        self.clock = clock
 
     def start(self, schedule: str, action: str, scheduled_for: dt.datetime) -> int:
         with self.engine.begin() as conn:
@@ -140,8 +136,8 @@ class RunLog:
                 insert(runs).values(
                     schedule=schedule,
                     action=action,
-                    scheduled_for=_utc(scheduled_for),
-                    started_at=_utc(_now()),
+                    scheduled_for=naive_utc(scheduled_for),
+                    started_at=naive_utc(self.clock()),
                     outcome=RUNNING,
                     counts="{}",
                     owner=this_process(),
@@ -161,7 +157,7 @@ class RunLog:
                     outcome=outcome,
                     counts=json.dumps(counts),
                     detail=detail,
-                    finished_at=_utc(_now()),
+                    finished_at=naive_utc(self.clock()),
                 )
             )
 
@@ -174,7 +170,7 @@ class RunLog:
                 insert(runs).values(
                     schedule=schedule,
                     action=action,
-                    scheduled_for=_utc(scheduled_for),
+                    scheduled_for=naive_utc(scheduled_for),
                     outcome=outcome,
                     counts="{}",
                     detail=detail,
@@ -191,7 +187,7 @@ class RunLog:
                 .order_by(runs.c.scheduled_for.desc())
                 .limit(1)
             )
-        return latest.replace(tzinfo=dt.UTC) if latest else None
+        return aware_utc(latest) if latest else None
 
     def close_interrupted(self) -> list[Run]:
         """Mark ``stopped`` the runs left ``running`` by a process that has certainly
@@ -215,7 +211,7 @@ class RunLog:
             ).first()
         if row is None or row.outcome != STOPPED:
             return None
-        return row.scheduled_for.replace(tzinfo=dt.UTC)
+        return aware_utc(row.scheduled_for)
 
     def history(self, limit: int = 50) -> list[Run]:
         with self.engine.connect() as conn:
@@ -227,13 +223,13 @@ class RunLog:
 
 def _run(row) -> Run:
     def aware(moment: dt.datetime | None) -> dt.datetime | None:
-        return moment.replace(tzinfo=dt.UTC) if moment else None
+        return aware_utc(moment) if moment else None
 
     return Run(
         id=row.id,
         schedule=row.schedule,
         action=row.action,
-        scheduled_for=row.scheduled_for.replace(tzinfo=dt.UTC),
+        scheduled_for=aware_utc(row.scheduled_for),
         started_at=aware(row.started_at),
         finished_at=aware(row.finished_at),
         outcome=row.outcome,

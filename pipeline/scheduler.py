@@ -38,6 +38,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from pipeline import redact
 from pipeline.actions import Actions
+from pipeline.clock import Clock, system_clock
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.logs import event
 from pipeline.runs import BUSY, FAILED, MISSED, OK, PARTIAL, STOPPED, Locks, RunLog
@@ -58,7 +59,7 @@ class Scheduler:
         store: Store,
         *,
         log: logging.Logger,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock = system_clock,
         poll: float = 2.0,
         lock_wait: float = 300.0,
         workers: int = 4,
@@ -70,8 +71,8 @@ class Scheduler:
         self._seen_config: bytes | None = None
         self.actions = actions
         self.store = store
-        self.runs = RunLog(store.engine)
-        self.locks = Locks(store.engine)
+        self.runs = RunLog(store.engine, clock)
+        self.locks = Locks(store.engine, clock=clock)
         self.log = log
         self.clock = clock
         self.poll = poll

@@ -39,10 +39,6 @@ IN_PROGRESS = ("sending", "retrying")  # digest.editions' SENDING_/RETRYING_EDIT
 POST, MAIL = "post:", "mail:"
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _iso(moment: dt.datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
@@ -212,11 +208,11 @@ def gather(
     settings: Settings,
     engine: Engine,
     schedules: Callable[[], Any],
-    now: dt.datetime | None = None,
+    now: dt.datetime,
 ) -> Status:
-    """The whole status at ``now`` (default: the clock). ``schedules`` loads
-    schedules.yaml; if it does not load, its problems are reported, the rest still is."""
-    status = Status(now or _now())
+    """The whole status at ``now``. ``schedules`` loads schedules.yaml; if it does not
+    load, its problems are reported, the rest still is."""
+    status = Status(now)
     try:
         loaded = schedules()
     except ConfigError as exc:

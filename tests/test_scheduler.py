@@ -177,6 +177,29 @@ def test_locks_are_exclusive_expire_and_are_taken_from_a_dead_process(state_url)
     store.close()
 
 
+def test_the_run_log_dates_runs_by_its_injected_clock(state_url):
+    store = Store(state_url, "https://news.example.org")
+    now = [NOW]
+    log = RunLog(store.engine, clock=lambda: now[0])
+    ran = log.start("check-news", "cycle", NOW - dt.timedelta(minutes=1))
+    now[0] += dt.timedelta(minutes=3, seconds=7)  # the run took that long, without waiting
+    log.finish(ran, OK, {"posted": 2})
+    (run,) = log.history()
+    assert run.started_at == NOW and run.finished_at == NOW + dt.timedelta(minutes=3, seconds=7)
+    assert run.scheduled_for == NOW - dt.timedelta(minutes=1)
+    assert run.started_at.tzinfo == dt.UTC  # aware again once read back
+    store.close()
+
+
+def test_the_scheduler_dates_its_runs_and_locks_by_its_own_clock(served):
+    scheduler, store, _, _ = served(FEEDS_EVERY_15.format(grace="1 hour"))
+    schedule = load_schedules(scheduler.schedules_file, scheduler.actions.settings).schedules[0]
+    assert scheduler.execute(schedule, NOW) == OK
+    (run,) = runs_of(store, "feeds")
+    assert run.started_at == NOW and run.finished_at == NOW  # the fixed test clock
+    assert scheduler.locks.clock() == NOW
+
+
 def test_json_log_lines_carry_the_event_and_its_fields(served):
     scheduler, _, _, _ = served(FEEDS_EVERY_15.format(grace="1 hour"))
     stream = io.StringIO()

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import pipeline.status
+from pipeline.cli.app import Project
 from pipeline.cli.tables import Section, one_line, show
 from pipeline.digest.editions import reopen
 from pipeline.ledger import FAILED, UNCERTAIN, Ledger
@@ -87,7 +87,7 @@ def busy(project, monkeypatch) -> tuple[Path, str]:
     failed = log.start("monthly-digest-zh", "digest monthly-zh", dt.datetime(2026, 11, 1, 1, 0))
     log.finish(failed, "failed", {}, "the SMTP server refused the login\nsecond line")
     store.close()
-    monkeypatch.setattr(pipeline.status, "_now", lambda: NOW)
+    monkeypatch.setattr(Project, "clock", lambda project: NOW)
     return root, edition
 
 
@@ -252,7 +252,7 @@ def test_a_broken_schedules_file_is_reported_and_the_rest_still_shown(busy):
 
 
 def test_a_new_project_has_an_empty_but_complete_status(project, monkeypatch):
-    monkeypatch.setattr(pipeline.status, "_now", lambda: NOW)
+    monkeypatch.setattr(Project, "clock", lambda project: NOW)
     root = project(with_examples=False)
     result = invoke(root, "status")
     assert result.exit_code == 0, result.output

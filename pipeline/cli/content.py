@@ -73,7 +73,7 @@ def check(project: Project) -> int:
     if schedules is not None:
         from pipeline.schedule_warnings import schedule_warnings
 
-        now = dt.datetime.now(dt.UTC)
+        now = project.clock()
         warnings += schedule_warnings(settings, schedules, shown(project.schedules_file), now)
     warnings += _unreached_subscribers(project)
     for warning in warnings:
@@ -233,7 +233,7 @@ def state_adopt(project: Project) -> int:
     from pipeline.store import store_location
 
     settings = project.settings
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    now = project.clock().replace(microsecond=0)
     with project.store(adopting=True) as store:
         if store.value(ADOPT_KEY).get("status") != "running" and store.holds_history():
             raise StoreError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import signal
 import sys
@@ -32,7 +31,7 @@ def schedule_command(project: Project, count: int) -> int:
     from pipeline.triggers import next_runs
 
     schedules = project.schedules()
-    now = dt.datetime.now(dt.UTC)
+    now = project.clock()
     title = f"Next {count} runs ({project.schedules_file.name})"
     header = ("schedule", "does", "when", "local time", "UTC", "note")
     runs: list[list[tuple[str, ...]]] = []  # per schedule, one row per run
@@ -137,7 +136,7 @@ def serve(
             web.should_exit = True
             thread.join(10)
             return EXIT_OK
-        actions = Actions(settings, store, http=http_session)
+        actions = Actions(settings, store, http=http_session, clock=project.clock)
         scheduler = Scheduler(
             project.schedules,
             project.schedules_file,
@@ -146,6 +145,7 @@ def serve(
             log=log,
             poll=poll,
             config_file=project.config_file,
+            clock=project.clock,
         )
 
         def stop(signum: int, frame: object) -> None:
@@ -173,7 +173,7 @@ def _web_server(project: Project, store: Any, listen: str | None) -> Any:
     from pipeline.web.app import create_app
 
     web = WebSettings(**{**settings.web.model_dump(), **({"listen": listen} if listen else {})})
-    app = create_app(settings, store)
+    app = create_app(settings, store, clock=project.clock)
     config = uvicorn.Config(
         app,
         host=web.host,

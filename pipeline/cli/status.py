@@ -33,7 +33,7 @@ def status_command(project: Project, as_json: bool) -> int:
 
     settings = project.settings
     with project.store() as store:
-        status = gather(settings, store.engine, project.schedules)
+        status = gather(settings, store.engine, project.schedules, project.clock())
     if as_json:
         click.echo(to_json(status))
         return EXIT_OK

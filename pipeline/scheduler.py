@@ -126,10 +126,6 @@ class Scheduler:
         self._aps.shutdown(wait=True)
         self.log.info("stopped", extra=event("serve.stopped"))
 
-    def jobs(self) -> dict[str, dt.datetime | None]:
-        """Each scheduled job and its next run time (UTC)."""
-        return {job.id: job.next_run_time for job in self._aps.get_jobs()}
-
     def stop(self) -> None:
         self.stopping.set()
 

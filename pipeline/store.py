@@ -253,7 +253,7 @@ class Store:
                 for key, fingerprint in scan.unchanged.items()
                 if stored.get(key) != fingerprint
             ]
-            self._refresh_fingerprints(conn, source, refreshed)
+            self._refresh_fingerprints(conn, refreshed)
             report.unchanged += len(scan.unchanged)
             if scan.complete:
                 seen = {i.key for i in scan.changed} | set(scan.unchanged) | scan.held
@@ -282,7 +282,7 @@ class Store:
         return found
 
     @staticmethod
-    def _refresh_fingerprints(conn: Connection, source: str, rows: list[dict]) -> None:
+    def _refresh_fingerprints(conn: Connection, rows: list[dict]) -> None:
         by_id = [r for r in rows if "k_id" in r]
         by_key = [r for r in rows if "k_key" in r]
         if by_id:

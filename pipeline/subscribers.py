@@ -239,16 +239,6 @@ class SubscriberStore:
             return False
         return True
 
-    def lists_left(self, subscriber_id: int) -> set[str]:
-        with self.engine.connect() as conn:
-            return set(
-                conn.scalars(
-                    select(list_unsubscribes.c.list_name).where(
-                        list_unsubscribes.c.subscriber_id == subscriber_id
-                    )
-                )
-            )
-
     def activate(self, subscriber_id: int, detail: str) -> None:
         """A confirmed sign-up: active again, on every digest they had left."""
         with self.engine.begin() as conn:

@@ -23,6 +23,7 @@ from pipeline.schedules import load_schedules
 from pipeline.settings import load_settings
 from pipeline.store import Store
 from tests.conftest import free_port
+from tests.test_scheduler import scheduled_jobs
 
 GOOD = (
     "timezone: Asia/Kathmandu\n"
@@ -151,17 +152,17 @@ def scheduler(project):
 
 def test_an_unexpected_error_while_reloading_keeps_the_last_good_schedules(scheduler):
     made, stream, root = scheduler(broken=True)
-    jobs = made.jobs()
+    jobs = scheduled_jobs(made)
     (root / "schedules.yaml").write_text(GOOD + "\n", encoding="utf-8")
     assert not made.reload_if_changed()
-    assert made.jobs() == jobs
+    assert scheduled_jobs(made) == jobs
     assert "RuntimeError: a bug some edit runs into" in stream.getvalue()
     assert "the last good schedules keep running" in stream.getvalue()
 
 
 def test_a_schedule_whose_trigger_cannot_be_built_changes_no_job(scheduler, monkeypatch):
     made, stream, root = scheduler()
-    jobs = made.jobs()
+    jobs = scheduled_jobs(made)
     (root / "schedules.yaml").write_text(
         GOOD + "  - name: news\n    do: feeds\n    every: 15 minutes\n", encoding="utf-8"
     )
@@ -171,7 +172,7 @@ def test_a_schedule_whose_trigger_cannot_be_built_changes_no_job(scheduler, monk
 
     monkeypatch.setattr("pipeline.scheduler.build_trigger", refuse)
     assert not made.reload_if_changed()
-    assert made.jobs() == jobs and set(made.current) == {"weekly"}  # not half replaced
+    assert scheduled_jobs(made) == jobs and set(made.current) == {"weekly"}  # not half replaced
     assert "cannot be built" in stream.getvalue()
 
 

@@ -21,7 +21,7 @@ from pipeline.actions import Action, parse_action
 from pipeline.errors import ConfigError, Problem
 from pipeline.settings import Settings, read_yaml_file
 from pipeline.settings.base import check_name, check_timezone, shown
-from pipeline.suggest import nearest, unknown_key_hint
+from pipeline.suggest import did_you_mean, nearest, unknown_key_hint
 from pipeline.triggers import MAX_EVERY, AtTimes, Every, TriggerSpec, parse_cron
 from pipeline.yamlfile import YamlDocument
 
@@ -310,8 +310,8 @@ def _days(doc: YamlDocument, path: tuple, value: Any, problems: list[Problem]) -
         parts = [p if p in DAY_GROUPS else nearest(p, names) for p in _parts(word)]
         if where == path and len(parts) > 1 and all(parts):
             hint = f"for several days write a list: `on: [{', '.join(map(str, parts))}]`"
-        elif (near := nearest(word, names)) is not None:
-            hint = f"did you mean `{near}`?"
+        else:
+            hint = did_you_mean(word, names, hint)
         problems.append(doc.problem(where, f"`on`: {shown(item)} is not a day", hint))
     return frozenset(days)
 
@@ -363,10 +363,11 @@ def _minutes(value: Any) -> tuple[int | None, str]:
     if len(pairs) == 1 and unit in _WEEKS and amounts[0].is_integer():
         return None, f"weeks are not a unit here: write `{int(amounts[0]) * 7} days`"
     if len(pairs) == 1 and sizes[0] is None:
-        near = nearest(unit, UNIT_MINUTES)
-        if near is None:
-            return None, f"'{unit[:20]}' is not a unit: use minutes, hours or days"
-        return None, f"did you mean `{pairs[0][0]} {near}`?"
+        not_a_unit = f"'{unit[:20]}' is not a unit: use minutes, hours or days"
+        number = pairs[0][0]
+        return None, did_you_mean(
+            unit, UNIT_MINUTES, not_a_unit, written=lambda near: f"`{number} {near}`"
+        )
     if all(size is not None for size in sizes):  # "1.5 hours", "1 hour 30 minutes"
         total = sum((a * size for a, size in zip(amounts, sizes, strict=True) if size), 0.0)
         if total.is_integer() and total >= 1:

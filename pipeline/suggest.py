@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 MAX_WORD = 64  # difflib is quadratic in the length; nothing longer is a near miss
 CUTOFF = 0.6  # difflib's own default: "munday"/"monday" pass, "from"/"sender" do not
@@ -57,10 +57,16 @@ def did_you_mean(
     *,
     synonyms: Mapping[str, str] | None = None,
     fuzzy: bool = True,
+    written: Callable[[str], str] = lambda near: f"`{near}`",
 ) -> str:
-    """``did you mean `X`?`` for the nearest choice, else ``otherwise``."""
+    """``did you mean `X`?`` for the nearest choice, else ``otherwise``. ``written``
+    shows the choice as it would be written where the mistake is (``<mj-column>``)."""
     near = nearest(word, choices, synonyms=synonyms, fuzzy=fuzzy)
-    return f"did you mean `{near}`?" if near is not None else otherwise
+    return _question(written(near)) if near is not None else otherwise
+
+
+def _question(shown: str) -> str:
+    return f"did you mean {shown}?"
 
 
 def unknown_key_hint(
@@ -76,7 +82,7 @@ def unknown_key_hint(
     near = nearest(key, names, synonyms=synonyms)
     if near is not None:
         meaning = (meanings or {}).get(near)
-        return f"did you mean `{near}`?" + (f" ({meaning})" if meaning else "")
+        return _question(f"`{near}`") + (f" ({meaning})" if meaning else "")
     if names:
         return f"allowed keys here: {', '.join(names)}"
     return "remove it or check its spelling against the README"

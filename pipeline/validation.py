@@ -87,7 +87,8 @@ def _untagged(
     if wrong:
         line, col = doc.position((*path, wrong[0]), key=True)
         message = f"unknown key `{wrong[0]}` in `{dotted(path)}`"
-        return Problem(doc.file, line, col, message, f"did you mean `{key}`? (one of: {tags})")
+        hint = f"{did_you_mean(str(wrong[0]), [key])} (one of: {tags})"
+        return Problem(doc.file, line, col, message, hint)
     return doc.problem(path, f"`{dotted(path)}` needs `{key}`", f"add `{key}:` — one of: {tags}")
 
 

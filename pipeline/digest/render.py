@@ -24,7 +24,6 @@ carries its unsubscribe links.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import functools
 import html
 import re
@@ -43,6 +42,7 @@ from pipeline.errors import ConfigError, Problem, display_path
 from pipeline.model import Article, Translation
 from pipeline.settings import SiteSettings
 from pipeline.settings.email import DigestSettings
+from pipeline.suggest import did_you_mean
 from pipeline.templating import find_template, load_template, packaged_folder
 from pipeline.text import excerpt
 
@@ -187,8 +187,8 @@ def markup_problems(path: Path) -> list[Problem]:
         if not tag:
             problem(match.start(), "a bare < in the MJML", "write &lt; for a literal <")
         elif (tag.startswith("mj-") or tag == "mjml") and tag not in MJML_TAGS:
-            close = difflib.get_close_matches(tag, MJML_TAGS, n=1)
-            hint = f"did you mean <{close[0]}>?" if close else "see https://documentation.mjml.io"
+            otherwise = "see https://documentation.mjml.io"
+            hint = did_you_mean(tag, MJML_TAGS, otherwise, written=lambda near: f"<{near}>")
             problem(match.start(), f"unknown MJML tag <{closing}{tag}>", hint)
         elif closing:
             if tag not in [open_tag for open_tag, _ in stack]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,9 +55,10 @@ from pipeline.schema import (
     state_values,
 )
 from pipeline.sources import Scan
+from pipeline.urls import WEB_URL
 
 _TAG_SAFE = "/:-._~!$&'()*+,;=@"  # RFC 4151 pchar, unescaped
-_URI_ID = re.compile(r"^(tag:|urn:|https?://)", re.IGNORECASE)
+_URI_SCHEMES = ("tag:", "urn:")  # ids that are URIs already, besides web addresses
 
 
 @dataclass
@@ -120,7 +120,7 @@ def _now() -> dt.datetime:
 
 def permanent_id(article: Article, site_url: str, first_seen: dt.datetime) -> str:
     """The feed id an article keeps for ever (RFC 4151 tag URI unless it has a URI id)."""
-    if _URI_ID.match(article.id):
+    if article.id.lower().startswith(_URI_SCHEMES) or WEB_URL.match(article.id):
         return article.id
     host = urlsplit(site_url).hostname or "localhost"
     specific = quote(article.id, safe=_TAG_SAFE)

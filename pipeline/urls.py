@@ -19,9 +19,20 @@ from urllib.parse import urljoin
 
 import idna
 
-__all__ = ["WEB_SCHEMES", "UnsafeURL", "as_uri", "has_scheme", "safe_link"]
+__all__ = [
+    "WEB_SCHEMES",
+    "WEB_URL",
+    "UnsafeURL",
+    "as_uri",
+    "has_scheme",
+    "is_web_origin",
+    "safe_link",
+]
 
 WEB_SCHEMES = frozenset({"http", "https"})
+# The one pattern of a web address as people write it in config and as it turns up in
+# text: http(s)://, a host (and port), then anything up to a space, a quote or a bracket.
+WEB_URL = re.compile(r"\bhttps?://(?P<host>[^/?#\s'\"<>]+)(?P<rest>[^\s'\"<>]*)", re.IGNORECASE)
 
 # RFC 3986 characters a URI may carry as they are, per component. '%' is handled apart:
 # kept when it starts a valid escape, encoded as %25 otherwise.
@@ -130,6 +141,12 @@ def as_uri(url: str) -> str:
     if fragment is not None:
         uri += "#" + _encode(fragment, _QUERY_SAFE)
     return uri
+
+
+def is_web_origin(value: str) -> bool:
+    """Whether ``value`` is a scheme and host alone (``https://www.example.org``)."""
+    found = WEB_URL.fullmatch(value)
+    return found is not None and not found["rest"]
 
 
 def has_scheme(url: str) -> bool:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.text import sanitize_html
-from pipeline.urls import UnsafeURL, as_uri, has_scheme, safe_link
+from pipeline.urls import WEB_URL, UnsafeURL, as_uri, has_scheme, is_web_origin, safe_link
 
 # RFC 3986 §3, the grammar the JSON Schema format "uri" and the W3C feed validator apply.
 _PCT = r"%[0-9A-Fa-f]{2}"
@@ -232,3 +232,29 @@ def test_no_unsafe_scheme_survives_sanitising(payload, tag):
         value = html.unescape(value)
         assert value.startswith(("https://", "http://")), value
         assert URI_CHARACTERS.match(value), value
+
+
+# -- the one pattern of a web address ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "origin", "url"),
+    [
+        ("https://www.example.org", True, True),
+        ("HTTP://www.example.org:8080", True, True),
+        ("https://www.example.org/", False, True),
+        ("https://www.example.org/news?a=1#b", False, True),
+        ("https://", False, False),
+        ("ftp://www.example.org", False, False),
+        ("www.example.org", False, False),
+    ],
+)
+def test_one_pattern_tells_web_addresses_and_origins(value, origin, url):
+    assert is_web_origin(value) is origin
+    assert (WEB_URL.match(value) is not None) is url
+
+
+def test_the_pattern_finds_addresses_in_text_up_to_a_space_or_quote():
+    text = "failed on 'https://user:secret@feeds.example.org/a?b=1' then http://x.org/y z"
+    found = [m.group() for m in WEB_URL.finditer(text)]
+    assert found == ["https://user:secret@feeds.example.org/a?b=1", "http://x.org/y"]

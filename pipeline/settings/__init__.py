@@ -46,6 +46,7 @@ __all__ = [  # the vocabulary other modules import from here
     "load_settings",
     "normalise_language",
 ]
+from pipeline.urls import WEB_URL
 from pipeline.validation import dotted, problems_from_validation
 from pipeline.yamlfile import YamlDocument, parse_yaml
 
@@ -136,7 +137,7 @@ class HttpSourceBase(SourceBase):
     @field_validator("url")
     @classmethod
     def _absolute(cls, value: str) -> str:
-        if not re.match(r"^https?://", value):
+        if not WEB_URL.match(value):
             raise ValueError("must be an absolute http(s) URL")
         return value
 

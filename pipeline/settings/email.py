@@ -11,6 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.settings.base import Filters, OptionalSecret, Strict, normalise_language
+from pipeline.urls import WEB_URL
 
 _ADDRESS = re.compile(r"^\s*(?:(?P<name>[^<>]*?)\s*<(?P<addr>[^<>]+)>|(?P<bare>[^<>\s]+))\s*$")
 
@@ -68,7 +69,7 @@ class UnsubscribeSettings(Strict):
     @field_validator("url")
     @classmethod
     def _https(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
+        if not WEB_URL.match(value):
             raise ValueError("must be an absolute URL; mail clients require https")
         return value
 

@@ -7,6 +7,7 @@ import re
 from pydantic import Field, field_validator
 
 from pipeline.settings.base import Strict
+from pipeline.urls import is_web_origin
 
 
 class WebSettings(Strict):
@@ -39,7 +40,7 @@ class WebSettings(Strict):
     @classmethod
     def _origins(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         for value in values:
-            if not re.match(r"^https?://[^/\s]+$", value):
+            if not is_web_origin(value):
                 raise ValueError(f"{value!r} is not an origin; write e.g. https://www.example.org")
         return tuple(v.lower() for v in values)
 

@@ -18,7 +18,7 @@ from pipeline import text
 from pipeline.model import Article, published_links
 from pipeline.redact import shown_url
 from pipeline.settings import SiteSettings, normalise_language
-from pipeline.urls import UnsafeURL, safe_link
+from pipeline.urls import WEB_URL, UnsafeURL, safe_link
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     """An unexpected exception as a person reads it: its type and first line, with any
     URL's credentials masked (exception texts often repeat the URL they failed on)."""
     first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    first = _URL.sub(lambda m: shown_url(m.group()), first)
+    first = WEB_URL.sub(lambda m: shown_url(m.group()), first)
     return shorten(f"{type(exc).__name__}: {first}" if first else type(exc).__name__, limit)
 
 
@@ -80,9 +80,6 @@ def shorten(value: str, limit: int) -> str:
     """``value`` cut to ``limit`` characters, for quoting untrusted text in a message."""
     value = value.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
     return value if len(value) <= limit else value[: limit - 1] + "…"
-
-
-_URL = re.compile(r"\bhttps?://[^\s'\"<>]+")
 
 
 def slugify(value: str) -> str:

@@ -30,6 +30,7 @@ from urllib.parse import urljoin
 import requests
 
 from pipeline.errors import PermanentFailure, TemporaryFailure
+from pipeline.http_errors import exchange_failure, status_failure
 from pipeline.redact import Redactor, shown_url
 
 Redact = Callable[[str], str]
@@ -61,37 +62,23 @@ def request(
     failure: TemporaryFailure | None
     try:
         response = http.request(method, url, timeout=timeout, allow_redirects=follow, **kwargs)
-    except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
-        failure = TemporaryFailure(f"{service}: cannot connect ({type(exc).__name__})")
-    except requests.ReadTimeout:
-        failure = TemporaryFailure(
-            f"{service}: no answer within {timeout:g} s; the post may have been made",
-            unknown_outcome=True,
-        )
-    except requests.ConnectionError as exc:
-        never_connected = "NewConnectionError" in repr(exc) or "NameResolution" in repr(exc)
-        failure = TemporaryFailure(
-            f"{service}: connection failed ({type(exc).__name__})",
-            unknown_outcome=not never_connected,
-        )
-    except requests.RequestException as exc:  # e.g. an answer cut off part-way
-        failure = TemporaryFailure(
-            f"{service}: the answer was broken ({type(exc).__name__})", unknown_outcome=True
-        )
+    except requests.RequestException as exc:
+        failure = exchange_failure(exc, service=service, timeout=timeout)
     else:
         failure = None
     if failure is not None:
         raise failure from None
     status = response.status_code
     answer: dict[str, Any] = {"status": status, "response": response}
-    if status == 429 or status >= 500:
+    refused = status_failure(status)
+    if refused is TemporaryFailure:
         raise TemporaryFailure(
             f"{service} answered {status}: {reason(response, redact)}",
             retry_after=retry_after(response),
             **answer,
         )
-    if status >= 400:
-        raise PermanentFailure(f"{service} answered {status}: {reason(response, redact)}", **answer)
+    if refused is not None:
+        raise refused(f"{service} answered {status}: {reason(response, redact)}", **answer)
     if 300 <= status < 400:
         raise PermanentFailure(redirected(response, url, service, redact), **answer)
     return response

@@ -36,6 +36,7 @@ import requests
 import urllib3.exceptions
 
 from pipeline.errors import SourceUnavailable
+from pipeline.http_errors import innermost_reason, status_failure
 from pipeline.redact import shown_url
 
 MAX_BYTES = 20_000_000  # decompressed body; a large news feed is well under 5 MB
@@ -168,12 +169,13 @@ def _fetch(
             ) from exc
         except requests.RequestException as exc:
             raise SourceUnavailable(
-                f"source {source!r}: cannot read {shown_url(current)}: {_reason(exc)}"
+                f"source {source!r}: cannot read {shown_url(current)}: {innermost_reason(exc)}"
             ) from exc
         with closing(response):  # unread bodies (redirects, errors) are dropped, not read
             target = http.get_redirect_target(response)
             if target is None:
-                if response.status_code >= 400 and response.status_code not in allow:
+                refused = status_failure(response.status_code) is not None
+                if refused and response.status_code not in allow:
                     raise unavailable(source, response)
                 body = _read_body(response, source, limits, end, cancelled)
                 return Fetched(
@@ -271,7 +273,9 @@ def _read_body(
             f"source {source!r}: {shown} stopped sending for longer than the timeout"
         ) from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise SourceUnavailable(f"source {source!r}: cannot read {shown}: {_reason(exc)}") from None
+        raise SourceUnavailable(
+            f"source {source!r}: cannot read {shown}: {innermost_reason(exc)}"
+        ) from None
     return bytes(body)
 
 
@@ -286,15 +290,6 @@ def _too_slow(source: str, url: str, limits: Limits) -> SourceUnavailable:
         f"source {source!r}: {shown_url(url)} did not finish within {limits.deadline:g} "
         "seconds, the limit for one request"
     )
-
-
-def _reason(exc: BaseException) -> str:
-    # requests wraps urllib3 errors several levels deep; the innermost says the most.
-    inner: BaseException = exc
-    while inner.args and isinstance(inner.args[0], BaseException):
-        inner = inner.args[0]
-    text = str(getattr(inner, "reason", None) or inner) or type(exc).__name__
-    return " ".join(text.split())
 
 
 class _Decoder:

@@ -20,6 +20,7 @@ from pipeline.clock import system_clock
 from pipeline.errors import PipelineError
 
 SECRET_NAME = "email:link-secret"
+UNSUBSCRIBE_TOKEN = "unsubscribe"  # the purpose of a one-click unsubscribe link's token
 # Claims are only ever what ``sign`` wrote, so anything else in a genuinely signed
 # payload (a list, a float id, an id past the database's integers, a list name longer
 # than the column) is refused here rather than reaching the database.

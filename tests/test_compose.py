@@ -14,7 +14,7 @@ from pipeline.channels.compose import (
     fit,
     graphemes,
     hashtag,
-    load_template,
+    load_channel_template,
     template_values,
     utf16_units,
 )
@@ -30,7 +30,7 @@ URL = "https://news.example.org/news/a-rather-long-slug-for-an-article-about-gla
 def template(tmp_path):
     path = tmp_path / "post.txt.j2"
     path.write_text("{{ title }}\n\n{{ summary }}\n\n{{ url }}\n", encoding="utf-8")
-    return load_template(path)
+    return load_channel_template(path)
 
 
 def test_text_that_fits_is_untouched(template):
@@ -60,7 +60,7 @@ def test_a_template_that_cannot_fit_is_a_permanent_failure(tmp_path):
     path.write_text("{{ url }} " + "x" * 50, encoding="utf-8")
     with pytest.raises(PermanentFailure, match="shorten the channel template"):
         fit(
-            load_template(path),
+            load_channel_template(path),
             {"title": "", "summary": "", "url": URL},
             limit=40,
             measure=graphemes,
@@ -71,7 +71,7 @@ def test_template_syntax_error_names_file_and_line(tmp_path):
     path = tmp_path / "broken.txt.j2"
     path.write_text("{{ title }}\n{% if summary %}\n{{ summary }}\n", encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
-        load_template(path)
+        load_channel_template(path)
     (problem,) = caught.value.problems
     assert problem.file.endswith("broken.txt.j2") and problem.line is not None
 
@@ -101,7 +101,7 @@ def test_fitted_text_never_exceeds_the_budget_and_keeps_the_link(
     path = tmp_path_factory.mktemp("t") / "post.txt.j2"
     path.write_text("{{ title }}\n\n{{ summary }}\n\n{{ url }}\n", encoding="utf-8")
     text = fit(
-        load_template(path),
+        load_channel_template(path),
         {"title": title, "summary": summary, "url": URL},
         limit=limit,
         measure=graphemes,
@@ -167,7 +167,7 @@ def bluesky_post(limit: int | None, **values: str) -> str:
     return fit(BLUESKY, fields, limit=limit, measure=graphemes)
 
 
-BLUESKY = load_template(REPO_TEMPLATES / "bluesky.txt.j2")
+BLUESKY = load_channel_template(REPO_TEMPLATES / "bluesky.txt.j2")
 
 
 def test_a_post_that_fits_its_limit_exactly_is_sent_whole():
@@ -224,7 +224,7 @@ def test_every_url_in_a_post_counts_as_the_network_counts_it():
     assert mastodon(f"{one} {two} {URL}") == 2 + 3 * 23
     # Long links make this post over 500 characters, but Mastodon counts 23 a link: it fits
     # its 500 and goes out whole.
-    template = load_template(REPO_TEMPLATES / "mastodon.txt.j2")
+    template = load_channel_template(REPO_TEMPLATES / "mastodon.txt.j2")
     summary = f"Data: {one} and the report at {two}."
     values = {"title": "Glaciers", "summary": summary, "url": URL, "tags": ()}
     whole = f"Glaciers\n\n{summary}\n\n{URL}"
@@ -233,7 +233,7 @@ def test_every_url_in_a_post_counts_as_the_network_counts_it():
 
 
 def test_a_plain_text_post_is_not_html_escaped():
-    template = load_template(REPO_TEMPLATES / "bluesky.txt.j2")
+    template = load_channel_template(REPO_TEMPLATES / "bluesky.txt.j2")
     values = {"title": "Rivers & lakes: <2026> report", "summary": "", "url": URL}
     text = fit(template, values, limit=None, measure=graphemes)
     assert text == f"Rivers & lakes: <2026> report\n\n{URL}"
@@ -249,7 +249,12 @@ def test_a_post_that_cannot_fit_says_what_the_limit_is(tmp_path):
     path = tmp_path / "long.txt.j2"
     path.write_text("{{ url }} " + "x" * 50, encoding="utf-8")
     with pytest.raises(PermanentFailure) as caught:
-        fit(load_template(path), {"title": "T", "summary": "S", "url": URL}, limit=40, measure=len)
+        fit(
+            load_channel_template(path),
+            {"title": "T", "summary": "S", "url": URL},
+            limit=40,
+            measure=len,
+        )
     assert str(caught.value) == (
         "the post cannot fit in 40 characters even without summary and title; "
         "shorten the channel template"
@@ -268,7 +273,7 @@ def test_a_template_gets_every_documented_value(tmp_path, make_article):
     )
     article = make_article(authors=("Pema Gyamtsho", "Anna Berg"))
     text = fit(
-        load_template(path),
+        load_channel_template(path),
         template_values(article, "Mountain News"),
         limit=None,
         measure=graphemes,
@@ -289,12 +294,12 @@ def test_a_misspelt_name_in_a_template_fails_the_post_and_names_the_template(tmp
     path = tmp_path / "typo.txt.j2"
     path.write_text("{{ titel }}\n{{ url }}\n", encoding="utf-8")
     with pytest.raises(PermanentFailure, match=r"^template typo\.txt\.j2: 'titel' is undefined"):
-        fit(load_template(path), {"title": "T", "url": URL}, limit=None, measure=graphemes)
+        fit(load_channel_template(path), {"title": "T", "url": URL}, limit=None, measure=graphemes)
 
 
 def test_an_html_template_escapes_the_article_text(tmp_path):
     path = tmp_path / "post.html.j2"
     path.write_text("<b>{{ title }}</b> {{ tags | map('hashtag') | join(' ') }}", encoding="utf-8")
     values = {"title": "Salt & <pepper>", "tags": ("r&d",)}
-    text = fit(load_template(path, autoescape=True), values, limit=None, measure=graphemes)
+    text = fit(load_channel_template(path, autoescape=True), values, limit=None, measure=graphemes)
     assert text == "<b>Salt &amp; &lt;pepper&gt;</b> #RD"

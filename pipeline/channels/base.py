@@ -8,7 +8,7 @@ import datetime as dt
 from typing import ClassVar, Generic, TypeVar
 
 from pipeline.channels import ChannelContext
-from pipeline.channels.compose import Measure, fit, load_template, template_values
+from pipeline.channels.compose import Measure, fit, load_channel_template, template_values
 from pipeline.model import Article
 from pipeline.redact import redactor_for
 from pipeline.settings.channels import ChannelOptions
@@ -25,7 +25,7 @@ class ChannelBase(Generic[Options]):
         self.options = options
         self.context = context
         assert options.template is not None  # settings resolve the default
-        self.template = load_template(options.template, autoescape=self.autoescape)
+        self.template = load_channel_template(options.template, autoescape=self.autoescape)
         # This channel's own credentials (token, password, webhook URL): every reason made
         # from a server's answer passes through it (pipeline.channels.http.request).
         self.redact = redactor_for(options)

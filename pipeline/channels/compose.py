@@ -34,7 +34,7 @@ def utf16_units(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def load_template(path: Path, *, autoescape: bool = False) -> jinja2.Template:
+def load_channel_template(path: Path, *, autoescape: bool = False) -> jinja2.Template:
     """A channel template, with the ``hashtag`` filter."""
     return templating.load_template(path, autoescape=autoescape, filters={"hashtag": hashtag})
 

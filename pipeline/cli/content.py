@@ -46,12 +46,14 @@ def check(project: Project) -> int:
         if isinstance(s, MarkdownSourceSettings) and not s.path.is_dir()
     ]
     from pipeline.channels import channel_types
-    from pipeline.channels.compose import load_template
+    from pipeline.channels.compose import load_channel_template
 
     for options in settings.channels.values():
         try:
             assert options.template is not None
-            load_template(options.template, autoescape=channel_types()[options.type].autoescape)
+            load_channel_template(
+                options.template, autoescape=channel_types()[options.type].autoescape
+            )
         except ConfigError as exc:
             problems.extend(exc.problems)
     from pipeline.digest.render import check_template

@@ -17,9 +17,7 @@ from pipeline.digest.render import RenderedEdition, personalise
 from pipeline.settings import Settings
 from pipeline.settings.email import DigestSettings
 from pipeline.subscribers import Subscriber
-from pipeline.tokens import sign
-
-UNSUBSCRIBE = "unsubscribe"
+from pipeline.tokens import UNSUBSCRIBE_TOKEN, sign
 
 
 def build_message(
@@ -36,7 +34,7 @@ def build_message(
     headers and a Message-ID stable for (edition, subscriber)."""
     email, site = settings.email, settings.site
     assert email is not None
-    token = sign(secret, UNSUBSCRIBE, subscriber.id, digest_name, email=subscriber.email)
+    token = sign(secret, UNSUBSCRIBE_TOKEN, subscriber.id, digest_name, email=subscriber.email)
     unsubscribe = f"{email.unsubscribe.url}?{urlencode({'token': token})}"
     html, text = personalise(
         rendered,

@@ -92,7 +92,7 @@ def render_edition(
     mjml_path, text_path = template_paths(digest)
     key = secrets.token_hex(16)  # drawn after the content exists: it cannot contain it
     values = _values(digest, site, articles, key)
-    source = _render(_load(mjml_path, autoescape=True), _mjml_values(values))
+    source = _render(_load_digest_template(mjml_path, autoescape=True), _mjml_values(values))
     try:
         compiled = mjml2html(source, disable_comments=True, fonts={})
     except ValueError as exc:  # mrml's only error type; it gives no position
@@ -100,7 +100,7 @@ def render_edition(
         raise ConfigError(
             problems or [Problem(display_path(mjml_path), None, None, f"MJML error: {exc}", _HINT)]
         ) from None
-    text = _tidy(_render(_load(text_path, autoescape=False), values))
+    text = _tidy(_render(_load_digest_template(text_path, autoescape=False), values))
     seal = f"{SEAL}{key}-->"
     rendered = RenderedEdition(values["subject"], values["preheader"], compiled + seal, text + seal)
     return replace(rendered, warnings=tuple(_warnings(rendered)))
@@ -159,7 +159,7 @@ def check_template(digest: DigestSettings, site: SiteSettings) -> list[str]:
     problems: list[Problem] = []
     for path, autoescape in ((mjml_path, True), (text_path, False)):
         try:
-            _load(path, autoescape=autoescape)
+            _load_digest_template(path, autoescape=autoescape)
         except ConfigError as error:
             problems.extend(error.problems)
     if mjml_path.exists():
@@ -316,7 +316,7 @@ def _mjml_values(values: dict[str, Any]) -> dict[str, Any]:
     return {**values, "items": items}
 
 
-def _load(path: Path, *, autoescape: bool) -> jinja2.Template:
+def _load_digest_template(path: Path, *, autoescape: bool) -> jinja2.Template:
     return load_template(path, autoescape=autoescape, keep_trailing_newline=True)
 
 

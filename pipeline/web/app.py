@@ -45,14 +45,13 @@ from pipeline.settings import Settings
 from pipeline.signup import SignUp, offered_topics
 from pipeline.store import Store
 from pipeline.subscribers import Subscriber, SubscriberStore
-from pipeline.tokens import InvalidToken, link_secret, sign, verify
+from pipeline.tokens import UNSUBSCRIBE_TOKEN, InvalidToken, link_secret, sign, verify
 from pipeline.web.feedfiles import FeedFiles
 from pipeline.web.pages import Pages
 
 MAX_BODY = 16 * 1024  # a sign-up form is a few hundred bytes
 FORM = "form"
 FORM_FOR = dt.timedelta(hours=2)
-UNSUBSCRIBE = "unsubscribe"
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 # What an edition's time looks like in its address (2026-11-23T09:00+05:45); anything
 # else is no edition, and is not sent to the database (PostgreSQL refuses NUL in text).
@@ -112,7 +111,7 @@ class _Endpoints:
                 "A one-click unsubscribe POST carries List-Unsubscribe=One-Click.", 400
             )
         try:
-            claims = verify(self.secret, token, UNSUBSCRIBE)
+            claims = verify(self.secret, token, UNSUBSCRIBE_TOKEN)
             subscriber = await run_in_threadpool(self.subscribers.get_by_id, claims.subscriber_id)
             if subscriber is None or not claims.is_for(subscriber.email):
                 raise InvalidToken("the link is for an address we no longer know")

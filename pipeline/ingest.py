@@ -12,13 +12,13 @@ leaves half a source applied.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
+from pipeline.clock import system_clock
 from pipeline.errors import Problem, SourceUnavailable, StoreError
 from pipeline.schema import article_tags, articles, width
 from pipeline.sources import Item, Scan, Source
@@ -113,7 +113,7 @@ def _unstorable(item: Item, site_url: str) -> str | None:
     in_range(article.published)
     if article.updated is not None:
         in_range(article.updated)
-    today = dt.datetime.now(dt.UTC)
+    today = system_clock()
     columns = {
         "id": article.id,
         "item_key": item.key,

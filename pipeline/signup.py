@@ -79,7 +79,7 @@ class SignUp:
         self.settings = settings
         self.email = settings.email
         self.engine = store.engine
-        self.subscribers = SubscriberStore(store.engine)
+        self.subscribers = SubscriberStore(store.engine, clock)
         self.secret = link_secret(self.email.unsubscribe.secret, store)
         self.transport = transport
         self.clock = clock

@@ -35,6 +35,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
+from pipeline.clock import naive_utc, system_clock
 from pipeline.errors import (
     Problem,
     StoreError,
@@ -90,7 +91,7 @@ def _row(
         "fingerprint": fingerprint,
         "content_hash": content_hash,
         "status": LIVE,
-        "published": _utc_naive(article.published),
+        "published": naive_utc(article.published),
         "language": article.language.lower(),
         "section": article.section,
         "translation_of": article.translation_of,
@@ -108,14 +109,6 @@ def _duplicate(article: Article, holder: _Existing) -> Problem:
         f"duplicate id {article.id!r}: {first} already uses it",
         "give one of them a different `id:` (or remove the `id:` line to use the default)",
     )
-
-
-def _utc_naive(moment: dt.datetime) -> dt.datetime:
-    return moment.astimezone(dt.UTC).replace(tzinfo=None)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def permanent_id(article: Article, site_url: str, first_seen: dt.datetime) -> str:
@@ -195,7 +188,7 @@ class Store:
         Reads what exists in a few set-based queries and writes with executemany, so a
         cold ingest of thousands of articles is not thousands of round trips.
         """
-        now = _utc_naive(now or _now())
+        now = naive_utc(now or system_clock())
         report = ApplyReport(rejected=list(scan.rejected))
         with self.engine.begin() as conn:
             live_by_key = {
@@ -375,7 +368,7 @@ class Store:
         """Live articles published at or after ``since``, oldest first."""
         query = (
             select(articles.c.guid, articles.c.data)
-            .where(articles.c.status == LIVE, articles.c.published >= _utc_naive(since))
+            .where(articles.c.status == LIVE, articles.c.published >= naive_utc(since))
             .order_by(articles.c.published, articles.c.id)
         )
         with self.engine.connect() as conn:

@@ -15,7 +15,6 @@ but ``zh-TW`` and ``zh-CN`` never match each other.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
@@ -27,6 +26,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from pipeline.clock import Clock, naive_utc, system_clock
 from pipeline.errors import Problem, display_path
 from pipeline.schema import list_unsubscribes, subscribers
 from pipeline.settings.base import normalise_language
@@ -121,14 +121,10 @@ def normalise_email(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
 class SubscriberStore:
-    def __init__(self, engine: Engine, clock=_now):
+    def __init__(self, engine: Engine, clock: Clock = system_clock):
         self.engine = engine
-        self.clock = clock
+        self.clock = lambda: naive_utc(clock())  # the columns hold naive UTC
 
     def add_or_update(
         self,

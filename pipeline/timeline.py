@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import String, cast, or_, select
 from sqlalchemy.engine import Engine
 
+from pipeline.clock import system_clock
 from pipeline.digest.history import edition_counts
 from pipeline.schema import deliveries, runs, subscribers
 
@@ -27,10 +28,6 @@ POST, MAIL = "post:", "mail:"
 _ORDER = {kind: index for index, kind in enumerate(KINDS)}  # ties: the later kind first
 _SPAN = re.compile(r"(\d{1,6})\s*(m|min|mins|minutes?|h|hours?|d|days?|w|weeks?)", re.IGNORECASE)
 _UNIT = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -85,7 +82,7 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
     span = _SPAN.fullmatch(value)
     if span:
         unit = _UNIT[span.group(2)[0].lower()]
-        moment = now or _now()
+        moment = now or system_clock()
         try:
             return moment - dt.timedelta(**{unit: int(span.group(1))})
         except OverflowError:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import datetime as dt
 
+import pytest
+from sqlalchemy import select
+
+from pipeline.schema import subscribers
 from pipeline.store import Store
 from pipeline.subscribers import ACTIVE, BOUNCED, UNSUBSCRIBED, SubscriberStore
 from pipeline.tokens import InvalidToken, link_secret, sign, verify
@@ -188,3 +192,16 @@ def test_values_wider_than_their_columns_are_rejected_by_line(tmp_path, people):
         "the name is 201 characters long; at most 200 fit",
     )
     assert people.get("pema@example.org") is None
+
+
+def test_records_are_dated_by_the_injected_clock_in_utc(store):
+    nepal = dt.timezone(dt.timedelta(hours=5, minutes=45))
+    now = [dt.datetime(2026, 11, 23, 9, 0, tzinfo=nepal)]  # aware, in any zone
+    people = SubscriberStore(store.engine, clock=lambda: now[0])
+    _, anna = people.add_or_update("anna@example.org", language="en")
+    now[0] += dt.timedelta(days=2)
+    people.set_status(anna.id, UNSUBSCRIBED, "left")
+    with store.engine.connect() as conn:
+        row = conn.execute(select(subscribers).where(subscribers.c.id == anna.id)).one()
+    assert row.created_at == dt.datetime(2026, 11, 23, 3, 15)  # naive UTC in the column
+    assert row.updated_at == dt.datetime(2026, 11, 25, 3, 15)

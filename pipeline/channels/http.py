@@ -29,6 +29,7 @@ from urllib.parse import urljoin
 
 import requests
 
+from pipeline.clock import system_clock
 from pipeline.errors import PermanentFailure, TemporaryFailure
 from pipeline.http_errors import exchange_failure, status_failure
 from pipeline.redact import Redactor, shown_url
@@ -131,7 +132,7 @@ def _reason(response: requests.Response, redact: Redact) -> str:
 
 def retry_after(response: requests.Response, now: dt.datetime | None = None) -> float | None:
     """Seconds the network asked us to wait, from whichever convention it uses."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or system_clock()
     headers = response.headers
     value = headers.get("Retry-After")
     if value:

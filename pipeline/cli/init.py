@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -11,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from pipeline.cli.app import EXIT_CONFIG, EXIT_OK, command, main, print_error, shown
+from pipeline.clock import system_clock
 from pipeline.scaffold import Answers, init_project
 from pipeline.settings import load_settings
 
@@ -32,7 +32,7 @@ def init_command(folder: Path, name: str, url: str, language: str, timezone: str
             print_error(f"init: {problem}")
         return EXIT_CONFIG
     answers = Answers(name, url, language, timezone)
-    done = init_project(folder, answers, dt.datetime.now(ZoneInfo(timezone)).date())
+    done = init_project(folder, answers, system_clock().astimezone(ZoneInfo(timezone)).date())
     for path in done.written:
         click.echo(f"wrote {shown(path)}")
     for path in done.kept:

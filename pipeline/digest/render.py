@@ -38,6 +38,7 @@ from markupsafe import Markup
 from mjml import mjml2html
 
 from pipeline import i18n
+from pipeline.clock import system_clock
 from pipeline.errors import ConfigError, Problem, display_path
 from pipeline.model import Article, Translation
 from pipeline.settings import SiteSettings
@@ -209,7 +210,7 @@ def sample_articles(digest: DigestSettings, site: SiteSettings) -> list[Article]
     """``digest.max_items`` realistic articles in the digest's languages: full-length
     excerpts, two authors, a lead image and a translation each."""
     languages = digest.article_languages()
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    now = system_clock().replace(microsecond=0)
     articles = []
     for index in range(digest.max_items):
         language = languages[index % len(languages)]

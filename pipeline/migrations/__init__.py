@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, inspect, text
 
+from pipeline.clock import Clock, system_clock
 from pipeline.errors import StoreError, display_path
 from pipeline.schema import metadata
 
@@ -55,12 +56,6 @@ CONTEXT_OPTIONS: dict[str, Any] = {
 """How env.py configures Alembic, and how ``differences`` compares: the same both ways."""
 
 LOCK_WAIT_MS = 120_000  # how long a process waits for another's upgrade (SQLite)
-
-Clock = Callable[[], dt.datetime]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @cache
@@ -182,7 +177,7 @@ class Upgrade:
         return text
 
 
-def prepare(engine: Engine, where: str, clock: Clock = _now) -> Upgrade | None:
+def prepare(engine: Engine, where: str, clock: Clock = system_clock) -> Upgrade | None:
     """Make the store usable by this version, or refuse (StoreError); see the module
     docstring. Returns what was done, or None when the store was current already."""
     with engine.connect() as conn:
@@ -205,7 +200,7 @@ def prepare(engine: Engine, where: str, clock: Clock = _now) -> Upgrade | None:
     return upgrade(engine, where, clock)
 
 
-def upgrade(engine: Engine, where: str, clock: Clock = _now) -> Upgrade:
+def upgrade(engine: Engine, where: str, clock: Clock = system_clock) -> Upgrade:
     """Bring the store to head: make it if new, else apply the revisions it lacks (a SQLite
     file is copied beside itself first). One transaction, under the migration lock."""
     from alembic import command

@@ -88,7 +88,7 @@ class _Endpoints:
         self.store = store
         self.clock = clock
         self.pages = Pages(settings)
-        self.subscribers = SubscriberStore(store.engine)
+        self.subscribers = SubscriberStore(store.engine, clock)
         self.signup = SignUp(settings, store, transport=transport, clock=clock)
         self.topics = offered_topics(settings)
         self.secret = link_secret(settings.email.unsubscribe.secret, store)

@@ -103,7 +103,8 @@ class Server(Controller):
 
     def start(self) -> None:
         super().start()
-        time.sleep(0.05)  # let the start-up probe connection go
+        # The start-up probe connected before start() returned: wait until it has gone.
+        _wait(lambda: all(s.transport is None for s in self.sessions))
         self.sessions.clear()
 
     @property

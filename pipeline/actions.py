@@ -196,7 +196,7 @@ class Actions:
     def _digest(
         self, step: Action, scheduled: dt.datetime | None, stop: Callable[[], bool]
     ) -> StepResult:
-        from pipeline.digest.editions import Digests
+        from pipeline.digest.sending import Digests
         from pipeline.mailer import open_transport
 
         email = self.settings.email

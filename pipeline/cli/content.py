@@ -296,14 +296,14 @@ def _record_as_done(store: Any, settings: Any, ids: list[str], when: dt.datetime
     from sqlalchemy import insert, select
 
     from pipeline.ledger import Ledger
-    from pipeline.posting import stream_of
+    from pipeline.posting import post_stream
     from pipeline.schema import edition_articles as dealt
 
     reason = f"already published when the state store started over on {when:%Y-%m-%d %H:%M}Z"
     ledger = Ledger(store.engine)
     for name in settings.channels:
         for start in range(0, len(ids), 500):
-            ledger.skip(stream_of(name), {i: reason for i in ids[start : start + 500]})
+            ledger.skip(post_stream(name), {i: reason for i in ids[start : start + 500]})
     with store.engine.begin() as conn:
         for name in settings.digests:
             done = set(conn.scalars(select(dealt.c.article_id).where(dealt.c.digest == name)))

@@ -41,7 +41,8 @@ def digest() -> None:
 @command
 def digest_preview(project: Project, name: str, out_dir: Path | None) -> int:
     """Write NAME.html, NAME.txt and NAME.eml of the next edition; send nothing."""
-    from pipeline.digest.editions import Digests, Edition
+    from pipeline.digest.editions import Edition
+    from pipeline.digest.sending import Digests
     from pipeline.subscribers import Subscriber
 
     settings = project.settings
@@ -78,7 +79,7 @@ def digest_send(project: Project, name: str, dry_run: bool) -> int:
     """Send the next edition of NAME now (or finish one a crash interrupted), and retry
     the recipients of earlier editions whose next attempt has come."""
 
-    from pipeline.digest.editions import Digests, SendStopped
+    from pipeline.digest.sending import Digests, SendStopped
     from pipeline.mailer import open_transport
 
     settings = project.settings

@@ -36,8 +36,9 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline import i18n
-from pipeline.digest.editions import SKIPPED_EDITION, Digests
+from pipeline.digest.editions import SKIPPED_EDITION
 from pipeline.digest.render import personalise
+from pipeline.digest.sending import Digests
 from pipeline.errors import DeliveryFailed
 from pipeline.mailer import MailerBroken, Transport
 from pipeline.settings import Settings

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.channels import Channel, Post, Receipt
+from pipeline.corrections import Corrector, fingerprint, is_correction
 from pipeline.delivery import MAX_WAIT, Courier, Job, Paused, RetryPolicy
 from pipeline.errors import PermanentFailure, StoreError, TemporaryFailure
 from pipeline.ledger import FAILED, PENDING, SENT, UNCERTAIN, Entry, Ledger, Settlement, stored_time
@@ -48,6 +49,7 @@ class ChannelReport:
     pending: list[tuple[str, str]] = field(default_factory=list)
     uncertain: list[tuple[str, str]] = field(default_factory=list)
     previews: list[Post] = field(default_factory=list)  # dry run only
+    corrected: list[tuple[str, str | None]] = field(default_factory=list)  # correction, URL
 
     @property
     def ok(self) -> bool:
@@ -56,7 +58,8 @@ class ChannelReport:
     def add(self, job: Job, outcome: Settlement) -> None:
         """A settled delivery, as the report lists it."""
         if outcome.state == SENT:
-            self.sent.append((outcome.item, outcome.remote_url))
+            made = self.corrected if is_correction(outcome.item) else self.sent
+            made.append((outcome.item, outcome.remote_url))
         else:
             kind = {FAILED: self.failed, PENDING: self.pending, UNCERTAIN: self.uncertain}
             kind[outcome.state].append((outcome.item, outcome.detail or ""))
@@ -147,6 +150,7 @@ class Poster:
                 key = idempotency_key(stream, article.id)
                 job = courier.take(stream, article.id, key, _sender(channel, post, key))
                 if job is not None:  # else another process took it, or it is not due yet
+                    job.version = fingerprint(post.article)
                     courier.attempt(job)
         except Paused:
             limited = True  # the rest of the channel waits for the next run
@@ -158,7 +162,25 @@ class Poster:
                 courier.rounds()
         finally:
             courier.finish()
+        if not dry_run and not limited:
+            self._correct(channel, report)
         return report
+
+    def _correct(self, channel: Channel, report: ChannelReport) -> None:
+        """The channel's corrections (pipeline.corrections), through a courier that resends
+        an edit of unknown fate only where the network makes that harmless."""
+        stream = post_stream(channel.name)
+        courier = self.courier(channel, report)
+        courier.dedupes = channel.repeatable_corrections
+        try:
+            Corrector(self.store, self.ledger).run(
+                channel, stream, courier, lambda item: idempotency_key(stream, item)
+            )
+            courier.rounds()
+        except Paused:
+            pass
+        finally:
+            courier.finish()
 
     def candidates(self, channel: Channel) -> list[Article]:
         """What this channel should get now, oldest first, at most ``per_run``."""
@@ -172,8 +194,8 @@ class Poster:
         fresh = [a for a in recent if a.id not in entries]
         retries = []
         for entry in self.ledger.due(stream):
-            if "#" in entry.item:
-                continue  # a correction: pipeline.corrections retries it
+            if is_correction(entry.item):
+                continue  # pipeline.corrections retries it
             article = self.store.get(entry.item)
             if article is None:  # deleted from the store: nothing left to post
                 self.ledger.drop(stream, entry.item, "the article is no longer in the store")
@@ -191,8 +213,8 @@ class Poster:
         fresh (after that it becomes uncertain); the other channels are unaffected."""
         stream = post_stream(channel.name)
         for entry in self.ledger.interrupted(stream):
-            if "#" in entry.item:
-                continue  # a correction: pipeline.corrections settles it
+            if is_correction(entry.item):
+                continue  # pipeline.corrections settles it
             detail = "the run stopped while sending; it may or may not have been posted"
             article = self.store.get(entry.item) if self._may_resend(channel, entry) else None
             if article is not None:

@@ -144,9 +144,7 @@ class BlueskyChannel(ChannelBase[BlueskyOptions]):
         original = self._existing(did, old_rkey)
         if original is None:
             raise PermanentFailure("the Bluesky post to reply to no longer exists")
-        text = UPDATED + self.text(
-            post.article, limit=LIMIT - graphemes(UPDATED), measure=measure
-        )
+        text = UPDATED + self.text(post.article, limit=LIMIT - graphemes(UPDATED), measure=measure)
         record: dict[str, Any] = {**post.body["record"], "text": text}
         record.pop("facets", None)
         facets = link_facets(text, post.article.url)

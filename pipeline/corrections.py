@@ -21,7 +21,7 @@ corrected, so an upgrade does not edit the archive.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -32,6 +32,7 @@ from pipeline.errors import PermanentFailure, TemporaryFailure
 from pipeline.ledger import PENDING, SENT, Entry, Ledger
 from pipeline.model import Article
 from pipeline.schema import LIVE, articles
+from pipeline.settings.channels import ChannelSettings
 from pipeline.store import Store
 
 UPDATE, DELETE = "update", "delete"
@@ -67,6 +68,25 @@ def delete_policy(channel: Channel) -> str:
     """``delete`` or ``ignore``: what the channel does with an article taken down."""
     wanted = channel.options.on_delete or channel.default_on_delete
     return wanted if wanted in channel.corrections else "ignore"
+
+
+def correction_warnings(configured: Mapping[str, ChannelSettings]) -> list[str]:
+    """``pipeline check``: a policy the network cannot follow (Slack's and Teams' incoming
+    webhooks cannot touch a message once sent; Mastodon and Telegram edit, not reply)."""
+    from pipeline.channels import channel_types
+
+    found = []
+    for name, options in configured.items():
+        can = channel_types()[options.type].corrections
+        for setting, value in (("on_update", options.on_update), ("on_delete", options.on_delete)):
+            if value in (None, "ignore") or value in can:
+                continue
+            able = ", ".join(sorted(can)) or "none: a message once sent stays as it is"
+            found.append(
+                f"channel {name}: {setting}: {value} is not something a {options.type} "
+                f"channel can do (it can: {able}); its posts are not corrected that way"
+            )
+    return found
 
 
 @dataclass(frozen=True)

@@ -496,3 +496,43 @@ def _version(store) -> str:
     article = store.get("news/glacier-report")
     assert article is not None
     return fingerprint(article)
+
+
+# -- pipeline check -----------------------------------------------------------------------
+
+
+def test_check_warns_of_a_policy_the_network_cannot_follow(project, monkeypatch):
+    from tests.conftest import invoke
+
+    monkeypatch.setenv("SLACK_HOOK", "https://hooks.slack.com/services/T0/B0/x")
+    monkeypatch.setenv("TEAMS_HOOK", "https://example.webhook.office.com/webhookb2/x")
+    root = project()
+    config = root / "config" / "pipeline.yaml"
+    text = config.read_text(encoding="utf-8")
+    asked = (
+        "channels:\n"
+        "  slack:\n"
+        "    type: slack\n"
+        "    webhook_url: ${SLACK_HOOK}\n"
+        "    on_update: edit\n"
+        "  teams:\n"
+        "    type: teams\n"
+        "    webhook_url: ${TEAMS_HOOK}\n"
+        "    on_delete: delete\n"
+        "  quiet:\n"
+        "    type: slack\n"
+        "    webhook_url: ${SLACK_HOOK}\n"
+        "    on_update: ignore\n"
+    )
+    config.write_text(text.replace("channels:\n", asked, 1), encoding="utf-8")
+    result = invoke(root, "check")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if "channel" in line]
+    assert lines == [
+        "warning: channel slack: on_update: edit is not something a slack channel can do "
+        "(it can: none: a message once sent stays as it is); its posts are not corrected "
+        "that way",
+        "warning: channel teams: on_delete: delete is not something a teams channel can do "
+        "(it can: none: a message once sent stays as it is); its posts are not corrected "
+        "that way",
+    ]

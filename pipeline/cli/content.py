@@ -76,6 +76,9 @@ def check(project: Project) -> int:
         now = dt.datetime.now(dt.UTC)
         warnings += schedule_warnings(settings, schedules, shown(project.schedules_file), now)
     warnings += _unreached_subscribers(project)
+    from pipeline.corrections import correction_warnings
+
+    warnings += correction_warnings(settings.channels)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     extra = len(settings.feeds.extra)

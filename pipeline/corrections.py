@@ -29,7 +29,7 @@ from sqlalchemy import select
 from pipeline.channels import Channel, Receipt
 from pipeline.delivery import Courier
 from pipeline.errors import PermanentFailure, TemporaryFailure
-from pipeline.ledger import PENDING, SENT, Entry, Ledger
+from pipeline.ledger import PENDING, SENDING, SENT, Entry, Ledger
 from pipeline.model import Article
 from pipeline.schema import LIVE, articles
 from pipeline.settings.channels import ChannelSettings
@@ -120,7 +120,7 @@ class Corrector:
         for article_id, entries in sorted(posts.items()):
             made = [e for e in entries if e.state == SENT and e.version and "#delete" not in e.item]
             deleted = rows.get(correction_item(article_id, DELETE))
-            if not made or (deleted is not None and deleted.state != PENDING):
+            if not made or (deleted is not None and deleted.state not in (PENDING, SENDING)):
                 continue  # never posted with a version (from before corrections), or deleted
             latest = max(made, key=lambda e: (e.updated_at, e.item))
             posted = Receipt(latest.remote_id, latest.remote_url)

@@ -27,7 +27,7 @@ from pipeline.digest.message import build_message, view_url
 from pipeline.digest.render import RenderedEdition, render_edition
 from pipeline.digest.window import SKIPPED_EDITION, window_start
 from pipeline.model import Article
-from pipeline.schema import edition_articles, editions
+from pipeline.schema import LIVE, articles, edition_articles, editions
 from pipeline.settings import Settings
 from pipeline.settings.email import DigestSettings
 from pipeline.store import Store
@@ -152,7 +152,8 @@ class Editions:
             articles, passed_over = [], []
         elif passed_over:
             detail = f"{len(passed_over)} older articles left out; max_items is {digest.max_items}"
-        rendered = render_edition(digest, self.settings.site, articles)
+        corrected = self.corrected(name, scheduled) if articles and digest.corrections else []
+        rendered = render_edition(digest, self.settings.site, articles, corrected)
         now = self.clock().astimezone(dt.UTC).replace(tzinfo=None)
         try:
             with self.store.engine.begin() as conn:
@@ -190,6 +191,35 @@ class Editions:
         if found is None:
             raise RuntimeError(f"edition {new_id} could not be stored")
         return found
+
+    def corrected(self, name: str, at: dt.datetime) -> list[Article]:
+        """Articles earlier editions of ``name`` carried whose content changed since the
+        previous edition was made (the store moves ``changed_at`` only when it does), and
+        are still published; newest first."""
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(
+                select(editions)
+                .where(
+                    editions.c.digest == name,
+                    editions.c.status != SKIPPED_EDITION,
+                    editions.c.scheduled_for < at.astimezone(dt.UTC).replace(tzinfo=None),
+                )
+                .order_by(editions.c.created_at)
+            ).all()
+            if not rows:
+                return []
+            carried = {a for row in rows for a in _edition(row).article_ids}
+            since = rows[-1].created_at
+            changed = conn.scalars(
+                select(articles.c.id).where(
+                    articles.c.id.in_(sorted(carried)),
+                    articles.c.status == LIVE,
+                    articles.c.changed_at > since,
+                    articles.c.changed_at > articles.c.first_seen,  # changed, not just new
+                )
+            ).all()
+        found = [a for a in (self.store.get(i) for i in changed) if a is not None]
+        return sorted(found, key=lambda a: (a.published, a.id), reverse=True)
 
     def load(self, id_: str) -> Edition | None:
         """The stored edition with this id (``weekly-en@2026-11-23T09:00+05:45``), if any."""

@@ -536,3 +536,25 @@ def test_check_warns_of_a_policy_the_network_cannot_follow(project, monkeypatch)
         "(it can: none: a message once sent stays as it is); its posts are not corrected "
         "that way",
     ]
+
+
+def test_pipeline_post_says_what_it_corrected(project):
+    from tests.conftest import invoke
+
+    root = project()
+    config = root / "config" / "pipeline.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("    per_run: 50\n", "    per_run: 50\n    on_update: edit\n"))
+    assert invoke(root, "run").exit_code == 0
+    article = root / "examples/site/news/2024-05-29-icimod-craes-clean-air-agreement.md"
+    old = "ICIMOD and CRAES sign agreement to tackle air pollution across the region"
+    article.write_text(article.read_text().replace(old, FIXED, 1), encoding="utf-8")
+    assert invoke(root, "ingest").exit_code == 0
+
+    result = invoke(root, "post")
+
+    assert result.exit_code == 0 and "archive: 0 posted, 1 corrected" in result.stdout
+    lines = (root / "var" / "posts.jsonl").read_text(encoding="utf-8").splitlines()
+    last = json.loads(lines[-1])
+    assert (last["event"], last["title"]) == ("article.updated", FIXED)
+    assert "event" not in json.loads(lines[-2])

@@ -224,7 +224,8 @@ def _post(project: Project, names: tuple[str, ...], dry_run: bool) -> int:
             click.echo(post.text)
             click.echo(json.dumps(post.body, ensure_ascii=False, indent=2, default=str))
         if not dry_run:
-            click.echo(f"{name}: {len(report.sent)} posted{count_outcomes(report)}")
+            corrected = f", {len(report.corrected)} corrected" if report.corrected else ""
+            click.echo(f"{name}: {len(report.sent)} posted{corrected}{count_outcomes(report)}")
         print_outcomes(name, report)
         if not report.ok:
             status = EXIT_PARTIAL

@@ -102,11 +102,7 @@ class Courier:
     ) -> Job | None:
         """Claim ``item`` (None: not ours to send now). The previous outcome of the same
         stream is recorded in the same transaction, so a batch commits once per item."""
-        first = None
-        if self._unrecorded is not None and self._unrecorded_stream == stream:
-            first, self._unrecorded = self._unrecorded, None
-        else:
-            self.flush()
+        first = self._unrecorded_of(stream)
         claim = self.ledger.take(stream, item, key, settle_first=first, early=early)
         return None if claim is None else Job(stream, item, key, send, claim, about)
 
@@ -213,12 +209,9 @@ class Courier:
                             self.owed.extend(ready[index:])
                             return
                         if job.claim is not None:
+                            first = self._unrecorded_of(job.stream)
                             claim = self.ledger.take(
-                                job.stream,
-                                job.item,
-                                job.key,
-                                settle_first=self._take_first(job),
-                                early=True,
+                                job.stream, job.item, job.key, settle_first=first, early=True
                             )
                             if claim is None:
                                 continue  # settled meanwhile by another process
@@ -230,8 +223,10 @@ class Courier:
         except Paused:
             pass
 
-    def _take_first(self, job: Job) -> Settlement | None:
-        if self._unrecorded is not None and self._unrecorded_stream == job.stream:
+    def _unrecorded_of(self, stream: str) -> Settlement | None:
+        """The outcome waiting to be recorded, if it is of ``stream`` (to go with its next
+        claim); one of another stream is written now."""
+        if self._unrecorded is not None and self._unrecorded_stream == stream:
             first, self._unrecorded = self._unrecorded, None
             return first
         self.flush()

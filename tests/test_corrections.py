@@ -558,3 +558,31 @@ def test_pipeline_post_says_what_it_corrected(project):
     last = json.loads(lines[-1])
     assert (last["event"], last["title"]) == ("article.updated", FIXED)
     assert "event" not in json.loads(lines[-2])
+
+
+def test_an_uncertain_correction_is_listed_as_one(httpserver, store, context, publish):
+    """`pipeline deliveries uncertain` names a correction whose fate is unknown as such."""
+    from types import SimpleNamespace
+
+    from pipeline.cli.deliveries import _uncertain
+
+    arrived = threading.Event()
+
+    def receiver(request: Request) -> Response:
+        if request.get_json()["event"] == "article.updated":
+            arrived.wait(10)  # the client gives up meanwhile
+        return Response("{}", 200, content_type="application/json")
+
+    httpserver.expect_request("/hook").respond_with_handler(receiver)
+    options = WebhookOptions(
+        type="webhook", url=httpserver.url_for("/hook"), template=template("webhook"), timeout=0.2
+    )
+    hook = WebhookChannel("hook", options, context)
+    publish()
+    run(store, hook)
+    publish(title=FIXED)
+    run(store, hook)
+    arrived.set()
+    project = SimpleNamespace(settings=SimpleNamespace(channels={"hook": options}))
+    (unsure,) = _uncertain(project, store, "hook", None)
+    assert unsure.what.startswith("update of the post to hook: https://news.example.org/news/")

@@ -323,31 +323,41 @@ def test_webhook_sends_signed_update_and_delete_events(httpserver, store, contex
     assert len({e.headers["Idempotency-Key"] for e in events}) == 3
 
 
+class SlowReceiver:
+    """A webhook receiver that holds the second event until released: the client gives
+    up meanwhile, so its fate is unknown to it."""
+
+    def __init__(self, httpserver, context):
+        self.arrived: list[str] = []
+        self.release = threading.Event()
+        httpserver.expect_request("/hook").respond_with_handler(self.receive)
+        self.options = WebhookOptions(
+            type="webhook",
+            url=httpserver.url_for("/hook"),
+            template=template("webhook"),
+            timeout=0.2,
+        )
+        self.channel = WebhookChannel("hook", self.options, context)
+
+    def receive(self, request: Request) -> Response:
+        self.arrived.append(request.get_json()["event"])
+        if len(self.arrived) == 2:
+            self.release.wait(10)
+        return Response("{}", 200, content_type="application/json")
+
+
 def test_a_webhook_correction_of_unknown_fate_is_not_sent_again(
     httpserver, store, context, publish
 ):
     """An event is a new request: one that may have arrived is uncertain, not repeated."""
-    arrived: list[str] = []
-    release = threading.Event()
-
-    def receiver(request: Request) -> Response:
-        arrived.append(request.get_json()["event"])
-        if len(arrived) == 2:
-            release.wait(10)  # the client gives up meanwhile: the fate is unknown to it
-        return Response("{}", 200, content_type="application/json")
-
-    httpserver.expect_request("/hook").respond_with_handler(receiver)
-    options = WebhookOptions(
-        type="webhook", url=httpserver.url_for("/hook"), template=template("webhook"), timeout=0.2
-    )
-    hook = WebhookChannel("hook", options, context)
+    receiver = SlowReceiver(httpserver, context)
     publish()
-    run(store, hook)
+    run(store, receiver.channel)
     publish(title=FIXED)
-    report = run(store, hook)
-    run(store, hook)
-    release.set()
-    assert arrived == ["article.published", "article.updated"]
+    report = run(store, receiver.channel)
+    run(store, receiver.channel)
+    receiver.release.set()
+    assert receiver.arrived == ["article.published", "article.updated"]
     assert len(report.uncertain) == 1
     item = report.uncertain[0][0]
     assert Ledger(store.engine).entries(post_stream("hook"))[item].state == UNCERTAIN
@@ -566,23 +576,12 @@ def test_an_uncertain_correction_is_listed_as_one(httpserver, store, context, pu
 
     from pipeline.cli.deliveries import _uncertain
 
-    arrived = threading.Event()
-
-    def receiver(request: Request) -> Response:
-        if request.get_json()["event"] == "article.updated":
-            arrived.wait(10)  # the client gives up meanwhile
-        return Response("{}", 200, content_type="application/json")
-
-    httpserver.expect_request("/hook").respond_with_handler(receiver)
-    options = WebhookOptions(
-        type="webhook", url=httpserver.url_for("/hook"), template=template("webhook"), timeout=0.2
-    )
-    hook = WebhookChannel("hook", options, context)
+    receiver = SlowReceiver(httpserver, context)
     publish()
-    run(store, hook)
+    run(store, receiver.channel)
     publish(title=FIXED)
-    run(store, hook)
-    arrived.set()
-    project = SimpleNamespace(settings=SimpleNamespace(channels={"hook": options}))
+    run(store, receiver.channel)
+    receiver.release.set()
+    project = SimpleNamespace(settings=SimpleNamespace(channels={"hook": receiver.options}))
     (unsure,) = _uncertain(project, store, "hook", None)
     assert unsure.what.startswith("update of the post to hook: https://news.example.org/news/")

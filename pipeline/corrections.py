@@ -118,7 +118,9 @@ class Corrector:
         found = []
         states = self._live(list(posts))
         for article_id, entries in sorted(posts.items()):
-            made = [e for e in entries if e.state == SENT and e.version and "#delete" not in e.item]
+            made = [
+                e for e in entries if e.state == SENT and e.version and f"#{DELETE}" not in e.item
+            ]
             deleted = rows.get(correction_item(article_id, DELETE))
             if not made or (deleted is not None and deleted.state not in (PENDING, SENDING)):
                 continue  # never posted with a version (from before corrections), or deleted
@@ -144,11 +146,12 @@ class Corrector:
     def run(self, channel: Channel, stream: str, courier: Courier, key: Callable[[str], str]):
         """Settle interrupted corrections (sent again where that is idempotent), then
         make each due correction once."""
+        due = self.due(channel, stream)
+        by_item = {c.item: c for c in due}
         for entry in self.ledger.interrupted(stream):
             if not is_correction(entry.item):
                 continue
-            due = {c.item: c for c in self.due(channel, stream)}
-            correction = due.get(entry.item)
+            correction = by_item.get(entry.item)
             if correction is not None and channel.repeatable_corrections:
                 send = self._sender(channel, correction, entry.key or key(entry.item))
                 if send is not None:
@@ -156,7 +159,7 @@ class Corrector:
                     continue
             detail = "the run stopped while correcting the post; it may or may not be corrected"
             courier.abandon(entry, detail)
-        for correction in self.due(channel, stream):
+        for correction in due:
             item_key = key(correction.item)
             send = self._sender(channel, correction, item_key)
             if send is None:

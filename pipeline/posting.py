@@ -6,12 +6,15 @@ For every channel, in one run:
 2. Candidates: live articles published within the channel's ``max_age_hours`` that match
    its filters and have no ledger row, plus the channel's ``pending`` rows whose next
    attempt has come, oldest first, at most ``per_run``. An edited article keeps its
-   ledger row, so it is not posted again.
+   ledger row, so it is not posted again: it is corrected instead (step 4).
 3. Each is claimed in the ledger, then sent by the delivery core (pipeline.delivery),
    the same as mail: a short ``Retry-After`` waited out, a long one leaving the rest of
    the channel for the next run; 5xx and timeouts retried in rounds (1 s, 2 s, 4 s…) up
    to ``max_attempts`` tries in all, then at their next attempt time in a later run;
-   400/401/403/404/422 failed at once with the network's reason.
+   400/401/403/404/422 failed at once with the network's reason. A sent post's row
+   keeps the version of the article it said (pipeline.corrections.fingerprint).
+4. Corrections: posts whose article changed or was taken down are edited, replied to
+   or deleted by the channel's policy (pipeline.corrections), through the same core.
 
 One channel's trouble — its server's limits unreadable, an interrupted post that cannot
 be prepared again, an unexpected exception — is reported against that channel and the

@@ -3,7 +3,8 @@
 A stream is what is delivered where: ``post:mastodon`` (items are article ids, and the
 corrections of their posts, ``news/1#update:…`` and ``news/1#delete``) or a digest
 edition (items are subscriber ids). A sent row keeps the far side's id for what it made
-and, for a post, the version of the article it said (see pipeline.corrections). A row moves through these states::
+and, for a post, the version of the article it said (see pipeline.corrections).
+A row moves through these states::
 
     (none) ──claim──▶ sending ──▶ sent        the far side confirmed it
                          │    ──▶ pending     a temporary failure: tried again from

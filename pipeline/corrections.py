@@ -5,7 +5,9 @@ delete | ignore; see pipeline.settings.channels).
 A sent post's ledger row keeps the *version* it said: the fingerprint of its article's
 title, summary and URL. Each ``post`` run compares it with the article as it now is:
 
-- a different fingerprint: the row ``{article}#update:{fingerprint[:16]}``;
+- a different fingerprint: the row ``{article}#update:{n}:{fingerprint[:16]}``, ``n``
+  counting the versions the post has shown (so a title changed back and forth is
+  corrected each time);
 - the article removed (unpublished, drafted, deleted from its source): ``{article}#delete``.
 
 A correction is a ledger row of its own in the channel's stream, claimed and settled by
@@ -44,9 +46,12 @@ def fingerprint(article: Article) -> str:
     return hashlib.sha256(said.encode("utf-8")).hexdigest()
 
 
-def correction_item(article_id: str, kind: str, version: str = "") -> str:
-    """The ledger item of a correction: ``news/1#update:0123456789abcdef``, ``news/1#delete``."""
-    return f"{article_id}#{kind}:{version[:16]}" if kind == UPDATE else f"{article_id}#{kind}"
+def correction_item(article_id: str, kind: str, version: str = "", shown: int = 1) -> str:
+    """The ledger item of a correction: ``news/1#update:1:0123456789abcdef`` (the post
+    has shown one version so far), ``news/1#delete``."""
+    if kind == UPDATE:
+        return f"{article_id}#{kind}:{shown}:{version[:16]}"
+    return f"{article_id}#{kind}"
 
 
 def article_of(item: str) -> str:
@@ -136,7 +141,7 @@ class Corrector:
             if updates == "ignore" or version == latest.version:
                 continue
             article = self.store.get(article_id) or article  # with its translations
-            item = correction_item(article_id, UPDATE, version)
+            item = correction_item(article_id, UPDATE, version, shown=len(made))
             for entry in entries:  # an older correction still waiting is superseded
                 if entry.item.startswith(f"{article_id}#{UPDATE}:") and entry.item != item:
                     self.ledger.drop(stream, entry.item, "superseded by a newer correction")

@@ -585,3 +585,17 @@ def test_an_uncertain_correction_is_listed_as_one(httpserver, store, context, pu
     project = SimpleNamespace(settings=SimpleNamespace(channels={"hook": receiver.options}))
     (unsure,) = _uncertain(project, store, "hook", None)
     assert unsure.what.startswith("update of the post to hook: https://news.example.org/news/")
+
+
+def test_a_title_changed_back_and_forth_is_corrected_each_time(httpserver, store, context, publish):
+    masto = mastodon(httpserver, context)
+    httpserver.expect_request("/api/v1/statuses/1101", method="GET").respond_with_json(STATUS)
+    httpserver.expect_request("/api/v1/statuses/1101", method="PUT").respond_with_json(STATUS)
+    original = publish().title
+    run(store, masto)
+    for title in (FIXED, original, FIXED):
+        publish(title=title)
+        run(store, masto)
+        run(store, masto)
+    edits = [r.get_json()["status"] for r in calls(httpserver, "PUT")]
+    assert [e.split("\n")[0] for e in edits] == [FIXED, original, FIXED]

@@ -160,7 +160,7 @@ class Corrector:
             if correction is not None and channel.repeatable_corrections:
                 send = self._sender(channel, correction, entry.key or key(entry.item))
                 if send is not None:
-                    courier.resume(entry, send)
+                    courier.resume(entry, send, correction.version)
                     continue
             detail = "the run stopped while correcting the post; it may or may not be corrected"
             courier.abandon(entry, detail)

@@ -106,12 +106,13 @@ class Courier:
         claim = self.ledger.take(stream, item, key, settle_first=first, early=early)
         return None if claim is None else Job(stream, item, key, send, claim, about)
 
-    def resume(self, entry: Entry, send: Callable[[], Receipt], about: Any = None) -> bool:
+    def resume(self, entry: Entry, send: Callable[[], Receipt], version: str | None = None) -> bool:
         """Take over a row a stopped run left ``sending`` and send it again with its key
         (only for a far side that deduplicates on it); False if another process has it."""
         if not self.ledger.reclaim(entry):
             return False
-        self.attempt(Job(entry.stream, entry.item, entry.key or "", send, None, about))
+        job = Job(entry.stream, entry.item, entry.key or "", send, None, version=version)
+        self.attempt(job)
         return True
 
     def refuse(self, stream: str, item: str, reason: str, about: Any = None) -> bool:

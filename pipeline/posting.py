@@ -230,7 +230,8 @@ class Poster:
                 except PermanentFailure as exc:
                     detail = f"the run stopped while sending it, and now {exc.reason}"
                 else:
-                    courier.resume(entry, _sender(channel, post, entry.key or ""))
+                    send = _sender(channel, post, entry.key or "")
+                    courier.resume(entry, send, fingerprint(post.article))
                     continue  # resent, or another process has taken it over
             courier.abandon(entry, detail)
 

@@ -255,6 +255,15 @@ def test_a_correction_killed_at_any_point_arrives_once(project, state_url, https
         (history,) = networks.shown(network, "ICIMOD and CRAES")
         assert len(history) == 2 and NEW_TITLE in history[1] and OLD_TITLE in history[0]
 
+    url = state_url if not state_url.startswith("sqlite") else f"sqlite:///{root}/var/state.db"
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT state, version FROM deliveries WHERE item LIKE '%#update%'")
+        ).all()
+    engine.dispose()
+    assert len(rows) == 3 and all(state == "sent" and version for state, version in rows)
+
     keys = [networks.key_of(n, "ICIMOD and CRAES") for n in ("mastodon", "telegram", "discord")]
     article.unlink()  # unpublished
     killed_at_the_point(root, env, networks)

@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # mailer_bench
 
 from mailer_bench import bare, discard_server
 
-from pipeline.digest.editions import Digests, EditionReport
+from pipeline.digest.sending import Digests, EditionReport
 from pipeline.ingest import ingest
 from pipeline.mailer import Transport, open_transport
 from pipeline.schema import subscribers

@@ -19,7 +19,7 @@ from pipeline.clock import Clock, system_clock
 
 if TYPE_CHECKING:
     from pipeline.channels import Channel
-    from pipeline.digest.editions import Digests
+    from pipeline.digest.sending import Digests
     from pipeline.feeds import FeedReport
     from pipeline.ingest import IngestReport
     from pipeline.mailer import Transport
@@ -116,7 +116,7 @@ class Assembly:
 
     def digests(self, transport: Callable[[], Transport] | None = None) -> Digests:
         """The digests, sending through ``transport`` (default: the configured server)."""
-        from pipeline.digest.editions import Digests
+        from pipeline.digest.sending import Digests
 
         return Digests(
             self.settings,

@@ -31,6 +31,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "why": "You are receiving this email because you subscribed to “{digest}” from {site}.",
         "unsubscribe": "Unsubscribe",
         "view_online": "View in your browser",
+        "corrections_heading": "Corrections",
+        "corrections_intro": "These articles from earlier editions have been corrected since:",
         # sign-up email and the pages of `pipeline serve`
         "confirm_subject": "Confirm your subscription to {site}",
         "confirm_body": "Someone, hopefully you, asked for {site}'s email digests to be sent "
@@ -84,6 +86,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "why": "您收到这封邮件，是因为您订阅了{site}的《{digest}》。",
         "unsubscribe": "退订",
         "view_online": "在浏览器中查看",
+        "corrections_heading": "更正",
+        "corrections_intro": "以下往期文章此后已更正：",
         "confirm_subject": "请确认订阅{site}",
         "confirm_body": "有人（希望是您本人）请求将{site}的邮件摘要发送到这个地址。"
         "请在 48 小时内打开以下链接确认：\n\n{link}\n\n"

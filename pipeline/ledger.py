@@ -1,7 +1,10 @@
 """The delivery ledger: one row per (stream, item), so each thing is delivered at most once.
 
-A stream is what is delivered where: ``post:mastodon`` (items are article ids) or a
-digest edition (items are subscriber ids). A row moves through these states::
+A stream is what is delivered where: ``post:mastodon`` (items are article ids, and the
+corrections of their posts, ``news/1#update:…`` and ``news/1#delete``) or a digest
+edition (items are subscriber ids). A sent row keeps the far side's id for what it made
+and, for a post, the version of the article it said (see pipeline.corrections).
+A row moves through these states::
 
     (none) ──claim──▶ sending ──▶ sent        the far side confirmed it
                          │    ──▶ pending     a temporary failure: tried again from
@@ -44,7 +47,6 @@ SENDING, SENT, PENDING, FAILED, UNCERTAIN, SKIPPED = (
     "uncertain",
     "skipped",
 )
-FINAL = frozenset({SENT, FAILED, UNCERTAIN, SKIPPED})
 GIVE_UP_AFTER = dt.timedelta(days=3)
 RETRY_BASE = dt.timedelta(minutes=5)
 RETRY_CAP = dt.timedelta(hours=6)
@@ -62,6 +64,7 @@ class Settlement:
     remote_url: str | None = None
     next_attempt_at: dt.datetime | None = None
     failing_since: dt.datetime | None = None
+    version: str | None = None  # what a sent post said (pipeline.corrections)
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,19 @@ class Entry:
     updated_at: dt.datetime
     next_attempt_at: dt.datetime | None = None
     failing_since: dt.datetime | None = None
+    version: str | None = None
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def stored_time(moment: dt.datetime) -> dt.datetime:
+    """A moment as the columns hold it: naive UTC (the database boundary). A naive
+    moment is taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def this_process() -> str:
@@ -130,7 +142,7 @@ class Ledger:
     def __init__(
         self,
         engine: Engine,
-        clock=_now,
+        clock: Callable[[], dt.datetime] = utc_now,
         owner: str | None = None,
         stale_after: dt.timedelta = dt.timedelta(hours=1),
         *,
@@ -139,12 +151,16 @@ class Ledger:
         retry_cap: dt.timedelta = RETRY_CAP,
     ):
         self.engine = engine
-        self.clock = clock
+        self.clock = clock  # aware UTC; rows hold naive UTC (see ``now``)
         self.owner = owner or this_process()
         self.stale_after = stale_after
         self.give_up_after = give_up_after
         self.retry_base = retry_base
         self.retry_cap = retry_cap
+
+    def now(self) -> dt.datetime:
+        """The clock's time as the rows hold it (naive UTC), to compare with them."""
+        return stored_time(self.clock())
 
     def entries(self, stream: str, items: Iterable[str] | None = None) -> dict[str, Entry]:
         query = select(deliveries).where(deliveries.c.stream == stream)
@@ -183,7 +199,7 @@ class Ledger:
         ``settle_first`` records how the previous item of the stream ended in the same
         transaction: a batch then commits once per item instead of twice, and the
         previous outcome is still on disk before anything more is sent."""
-        now = self.clock()
+        now = self.now()
         values = {
             "stream": stream,
             "item": item,
@@ -234,7 +250,7 @@ class Ledger:
         ``retry_cap``, and no sooner than the far side's ``retry_after`` seconds), or
         failed once it has been failing for ``give_up_after``. The last attempt falls on
         the limit itself, so an item is never given up earlier than promised."""
-        now = self.clock()
+        now = self.now()
         since = claim.failing_since or now
         failing = now - since
         if failing >= self.give_up_after:
@@ -261,9 +277,7 @@ class Ledger:
                     deliveries.c.state == SENDING,
                     deliveries.c.owner == entry.owner,
                 )
-                .values(
-                    attempts=deliveries.c.attempts + 1, owner=self.owner, updated_at=self.clock()
-                )
+                .values(attempts=deliveries.c.attempts + 1, owner=self.owner, updated_at=self.now())
             )
             return moved.rowcount == 1
 
@@ -298,7 +312,8 @@ class Ledger:
                 remote_url=outcome.remote_url,
                 next_attempt_at=outcome.next_attempt_at,
                 failing_since=outcome.failing_since,
-                updated_at=self.clock(),
+                version=outcome.version,
+                updated_at=self.now(),
             )
         )
 
@@ -306,7 +321,7 @@ class Ledger:
         """Record items that will never be delivered, each with why."""
         if not reasons:
             return
-        now = self.clock()
+        now = self.now()
         known = set(self.entries(stream, reasons))
         rows = [
             {
@@ -331,13 +346,13 @@ class Ledger:
 
     def due(self, stream: str) -> list[Entry]:
         """Pending rows whose next attempt has come, oldest first."""
-        now = self.clock()
+        now = self.now()
         found = (e for e in self.entries(stream).values() if self.is_due(e, now))
         return sorted(found, key=lambda e: (e.created_at, e.item))
 
     def is_due(self, entry: Entry, now: dt.datetime | None = None) -> bool:
         """Whether a row is pending and its next attempt has come."""
-        moment = self.clock() if now is None else now
+        moment = self.now() if now is None else stored_time(now)
         return entry.state == PENDING and (
             entry.next_attempt_at is None or entry.next_attempt_at <= moment
         )
@@ -346,7 +361,7 @@ class Ledger:
         """Rows a stopped process left in ``sending``: their fate is unknown. A row whose
         owner may still be running (another host, or alive here) counts only once it is
         older than ``stale_after``."""
-        cutoff = self.clock() - self.stale_after
+        cutoff = self.now() - self.stale_after
         return [
             e
             for e in self.entries(stream).values()
@@ -383,7 +398,7 @@ class Ledger:
                     detail=why,
                     next_attempt_at=None,
                     failing_since=None,
-                    updated_at=self.clock(),
+                    updated_at=self.now(),
                 )
             )
             return moved.rowcount == 1

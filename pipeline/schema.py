@@ -81,6 +81,10 @@ deliveries = Table(
     # written before they existed read as "due now, no failures yet".
     Column("next_attempt_at", DateTime),
     Column("failing_since", DateTime),
+    # What a sent post said: the sha256 of its article's title, summary and URL (see
+    # pipeline.corrections). Null for mail and for rows from before corrections existed,
+    # which are never corrected.
+    Column("version", String(64)),
     Index("ix_deliveries_state", "state"),
     Index("ix_deliveries_updated", "updated_at"),
 )

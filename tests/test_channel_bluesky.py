@@ -17,7 +17,7 @@ from pipeline.channels import ChannelContext
 from pipeline.channels.bluesky import BlueskyChannel, record_key
 from pipeline.errors import PermanentFailure, TemporaryFailure
 from pipeline.ledger import SENT, Ledger
-from pipeline.posting import Poster, idempotency_key, stream_of
+from pipeline.posting import Poster, idempotency_key, post_stream
 from pipeline.settings import default_template
 from pipeline.settings.channels import BlueskyOptions
 from pipeline.sources import Item, Scan
@@ -183,7 +183,7 @@ def bluesky(pds, memory, site):
 
 
 def key_for(article_id: str, channel: str = "bluesky") -> str:
-    return idempotency_key(stream_of(channel), article_id)
+    return idempotency_key(post_stream(channel), article_id)
 
 
 def post_one(channel: BlueskyChannel, article):
@@ -458,7 +458,7 @@ def test_poster_posts_each_article_once_across_runs(bluesky, pds, memory, make_a
     second = poster.run([bluesky()])["bluesky"]
     assert second.ok and second.sent == []
     assert len(pds.calls(CREATE)) == 3 and len(pds.calls(SESSION)) == 1
-    entries = Ledger(memory.engine).entries(stream_of("bluesky"))
+    entries = Ledger(memory.engine).entries(post_stream("bluesky"))
     assert {e.state for e in entries.values()} == {SENT}
     assert all(
         e.remote_url.startswith(f"https://bsky.app/profile/{HANDLE}/post/")

@@ -28,7 +28,7 @@ from pipeline.channels.mastodon import MastodonChannel
 from pipeline.channels.slack import SlackChannel
 from pipeline.channels.teams import TeamsChannel
 from pipeline.channels.telegram import TelegramChannel
-from pipeline.posting import idempotency_key, stream_of
+from pipeline.posting import idempotency_key, post_stream
 from pipeline.settings import default_template
 from pipeline.settings.channels import (
     BlueskyOptions,
@@ -315,7 +315,7 @@ def test_bluesky_links_only_the_article_by_facet(httpserver, state_url, site, ma
                 "bluesky", handle=HANDLE, app_password=pds.password, service=pds.url
             )
             bluesky = BlueskyChannel("bluesky", settings_, context)
-            key = idempotency_key(stream_of("bluesky"), article.id)
+            key = idempotency_key(post_stream("bluesky"), article.id)
             bluesky.send(bluesky.prepare(article), key)
     finally:
         store.close()

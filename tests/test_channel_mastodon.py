@@ -18,7 +18,7 @@ from pipeline.channels.mastodon import MastodonChannel
 from pipeline.channels.mastodon_length import status_length as mastodon_length
 from pipeline.errors import PermanentFailure, TemporaryFailure
 from pipeline.ledger import SENT, Ledger
-from pipeline.posting import Poster, idempotency_key, stream_of
+from pipeline.posting import Poster, idempotency_key, post_stream
 from pipeline.settings.channels import MastodonOptions
 from pipeline.sources import Item, Scan
 from pipeline.store import Store
@@ -469,14 +469,14 @@ def test_engine_retries_once_and_records_the_status(httpserver, state_url, site,
         assert report.sent == [(article.id, "https://social.example/@news/2202")]
         assert report.ok
         assert len(waits) == 1  # one backoff between the two tries
-        entry = ledger.entries(stream_of("mastodon"))[article.id]
+        entry = ledger.entries(post_stream("mastodon"))[article.id]
         assert entry.state == SENT
         assert entry.remote_id == "2202"
         assert entry.remote_url == "https://social.example/@news/2202"
         posts = requests_to(httpserver, "/api/v1/statuses", "POST")
         assert len(posts) == 2
         keys = {p.headers["Idempotency-Key"] for p in posts}
-        assert keys == {idempotency_key(stream_of("mastodon"), article.id)}
+        assert keys == {idempotency_key(post_stream("mastodon"), article.id)}
 
         # a second run posts nothing more
         with requests.Session() as http:

@@ -18,7 +18,7 @@ from pipeline.channels.compose import utf16_units
 from pipeline.channels.telegram import LIMIT, TelegramChannel, telegram_length, visible_text
 from pipeline.errors import DeliveryFailed, PermanentFailure, TemporaryFailure
 from pipeline.ledger import SENT, Ledger
-from pipeline.posting import Poster, stream_of
+from pipeline.posting import Poster, post_stream
 from pipeline.settings.channels import TelegramOptions
 from pipeline.sources import Item, Scan
 from pipeline.store import Store
@@ -296,7 +296,7 @@ def test_poster_sends_one_message_per_article_and_nothing_on_the_next_run(
             "<b>One</b>",
             "<b>二</b>",
         ]
-        entries = Ledger(store.engine).entries(stream_of("telegram"))
+        entries = Ledger(store.engine).entries(post_stream("telegram"))
         assert {e.state for e in entries.values()} == {SENT}
         assert entries["news/one"].remote_url == "https://t.me/mountainnews/100"
 

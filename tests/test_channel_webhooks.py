@@ -19,7 +19,7 @@ from pipeline.channels.slack import SlackChannel
 from pipeline.channels.teams import TeamsChannel
 from pipeline.errors import PermanentFailure, TemporaryFailure
 from pipeline.ledger import SENT, Ledger
-from pipeline.posting import Poster, stream_of
+from pipeline.posting import Poster, post_stream
 from pipeline.settings import default_template
 from pipeline.settings.channels import DiscordOptions, SlackOptions, TeamsOptions
 from pipeline.sources import Item, Scan
@@ -394,11 +394,11 @@ def test_discord_rate_limit_then_success_posts_once(httpserver, store, make_arti
         link = "https://discord.com/channels/1170000000000000003/1180000000000000002/"
         assert first.ok and first.sent == [(article.id, link + MESSAGE["id"])]
         assert waits == [0.01]  # Discord's retry_after, honoured
-        entry = ledger.entries(stream_of("discord"))[article.id]
+        entry = ledger.entries(post_stream("discord"))[article.id]
         assert entry.state == SENT and entry.remote_id == MESSAGE["id"]
         titles = [json.loads(r.get_data())["embeds"][0]["title"] for r, _ in httpserver.log]
         assert titles == ["冰川 👩‍👩‍👧 report"] * 2  # the same body, twice: one message
 
         second = poster.run([DiscordChannel("discord", options, context)])["discord"]
         assert second.ok and second.sent == [] and len(httpserver.log) == 2  # nothing re-sent
-        assert ledger.entries(stream_of("discord"))[article.id] == entry
+        assert ledger.entries(post_stream("discord"))[article.id] == entry

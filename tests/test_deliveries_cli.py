@@ -10,7 +10,7 @@ import re
 from email.utils import parseaddr
 from pathlib import Path
 
-from pipeline.digest.editions import Digests
+from pipeline.digest.sending import Digests
 from pipeline.errors import TemporaryFailure
 from pipeline.ledger import PENDING, SENT, UNCERTAIN, Ledger
 from pipeline.settings import load_settings

@@ -124,7 +124,7 @@ class Clock:
 
 
 def digests_of(root: Path, clock: Clock, sleeps: list[float]):
-    from pipeline.digest.editions import Digests
+    from pipeline.digest.sending import Digests
     from pipeline.mailer import open_transport
 
     settings, store = opened(root)
@@ -325,7 +325,7 @@ def test_an_edition_nobody_would_receive_is_skipped_and_keeps_its_articles(proje
 
 
 def test_an_unexpected_error_mid_send_leaves_that_recipient_uncertain(mail_project):
-    from pipeline.digest.editions import Digests
+    from pipeline.digest.sending import Digests
 
     class Surprising:
         def __init__(self):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.digest.editions import Digests
+from pipeline.digest.sending import Digests
 from pipeline.mailer import open_transport
 from pipeline.settings import load_settings
 from pipeline.store import Store

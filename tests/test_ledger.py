@@ -368,7 +368,7 @@ def test_the_default_clock_is_utc_whatever_the_local_zone(monkeypatch):
     time.tzset()
     try:
         utc = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        assert abs(ledger_module._now() - utc) < dt.timedelta(seconds=5)
+        assert abs(ledger_module.Ledger(None).now() - utc) < dt.timedelta(seconds=5)
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()

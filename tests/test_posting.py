@@ -11,7 +11,7 @@ from pipeline.channels import ChannelContext
 from pipeline.channels.file import FileChannel
 from pipeline.errors import PermanentFailure, TemporaryFailure
 from pipeline.ledger import FAILED, PENDING, SENDING, SENT, UNCERTAIN, Ledger
-from pipeline.posting import MAX_WAIT, Poster, idempotency_key, stream_of
+from pipeline.posting import MAX_WAIT, Poster, idempotency_key, post_stream
 from pipeline.settings import default_template
 from pipeline.settings.channels import FileOptions
 from pipeline.sources import Item, Scan
@@ -128,7 +128,7 @@ def test_each_article_once_oldest_first_and_a_rerun_posts_nothing(store, channel
     assert out.lines()[0]["text"].endswith("https://news.example.org/news/1/")
     again = poster(store, sleeps).run_channel(out)
     assert again.sent == [] and len(out.lines()) == 3
-    entries = Ledger(store.engine).entries(stream_of("out"))
+    entries = Ledger(store.engine).entries(post_stream("out"))
     assert {e.state for e in entries.values()} == {SENT}
     assert entries["news/1"].remote_url and entries["news/1"].key == idempotency_key(
         "post:out", "news/1"

@@ -21,7 +21,7 @@ from werkzeug import Response
 from pipeline.channels import Channel, ChannelContext, channel_types
 from pipeline.errors import PermanentFailure
 from pipeline.ledger import FAILED, Ledger
-from pipeline.posting import Poster, stream_of
+from pipeline.posting import Poster, post_stream
 from pipeline.redact import shown_url
 from pipeline.settings import default_template
 from pipeline.settings.channels import (
@@ -294,7 +294,7 @@ def test_a_redirected_post_is_recorded_failed(
             )
             report = Poster(store, Ledger(store.engine), sleep=lambda s: None).run([channel])[kind]
         assert not report.sent and [a for a, _ in report.failed] == [article.id]
-        entry = Ledger(store.engine).entries(stream_of(kind))[article.id]
+        entry = Ledger(store.engine).entries(post_stream(kind))[article.id]
         assert entry.state == FAILED and "302" in entry.detail and location in entry.detail
         assert landing.log == []
         assert json.dumps(SUCCESS) not in (entry.detail or "")

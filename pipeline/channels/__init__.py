@@ -79,6 +79,26 @@ class Channel(Protocol):
         """Publish; ``key`` is stable for this (article, channel) across retries."""
         ...
 
+    corrections: frozenset[str]
+    """What the network can do to a post once made: ``edit``, ``reply``, ``delete``."""
+    default_on_update: str
+    """What ``on_update`` means when not set: ``edit`` where the network can edit."""
+    default_on_delete: str
+    """What ``on_delete`` means when not set: ``delete`` where the network can."""
+    repeatable_corrections: bool
+    """Whether an edit or delete of unknown fate may be sent again: true where it is
+    idempotent on the network (the same PUT, the same record key), false where a repeat
+    would arrive twice (a webhook event, a line in a file)."""
+
+    def update(self, post: Post, posted: Receipt, key: str, mode: str) -> Receipt:
+        """Correct the post ``posted`` to say ``post`` (``mode`` edit or reply); returns
+        the article's post as it now is on the network."""
+        ...
+
+    def delete(self, article_id: str, posted: Receipt, key: str) -> Receipt:
+        """Take the post ``posted`` down; a post already gone counts as done."""
+        ...
+
     def close(self) -> None: ...
 
 

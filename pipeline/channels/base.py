@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import ClassVar, Generic, TypeVar
 
-from pipeline.channels import ChannelContext
+from pipeline.channels import ChannelContext, Post, Receipt
 from pipeline.channels.compose import Measure, fit, load_channel_template, template_values
 from pipeline.model import Article
 from pipeline.redact import redactor_for
@@ -19,6 +19,10 @@ Options = TypeVar("Options", bound=ChannelOptions)
 class ChannelBase(Generic[Options]):
     autoescape: ClassVar[bool] = False  # True where the template writes markup (Telegram HTML)
     dedupe_window: dt.timedelta | None = None
+    corrections: ClassVar[frozenset[str]] = frozenset()  # see pipeline.channels.Channel
+    default_on_update: ClassVar[str] = "edit"
+    default_on_delete: ClassVar[str] = "delete"
+    repeatable_corrections: ClassVar[bool] = True
 
     def __init__(self, name: str, options: Options, context: ChannelContext):
         self.name = name
@@ -34,6 +38,12 @@ class ChannelBase(Generic[Options]):
         """The channel's template for ``article``, fitted to ``limit`` by ``measure``."""
         values = template_values(article, self.context.site.name)
         return fit(self.template, values, limit=limit, measure=measure)
+
+    def update(self, post: Post, posted: Receipt, key: str, mode: str) -> Receipt:
+        raise NotImplementedError(f"{type(self).__name__} cannot correct a post")
+
+    def delete(self, article_id: str, posted: Receipt, key: str) -> Receipt:
+        raise NotImplementedError(f"{type(self).__name__} cannot delete a post")
 
     def close(self) -> None:
         """Nothing to release by default; the HTTP session belongs to the caller."""

@@ -33,6 +33,7 @@ from pipeline.redact import Redactor
 from pipeline.settings.channels import BlueskyOptions
 
 POST = "app.bsky.feed.post"
+UPDATED = "Updated: "  # how a correction's reply begins
 LIMIT = 300  # graphemes (app.bsky.feed.post#text maxGraphemes)
 MAX_BYTES = 3000  # UTF-8 bytes (app.bsky.feed.post#text maxLength)
 THUMB_MAX = 1_000_000  # bytes (app.bsky.embed.external#external.thumb maxSize)
@@ -90,6 +91,10 @@ class BlueskyChannel(ChannelBase[BlueskyOptions]):
     dedupe_window: dt.timedelta | None = dt.timedelta(hours=24)
     """The record key dedupes for as long as the post exists; the window only bounds how
     late an interrupted send is completed (a post deleted by hand stays deleted after)."""
+    corrections = frozenset({"edit", "reply", "delete"})
+    default_on_update = "reply"
+    """Posts cannot be edited: "edit" deletes and re-creates the post, which loses its
+    likes, reposts and replies and breaks links people shared, so a reply is the default."""
 
     def __init__(self, name: str, options: BlueskyOptions, context: ChannelContext):
         super().__init__(name, options, context)
@@ -123,20 +128,59 @@ class BlueskyChannel(ChannelBase[BlueskyOptions]):
         return Post(article, text, graphemes(text), LIMIT, body)
 
     def send(self, post: Post, key: str) -> Receipt:
+        return self._create_post(dict(post.body), post.article, key)
+
+    def update(self, post: Post, posted: Receipt, key: str, mode: str) -> Receipt:
+        """``reply``: a reply "Updated: …" under the post, which stays the article's;
+        ``edit``: a new post with the same card, then the old one deleted (made first, so
+        a failure between never leaves none). Both under a record key of their own, so a
+        repeat finds what the first attempt made."""
+        did = self._current()["did"]
+        old_rkey = (posted.remote_id or "").rsplit("/", 1)[-1]
+        if mode != "reply":
+            made = self.send(post, key)
+            self._delete_record(did, old_rkey)
+            return made
+        original = self._existing(did, old_rkey)
+        if original is None:
+            raise PermanentFailure("the Bluesky post to reply to no longer exists")
+        text = UPDATED + self.text(post.article, limit=LIMIT - graphemes(UPDATED), measure=measure)
+        record: dict[str, Any] = {**post.body["record"], "text": text}
+        record.pop("facets", None)
+        facets = link_facets(text, post.article.url)
+        if facets:
+            record["facets"] = facets
+        parent = {"uri": original["uri"], "cid": original["cid"]}
+        record["reply"] = {"root": parent, "parent": parent}
+        self._create_post({**post.body, "record": record}, post.article, key)
+        return posted
+
+    def delete(self, article_id: str, posted: Receipt, key: str) -> Receipt:
+        """``com.atproto.repo.deleteRecord`` (a record already gone counts as done)."""
+        rkey = (posted.remote_id or "").rsplit("/", 1)[-1]
+        self._delete_record(self._current()["did"], rkey)
+        return posted
+
+    # -- posting -------------------------------------------------------------------------
+
+    def _create_post(self, body: dict[str, Any], article: Article, key: str) -> Receipt:
+        """Create the record under the key's record key, unless an earlier attempt did."""
         rkey = record_key(key)
         did = self._current()["did"]
         existing = self._existing(did, rkey)
         if existing is not None:  # an earlier attempt made it; its answer was lost
             return self._receipt(existing["uri"])
-        body: dict[str, Any] = copy.deepcopy(dict(post.body))
+        body = copy.deepcopy(body)
         body.update(repo=did, rkey=rkey)
-        thumb = self._thumb(post.article)
+        thumb = self._thumb(article)
         if thumb is not None:
             body["record"]["embed"]["external"]["thumb"] = thumb
         made = self._authed("POST", "com.atproto.repo.createRecord", json=body, creates=True)
         return self._receipt(made["uri"])
 
-    # -- posting -------------------------------------------------------------------------
+    def _delete_record(self, did: str, rkey: str) -> None:
+        body = {"repo": did, "collection": POST, "rkey": rkey}
+        self._authed("POST", "com.atproto.repo.deleteRecord", json=body)
 
     def _existing(self, did: str, rkey: str) -> dict[str, Any] | None:
         """The post an earlier attempt made under this key, if any."""

@@ -22,16 +22,17 @@ errors a JSON ``message`` such as ``Unknown Webhook``. http.request reads both.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
-from pipeline.channels import Receipt
+from pipeline.channels import Post, Receipt
 from pipeline.channels.http import request
 from pipeline.channels.webhooks import ChatWebhookChannel, utc_iso
-from pipeline.errors import DeliveryFailed
+from pipeline.errors import DeliveryFailed, PermanentFailure
 from pipeline.model import Article
 from pipeline.settings.channels import DiscordOptions
 
@@ -83,6 +84,7 @@ def plain_markdown(text: str) -> str:
 
 class DiscordChannel(ChatWebhookChannel[DiscordOptions]):
     service = "Discord"
+    corrections = frozenset({"edit", "delete"})
     limit = DESCRIPTION_LIMIT
     title_limit = TITLE_LIMIT
 
@@ -129,6 +131,40 @@ class DiscordChannel(ChatWebhookChannel[DiscordOptions]):
         if guild_id and channel_id:
             url = f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
         return Receipt(remote_id=message_id, remote_url=url)
+
+    def update(self, post: Post, posted: Receipt, key: str, mode: str) -> Receipt:
+        """``PATCH {webhook}/messages/{id}`` with the new embed (the same body again is
+        the same edit)."""
+        self._message_call("PATCH", posted, json.dumps(post.body, ensure_ascii=False))
+        return posted
+
+    def delete(self, article_id: str, posted: Receipt, key: str) -> Receipt:
+        """``DELETE {webhook}/messages/{id}``; a message already gone (404) counts as done."""
+        try:
+            self._message_call("DELETE", posted)
+        except PermanentFailure as exc:
+            if exc.status != 404:
+                raise
+        return posted
+
+    def _message_call(self, method: str, posted: Receipt, body: str | None = None) -> None:
+        """A call on the message the webhook made, in the same thread (``thread_id``)."""
+        parts = urlsplit(self.options.webhook_url)
+        path = f"{parts.path.rstrip('/')}/messages/{posted.remote_id}"
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k == "thread_id"]
+        url = urlunsplit(parts._replace(path=path, query=urlencode(query)))
+        extra: dict[str, Any] = {}
+        if body is not None:
+            extra = {"data": body.encode("utf-8"), "headers": {"Content-Type": "application/json"}}
+        request(
+            self.context.http,
+            method,
+            url,
+            service=self.service,
+            timeout=self.options.timeout,
+            redact=self.redact,
+            **extra,
+        )
 
     def _guild_id(self) -> str | None:
         """The webhook's server: read once from the webhook object (GET on the webhook URL,

@@ -47,6 +47,7 @@ MEDIA_POLLS = 5  # after this many checks the status goes out without the image
 
 
 class MastodonChannel(ChannelBase[MastodonOptions]):
+    corrections = frozenset({"edit", "delete"})
     dedupe_window: dt.timedelta | None = dt.timedelta(hours=1)
 
     def __init__(
@@ -162,6 +163,30 @@ class MastodonChannel(ChannelBase[MastodonOptions]):
         return Receipt(
             remote_id=str(status["id"]), remote_url=status.get("url") or status.get("uri")
         )
+
+    # -- corrections -------------------------------------------------------------------------
+
+    def update(self, post: Post, posted: Receipt, key: str, mode: str) -> Receipt:
+        """``PUT /api/v1/statuses/:id`` with the new text, keeping its attachments (the
+        same body again is the same edit, so a repeat is harmless)."""
+        path = f"/api/v1/statuses/{posted.remote_id}"
+        current = _json(self._call("GET", path))
+        attached = current.get("media_attachments") if isinstance(current, dict) else None
+        body: dict[str, Any] = {"status": post.body["status"], "language": post.body["language"]}
+        if attached:
+            body["media_ids"] = [str(m["id"]) for m in attached if isinstance(m, dict)]
+        status = _json(self._call("PUT", path, json=body))
+        url = status.get("url") if isinstance(status, dict) else None
+        return Receipt(posted.remote_id, url or posted.remote_url)
+
+    def delete(self, article_id: str, posted: Receipt, key: str) -> Receipt:
+        """``DELETE /api/v1/statuses/:id``; a status already gone (404) counts as done."""
+        try:
+            self._call("DELETE", f"/api/v1/statuses/{posted.remote_id}")
+        except PermanentFailure as exc:
+            if exc.status != 404:
+                raise
+        return posted
 
     # -- the image ---------------------------------------------------------------------------
 

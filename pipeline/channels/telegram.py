@@ -59,12 +59,13 @@ def telegram_length(message: str) -> int:
 
 class TelegramChannel(ChannelBase[TelegramOptions]):
     dedupe_window: dt.timedelta | None = None  # sendMessage takes no idempotency key
+    corrections = frozenset({"edit", "delete"})
 
     autoescape = True  # the template is Telegram HTML; title and summary are escaped
 
     def __init__(self, name: str, options: TelegramOptions, context: ChannelContext):
         super().__init__(name, options, context)
-        self._url = f"{options.api_url}/bot{options.bot_token}/sendMessage"
+        self._bot = f"{options.api_url}/bot{options.bot_token}"
 
     def prepare(self, article: Article) -> Post:
         message = self.text(article, limit=LIMIT, measure=telegram_length)
@@ -94,13 +95,34 @@ class TelegramChannel(ChannelBase[TelegramOptions]):
             raise outcome  # raised outside the handler: no chained exception shows the URL
         return self._receipt(outcome)
 
-    def _post(self, body: dict[str, Any]) -> requests.Response | DeliveryFailed:
+    def update(self, post: Post, posted: Receipt, key: str, mode: str) -> Receipt:
+        """``editMessageText`` with the new text; "message is not modified" (a repeat
+        of an edit that arrived) counts as done."""
+        body = {k: v for k, v in post.body.items() if k != "chat_id"}
+        body.update(chat_id=_chat_id(self.options.chat_id), message_id=int(posted.remote_id or 0))
+        self._done_unless(self._post(body, "editMessageText"), "message is not modified")
+        return posted
+
+    def delete(self, article_id: str, posted: Receipt, key: str) -> Receipt:
+        """``deleteMessage``; a message already gone counts as done."""
+        body = {"chat_id": _chat_id(self.options.chat_id), "message_id": int(posted.remote_id or 0)}
+        self._done_unless(self._post(body, "deleteMessage"), "message to delete not found")
+        return posted
+
+    def _done_unless(self, outcome: requests.Response | DeliveryFailed, done: str) -> None:
+        """Raise a failure, unless Telegram's reason says the change is already made."""
+        if isinstance(outcome, DeliveryFailed) and done not in outcome.reason:
+            raise outcome  # outside the handler: no chained exception shows the URL
+
+    def _post(
+        self, body: dict[str, Any], method: str = "sendMessage"
+    ) -> requests.Response | DeliveryFailed:
         timeout = self.options.timeout
         try:
             return request(
                 self.context.http,
                 "POST",
-                self._url,
+                f"{self._bot}/{method}",
                 service="telegram",
                 timeout=timeout,
                 redact=self.redact,

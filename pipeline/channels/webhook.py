@@ -29,6 +29,11 @@ and reject timestamps more than five minutes from now, so a captured request can
 replayed later. Verify before parsing: re-serialised JSON is not the same bytes. Each
 retry is signed afresh (new timestamp, same body and key).
 
+Corrections (pipeline.corrections) are events of their own, signed the same way, each
+with a key of its own: ``article.updated`` (the body as above, the article as it now is)
+when a posted article's title, summary or URL changed, and ``article.deleted`` (its
+``article`` only ``{"id": ...}``) when it was unpublished or deleted.
+
 The answer: any 2xx is success; a JSON body's ``id`` (and an http(s) ``url``) are
 recorded. 429 and 5xx are retried, other 4xx fail, a 3xx fails too (redirects are never
 followed: the body and its signature go only to the configured URL), and a timeout is
@@ -55,6 +60,7 @@ from pipeline.model import Article
 from pipeline.settings.channels import WebhookOptions
 
 EVENT = "article.published"
+UPDATED, DELETED = "article.updated", "article.deleted"
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -82,6 +88,8 @@ def article_json(article: Article) -> dict[str, Any]:
 
 class WebhookChannel(ChannelBase[WebhookOptions]):
     dedupe_window: dt.timedelta | None = None  # receivers may dedupe on the key; we can't know
+    corrections = frozenset({"edit", "delete"})  # each an event of its own
+    repeatable_corrections = False  # an event is a new request: a repeat arrives twice
 
     def prepare(self, article: Article) -> Post:
         text = self.text(article, limit=None, measure=graphemes)
@@ -89,8 +97,21 @@ class WebhookChannel(ChannelBase[WebhookOptions]):
         return Post(article, text, graphemes(text), None, {**body, "text": text})
 
     def send(self, post: Post, key: str) -> Receipt:
-        payload: dict[str, Any] = {"event": EVENT, "channel": self.name, "key": key}
-        payload |= {k: v for k, v in post.body.items() if k not in payload}
+        return self._event(EVENT, key, post.body)
+
+    def update(self, post: Post, posted: Receipt, key: str, mode: str) -> Receipt:
+        """An ``article.updated`` event: the article as it now is, and the new text."""
+        self._event(UPDATED, key, post.body)
+        return posted
+
+    def delete(self, article_id: str, posted: Receipt, key: str) -> Receipt:
+        """An ``article.deleted`` event naming the article."""
+        self._event(DELETED, key, {"article": {"id": article_id}})
+        return posted
+
+    def _event(self, event: str, key: str, content: Any) -> Receipt:
+        payload: dict[str, Any] = {"event": event, "channel": self.name, "key": key}
+        payload |= {k: v for k, v in content.items() if k not in payload}
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         if self.options.secret:

@@ -78,6 +78,9 @@ def check(project: Project) -> int:
         now = project.clock()
         warnings += schedule_warnings(settings, schedules, shown(project.schedules_file), now)
     warnings += _unreached_subscribers(project)
+    from pipeline.corrections import correction_warnings
+
+    warnings += correction_warnings(settings.channels)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     extra = len(settings.feeds.extra)
@@ -210,7 +213,8 @@ def _post(parts: Assembly, channels: dict[str, Any], dry_run: bool) -> int:
             click.echo(post.text)
             click.echo(json.dumps(post.body, ensure_ascii=False, indent=2, default=str))
         if not dry_run:
-            click.echo(f"{name}: {len(report.sent)} posted{count_outcomes(report)}")
+            corrected = f", {len(report.corrected)} corrected" if report.corrected else ""
+            click.echo(f"{name}: {len(report.sent)} posted{corrected}{count_outcomes(report)}")
         print_outcomes(name, report)
         if not report.ok:
             status = EXIT_PARTIAL
@@ -285,14 +289,14 @@ def _record_as_done(store: Any, settings: Any, ids: list[str], when: dt.datetime
     from sqlalchemy import insert, select
 
     from pipeline.ledger import Ledger
-    from pipeline.posting import stream_of
+    from pipeline.posting import post_stream
     from pipeline.schema import edition_articles as dealt
 
     reason = f"already published when the state store started over on {when:%Y-%m-%d %H:%M}Z"
     ledger = Ledger(store.engine)
     for name in settings.channels:
         for start in range(0, len(ids), 500):
-            ledger.skip(stream_of(name), {i: reason for i in ids[start : start + 500]})
+            ledger.skip(post_stream(name), {i: reason for i in ids[start : start + 500]})
     with store.engine.begin() as conn:
         for name in settings.digests:
             done = set(conn.scalars(select(dealt.c.article_id).where(dealt.c.digest == name)))

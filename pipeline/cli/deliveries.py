@@ -151,6 +151,7 @@ def settle_command(
 
 def _uncertain(project: Project, store: Any, channel: str | None, digest: str | None) -> list:
     """Every uncertain delivery, filtered, with what a person needs to check it."""
+    from pipeline.corrections import article_of
     from pipeline.ledger import Ledger
 
     prefix = f"{POST}{channel}" if channel else MAIL if digest else ""
@@ -166,9 +167,10 @@ def _uncertain(project: Project, store: Any, channel: str | None, digest: str | 
     for e in rows:
         if e.stream.startswith(POST):
             name = e.stream.removeprefix(POST)
-            article = store.get(e.item)
-            url = article.url if article is not None else e.item
-            what = f"post to {name}: {url} ({e.item})"
+            article = store.get(article_of(e.item))
+            url = article.url if article is not None else article_of(e.item)
+            kind = f"{e.item.partition('#')[2].partition(':')[0]} of the " if "#" in e.item else ""
+            what = f"{kind}post to {name}: {url} ({e.item})"
             check = _post_check(project, name, url, e.key)
         else:
             edition = e.stream.removeprefix(MAIL)

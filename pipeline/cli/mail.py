@@ -77,7 +77,7 @@ def digest_send(project: Project, name: str, dry_run: bool) -> int:
     """Send the next edition of NAME now (or finish one a crash interrupted), and retry
     the recipients of earlier editions whose next attempt has come."""
 
-    from pipeline.digest.editions import SendStopped
+    from pipeline.digest.sending import SendStopped
 
     _known_digest(project.settings, name)
     with project.assembly() as parts:

@@ -1,4 +1,4 @@
-"""Digest editions: which articles go in, and sending each edition once per subscriber.
+"""Digest editions: which articles go in, frozen once (sending: pipeline.digest.sending).
 
 An edition is identified by its digest name and scheduled local time
 (``weekly-en@2026-11-23T09:00+05:45``). It is rendered once and frozen in the state
@@ -6,16 +6,8 @@ store with the articles it carries, so a resumed send is byte-for-byte the same
 edition, and the next edition takes only articles no earlier edition of that digest
 carried or passed over, published since its window start (see pipeline.digest.window).
 
-Sending claims a ledger row per (edition, subscriber) before the SMTP conversation and
-settles it after, so re-running after a crash at any point sends only what was not
-sent; a message in flight at the crash is marked uncertain, not resent. SMTP never
-deduplicates, so unlike Mastodon there is no safe blind retry.
-
 An edition is ``sending`` until its audience has been walked, then ``retrying`` while
-some recipients wait for a retry (a 4xx reply: each is pending with its own next
-attempt time, see pipeline.ledger), then ``sent``. Only a half-walked edition is
-finished before a new one is made: a recipient that keeps answering 4xx never holds
-back the next edition, and each send retries the recipients whose time has come.
+some recipients wait for a retry, then ``sent``.
 """
 
 from __future__ import annotations
@@ -24,7 +16,7 @@ import datetime as dt
 import json
 import zoneinfo
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
 
 from sqlalchemy import insert, select, update
@@ -34,22 +26,16 @@ from sqlalchemy.exc import IntegrityError
 from pipeline.digest.message import build_message, view_url
 from pipeline.digest.render import RenderedEdition, render_edition
 from pipeline.digest.window import SKIPPED_EDITION, window_start
-from pipeline.errors import PermanentFailure, TemporaryFailure
-from pipeline.ledger import FAILED, PENDING, SENDING, SENT, UNCERTAIN, Claim, Ledger, Settlement
-from pipeline.mailer import MailerBroken, Transport
 from pipeline.model import Article
-from pipeline.schema import edition_articles, editions
+from pipeline.schema import LIVE, articles, edition_articles, editions
 from pipeline.settings import Settings
 from pipeline.settings.email import DigestSettings
 from pipeline.store import Store
-from pipeline.subscribers import BOUNCED, Subscriber, SubscriberStore
-from pipeline.tokens import link_secret
+from pipeline.subscribers import Subscriber, SubscriberStore
 
 SENDING_EDITION, RETRYING_EDITION = "sending", "retrying"
 SENT_EDITION = "sent"
 CANDIDATES = 1000  # newest live articles examined for a new edition
-BOUNCE_CODES = {550, 551, 553}  # the mailbox does not exist: stop mailing it
-RETRY_WAIT = 5.0  # seconds: the one pause of a send before refused recipients are retried
 
 
 @dataclass(frozen=True)
@@ -58,47 +44,9 @@ class Edition:
     digest: str
     scheduled_for: dt.datetime  # aware, UTC
     status: str
-    article_ids: tuple[str, ...]
+    article_ids: tuple[str, ...]  # what it carries, in order
     rendered: RenderedEdition
     detail: str | None = None
-
-
-@dataclass
-class EditionReport:
-    edition: Edition | None
-    skipped: str | None = None  # why no edition was sent
-    sent: list[str] = field(default_factory=list)  # email addresses
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    pending: list[tuple[str, str]] = field(default_factory=list)
-    uncertain: list[tuple[str, str]] = field(default_factory=list)
-    already_done: bool = False
-    earlier: list[str] = field(default_factory=list)  # earlier editions finished or retried
-    waiting: int = 0  # recipients of these editions whose next attempt is later
-    stopped: str | None = None  # why the send ended early (the mail server broke)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.failed or self.pending or self.uncertain or self.stopped)
-
-
-class SendStopped(MailerBroken):
-    """The mail server broke mid-send; ``report`` says what was done until then."""
-
-    def __init__(self, reason: str, report: EditionReport):
-        super().__init__(reason)
-        self.report = report
-
-
-@dataclass
-class _Run:
-    """One send's report, its one SMTP connection (opened on the first message), and
-    the recipients refused for now in it: owed one more try and a line in the report."""
-
-    report: EditionReport
-    stop: Callable[[], bool]
-    transport: Transport | None = None
-    owed: dict[tuple[str, int], tuple[Edition, Subscriber]] = field(default_factory=dict)
-    walked: set[str] = field(default_factory=set)  # editions whose audience was walked
 
 
 def edition_id(name: str, scheduled: dt.datetime, timezone: str, timespec: str = "minutes") -> str:
@@ -106,30 +54,22 @@ def edition_id(name: str, scheduled: dt.datetime, timezone: str, timespec: str =
     return f"{name}@{local.isoformat(timespec=timespec)}"
 
 
-class Digests:
-    """Builds and sends digest editions; everything it touches is passed in."""
+class Editions:
+    """Chooses, freezes and loads digest editions; everything it touches is passed in."""
 
     def __init__(
         self,
         settings: Settings,
         store: Store,
         *,
-        transport: Callable[[], Transport],
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-        sleep: Callable[[float], None],
-        ledger: Ledger | None = None,
-        retry_wait: float = RETRY_WAIT,
     ):
         assert settings.email is not None
         self.settings = settings
         self.email = settings.email
         self.store = store
-        self.ledger = ledger or Ledger(store.engine)
         self.subscribers = SubscriberStore(store.engine)
-        self.transport = transport
         self.clock = clock
-        self.sleep = sleep
-        self.retry_wait = retry_wait
 
     # -- choosing and freezing an edition -------------------------------------------------------
 
@@ -212,7 +152,8 @@ class Digests:
             articles, passed_over = [], []
         elif passed_over:
             detail = f"{len(passed_over)} older articles left out; max_items is {digest.max_items}"
-        rendered = render_edition(digest, self.settings.site, articles)
+        corrected = self.corrected(name, scheduled) if articles and digest.corrections else []
+        rendered = render_edition(digest, self.settings.site, articles, corrected)
         now = self.clock().astimezone(dt.UTC).replace(tzinfo=None)
         try:
             with self.store.engine.begin() as conn:
@@ -251,6 +192,35 @@ class Digests:
             raise RuntimeError(f"edition {new_id} could not be stored")
         return found
 
+    def corrected(self, name: str, at: dt.datetime) -> list[Article]:
+        """Articles earlier editions of ``name`` carried whose content changed since the
+        previous edition was made (the store moves ``changed_at`` only when it does), and
+        are still published; newest first."""
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(
+                select(editions)
+                .where(
+                    editions.c.digest == name,
+                    editions.c.status != SKIPPED_EDITION,
+                    editions.c.scheduled_for < at.astimezone(dt.UTC).replace(tzinfo=None),
+                )
+                .order_by(editions.c.created_at)
+            ).all()
+            if not rows:
+                return []
+            carried = {a for row in rows for a in _edition(row).article_ids}
+            since = rows[-1].created_at
+            changed = conn.scalars(
+                select(articles.c.id).where(
+                    articles.c.id.in_(sorted(carried)),
+                    articles.c.status == LIVE,
+                    articles.c.changed_at > since,
+                    articles.c.changed_at > articles.c.first_seen,  # changed, not just new
+                )
+            ).all()
+        found = [a for a in (self.store.get(i) for i in changed) if a is not None]
+        return sorted(found, key=lambda a: (a.published, a.id), reverse=True)
+
     def load(self, id_: str) -> Edition | None:
         """The stored edition with this id (``weekly-en@2026-11-23T09:00+05:45``), if any."""
         with self.store.engine.connect() as conn:
@@ -267,205 +237,6 @@ class Digests:
             ).all()
         return [_edition(row) for row in rows]
 
-    # -- sending ---------------------------------------------------------------------------
-
-    def send(
-        self,
-        name: str,
-        scheduled: dt.datetime | None = None,
-        stop: Callable[[], bool] = lambda: False,
-    ) -> EditionReport:
-        """Send (or finish sending) an edition, then retry the recipients of earlier
-        editions whose next attempt has come. ``stop`` is asked before each message: when
-        it says so, the rest is left unclaimed for the next send to finish. A scheduled
-        send first finishes any earlier edition a crash or stop left half-walked, so no
-        edition is ever abandoned; a recipient waiting for a retry holds nothing up.
-
-        A mail server that breaks (cannot connect, refuses the login) raises
-        ``SendStopped``, which carries the report of what this send did until then."""
-        report = EditionReport(None)
-        run = _Run(report, stop)
-        try:
-            # Read once (a full pass over the subscribers): to decide, then to send.
-            audience = self.audience(name)
-            if scheduled is not None:
-                target = edition_id(name, scheduled, self.settings.site.timezone)
-                for earlier in self._open(name, SENDING_EDITION):
-                    if earlier.id != target and not stop():
-                        report.earlier.append(earlier.id)
-                        self._send_edition(earlier, run, audience)
-            edition = self.edition(name, scheduled, audience)
-            report.edition = edition
-            if edition.status == SKIPPED_EDITION:
-                report.skipped = edition.detail
-            elif edition.status == SENT_EDITION:
-                report.already_done = True
-            else:
-                self._send_edition(edition, run, audience)
-            for earlier in self._open(name, RETRYING_EDITION):
-                if earlier.id != edition.id and not stop():
-                    self._send_edition(earlier, run, audience, earlier=True)
-            self._retry_round(run)
-        except MailerBroken as exc:
-            report.stopped = str(exc)
-            self._report_owed(run)
-            raise SendStopped(str(exc), report) from exc
-        finally:
-            if run.transport is not None:
-                run.transport.close()
-        return report
-
-    def _send_edition(
-        self, edition: Edition, run: _Run, audience: list[Subscriber], earlier: bool = False
-    ) -> None:
-        """Walk an edition's audience (or, once walked, its recipients whose retry is due),
-        then mark it sent, or retrying while some recipients wait for a retry."""
-        report, stream = run.report, stream_of(edition.id)
-        for entry in self.ledger.interrupted(stream):
-            detail = "the run stopped during the SMTP conversation; it may have been delivered"
-            self.ledger.settle(stream, entry.item, UNCERTAIN, detail=detail)
-            report.uncertain.append((self.address(entry.item), detail))
-        done = self.ledger.entries(stream)
-        now = self.ledger.clock()
-        due = {item for item, entry in done.items() if self.ledger.is_due(entry, now)}
-        members = {str(s.id) for s in audience}
-        for item in sorted(due - members):  # unsubscribed, bounced or removed meanwhile
-            self.ledger.drop(stream, item, "no longer in this digest's audience")
-        if edition.status == SENDING_EDITION:
-            todo = [s for s in audience if str(s.id) not in done or str(s.id) in due]
-        else:
-            todo = [s for s in audience if str(s.id) in due]
-        report.waiting += sum(e.state == PENDING and i not in due for i, e in done.items())
-        if todo and earlier:
-            report.earlier.append(edition.id)
-        if self._deliver_all(edition, todo, run, retry=False):
-            run.walked.add(edition.id)
-            self._close_if_done(edition)
-
-    def _deliver_all(
-        self, edition: Edition, todo: list[Subscriber], run: _Run, retry: bool
-    ) -> bool:
-        """Claim and send to each of ``todo`` in turn; False if ``stop`` cut it short. A
-        recipient refused for now is pending at once (on disk before anything else is
-        sent) and tried once more at the end of the run, unless this is that retry."""
-        if not todo:
-            return True
-        stream = stream_of(edition.id)
-        digest = self.settings.digests[edition.digest]
-        secret = link_secret(self.email.unsubscribe.secret, self.store)
-        outcome: Settlement | None = None  # the last message's, recorded with the next claim
-        try:
-            for subscriber in todo:
-                if run.stop():
-                    return False  # the rest have no ledger row yet: the edition stays open
-                message = self.message(edition, digest, subscriber, secret)
-                item, message_id = str(subscriber.id), message["Message-ID"]
-                claim = self.ledger.take(
-                    stream, item, message_id, settle_first=outcome, early=retry
-                )
-                outcome = None
-                if claim is not None:  # else another process has it, or it is not due
-                    if run.transport is None:
-                        run.transport = self.transport()
-                    outcome = self._deliver(run, message, stream, claim, subscriber)
-                    if outcome.state == PENDING and not retry:
-                        run.owed[(edition.id, subscriber.id)] = (edition, subscriber)
-                    elif outcome.state == PENDING:
-                        run.report.pending.append((subscriber.email, outcome.detail or ""))
-                if retry:
-                    run.owed.pop((edition.id, subscriber.id), None)
-        finally:
-            if outcome is not None:
-                self.ledger.record(stream, outcome)
-        return True
-
-    def _deliver(
-        self, run: _Run, message: EmailMessage, stream: str, claim: Claim, subscriber: Subscriber
-    ) -> Settlement:
-        """Send one claimed message once; how it ended, for the ledger. A broken mailer
-        is recorded at once (the recipient is due again on the next send), then raised."""
-        assert run.transport is not None
-        report, address = run.report, subscriber.email
-        try:
-            run.transport.send(message)
-        except PermanentFailure as exc:
-            report.failed.append((address, exc.reason))
-            if exc.status in BOUNCE_CODES:
-                self.subscribers.set_status(subscriber.id, BOUNCED, exc.reason)
-            return Settlement(claim.item, FAILED, exc.reason)
-        except TemporaryFailure as exc:
-            if exc.unknown_outcome:
-                report.uncertain.append((address, exc.reason))
-                return Settlement(claim.item, UNCERTAIN, exc.reason)
-            outcome = self.ledger.retry_later(claim, exc.reason, exc.retry_after)
-            if outcome.state == FAILED:
-                report.failed.append((address, outcome.detail or exc.reason))
-            return outcome
-        except MailerBroken as exc:
-            detail = f"{exc}; sent on the next run"
-            pending = Settlement(claim.item, PENDING, detail, failing_since=claim.failing_since)
-            self.ledger.record(stream, pending)
-            report.pending.append((address, detail))
-            raise
-        except Exception as exc:  # a surprise mid-conversation: it may have been delivered
-            detail = f"unexpected {type(exc).__name__} while sending: {exc}"
-            self.ledger.record(stream, Settlement(claim.item, UNCERTAIN, detail))
-            raise
-        report.sent.append(address)
-        return Settlement(claim.item, SENT, remote_id=message["Message-ID"])
-
-    def _retry_round(self, run: _Run) -> None:
-        """One pause for the whole run, then one more try for each recipient refused
-        for now (450/451/452, a dropped connection before DATA). What still fails waits
-        for its next attempt time, in a later send."""
-        if run.owed and not run.stop():
-            self.sleep(self.retry_wait)
-            by_edition: dict[str, tuple[Edition, list[Subscriber]]] = {}
-            for edition, subscriber in list(run.owed.values()):
-                by_edition.setdefault(edition.id, (edition, []))[1].append(subscriber)
-            for edition, subscribers in by_edition.values():
-                if run.stop() or not self._deliver_all(edition, subscribers, run, retry=True):
-                    break
-                if edition.id in run.walked:
-                    self._close_if_done(edition)
-        self._report_owed(run)
-
-    def _report_owed(self, run: _Run) -> None:
-        """Those refused for now and not tried again (stopped, or the server broke):
-        pending, with the reason and next attempt the ledger holds."""
-        for (edition_id, subscriber_id), (_, subscriber) in run.owed.items():
-            entry = self.ledger.entries(stream_of(edition_id), [str(subscriber_id)]).get(
-                str(subscriber_id)
-            )
-            if entry is not None and entry.state == PENDING:
-                run.report.pending.append((subscriber.email, entry.detail or ""))
-        run.owed.clear()
-
-    def _close_if_done(self, edition: Edition) -> None:
-        """An edition whose audience has been walked is ``sent`` once every row is final,
-        else ``retrying`` (later sends retry its pending rows when they are due)."""
-        rows = self.ledger.entries(stream_of(edition.id)).values()
-        waiting = any(e.state in (PENDING, SENDING) for e in rows)
-        with self.store.engine.begin() as conn:
-            conn.execute(
-                update(editions)
-                .where(
-                    editions.c.id == edition.id,
-                    editions.c.status.in_((SENDING_EDITION, RETRYING_EDITION)),
-                )
-                .values(
-                    status=RETRYING_EDITION if waiting else SENT_EDITION,
-                    finished_at=None if waiting else self.clock().replace(tzinfo=None),
-                )
-            )
-
-    def address(self, item: str) -> str:
-        """A ledger item of a digest stream (a subscriber id) as a person knows it."""
-        found = self.subscribers.get_by_id(int(item)) if item.isdigit() else None
-        return found.email if found else f"subscriber #{item} (no longer on file)"
-
-    # -- the message ------------------------------------------------------------------------
-
     def message(
         self, edition: Edition, digest: DigestSettings, subscriber: Subscriber, secret: str
     ) -> EmailMessage:
@@ -476,6 +247,11 @@ class Digests:
     def view_url(self, edition: Edition) -> str:
         """The edition in a browser (served by ``pipeline serve``, beside /unsubscribe)."""
         return view_url(self.settings, edition.digest, edition.id)
+
+    def address(self, item: str) -> str:
+        """A ledger item of a digest stream (a subscriber id) as a person knows it."""
+        found = self.subscribers.get_by_id(int(item)) if item.isdigit() else None
+        return found.email if found else f"subscriber #{item} (no longer on file)"
 
 
 def reopen(engine: Engine, edition: str) -> None:
@@ -489,7 +265,8 @@ def reopen(engine: Engine, edition: str) -> None:
         )
 
 
-def stream_of(edition: str) -> str:
+def mail_stream(edition: str) -> str:
+    """The ledger stream of an edition's messages: one row per subscriber."""
     return f"mail:{edition}"
 
 

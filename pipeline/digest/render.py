@@ -87,12 +87,19 @@ def template_paths(digest: DigestSettings) -> tuple[Path, Path]:
 
 
 def render_edition(
-    digest: DigestSettings, site: SiteSettings, articles: Sequence[Article]
+    digest: DigestSettings,
+    site: SiteSettings,
+    articles: Sequence[Article],
+    corrected: Sequence[Article] = (),
 ) -> RenderedEdition:
-    """One edition, compiled once; per-subscriber parts are still placeholders."""
+    """One edition, compiled once; per-subscriber parts are still placeholders.
+    ``corrected``: articles of earlier editions corrected since the previous one."""
     mjml_path, text_path = template_paths(digest)
     key = secrets.token_hex(16)  # drawn after the content exists: it cannot contain it
     values = _values(digest, site, articles, key)
+    values["corrections"] = [
+        _item(a, len(articles) + i, digest.language, site.timezone) for i, a in enumerate(corrected)
+    ]
     source = _render(_load_digest_template(mjml_path, autoescape=True), _mjml_values(values))
     try:
         compiled = mjml2html(source, disable_comments=True, fonts={})

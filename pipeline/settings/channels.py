@@ -48,6 +48,16 @@ class ChannelOptions(Filters):
     max_attempts: int = Field(
         4, ge=1, le=10, description="Tries per post in one run for 429, 5xx and timeouts."
     )
+    on_update: Literal["edit", "reply", "ignore"] | None = Field(
+        None,
+        description="When a posted article's title, summary or URL changes: edit the post, "
+        "reply with the correction, or leave it; default: edit where the network can.",
+    )
+    on_delete: Literal["delete", "ignore"] | None = Field(
+        None,
+        description="When a posted article is unpublished or deleted: delete the post, or "
+        "leave it; default: delete where the network can.",
+    )
 
 
 class MastodonOptions(ChannelOptions):

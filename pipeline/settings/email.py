@@ -147,6 +147,11 @@ class DigestSettings(Filters):
     preheader: str | None = Field(
         None, description="Inbox preview text; default: the newest article's title."
     )
+    corrections: bool = Field(
+        True,
+        description="List the articles an earlier edition carried that were corrected "
+        "since the previous edition.",
+    )
 
     @field_validator("language")
     @classmethod

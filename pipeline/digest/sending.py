@@ -1,0 +1,258 @@
+"""Sending digest editions, once per subscriber, through the delivery core.
+
+Each (edition, subscriber) is a ledger row claimed before the SMTP conversation and
+settled after (pipeline.delivery), so re-running after a crash at any point sends only
+what was not sent; a message in flight at the crash is marked uncertain, not resent.
+SMTP never deduplicates, so unlike Mastodon there is no safe blind retry.
+
+A recipient refused for now (a 4xx reply) is pending with its own next attempt time
+(see pipeline.ledger) and tried once more at the end of the send, after one pause for
+the whole send. Only a half-walked edition is finished before a new one is made: a
+recipient that keeps answering 4xx never holds back the next edition, and each send
+retries the recipients whose time has come.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+from sqlalchemy import update
+
+from pipeline.channels import Receipt
+from pipeline.delivery import Courier, Job, RetryPolicy
+from pipeline.digest.editions import (
+    RETRYING_EDITION,
+    SENDING_EDITION,
+    SENT_EDITION,
+    Edition,
+    Editions,
+    edition_id,
+    mail_stream,
+)
+from pipeline.digest.window import SKIPPED_EDITION
+from pipeline.errors import PermanentFailure
+from pipeline.ledger import FAILED, PENDING, SENDING, SENT, UNCERTAIN, Ledger, Settlement
+from pipeline.mailer import MailerBroken, Transport
+from pipeline.schema import editions
+from pipeline.settings import Settings
+from pipeline.store import Store
+from pipeline.subscribers import BOUNCED, Subscriber
+from pipeline.tokens import link_secret
+
+BOUNCE_CODES = {550, 551, 553}  # the mailbox does not exist: stop mailing it
+RETRY_WAIT = 5.0  # seconds: the one pause of a send before refused recipients are retried
+
+
+@dataclass
+class EditionReport:
+    edition: Edition | None
+    skipped: str | None = None  # why no edition was sent
+    sent: list[str] = field(default_factory=list)  # email addresses
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    pending: list[tuple[str, str]] = field(default_factory=list)
+    uncertain: list[tuple[str, str]] = field(default_factory=list)
+    already_done: bool = False
+    earlier: list[str] = field(default_factory=list)  # earlier editions finished or retried
+    waiting: int = 0  # recipients of these editions whose next attempt is later
+    stopped: str | None = None  # why the send ended early (the mail server broke)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.pending or self.uncertain or self.stopped)
+
+    def add(self, job: Job, outcome: Settlement) -> None:
+        """A settled message, listed by its recipient's address."""
+        address = str(job.about)  # the recipient's email address
+        if outcome.state == SENT:
+            self.sent.append(address)
+        else:
+            kind = {FAILED: self.failed, PENDING: self.pending, UNCERTAIN: self.uncertain}
+            kind[outcome.state].append((address, outcome.detail or ""))
+
+
+class SendStopped(MailerBroken):
+    """The mail server broke mid-send; ``report`` says what was done until then."""
+
+    def __init__(self, reason: str, report: EditionReport):
+        super().__init__(reason)
+        self.report = report
+
+
+@dataclass
+class _Run:
+    """One send: its report, its courier (whose owed jobs are the recipients refused for
+    now), its one SMTP connection (opened on the first message), and ``stop``."""
+
+    report: EditionReport
+    courier: Courier
+    stop: Callable[[], bool]
+    transport: Transport | None = None
+    walked: set[str] = field(default_factory=set)  # editions whose audience was walked
+
+
+class Digests(Editions):
+    """Builds and sends digest editions; everything it touches is passed in."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        transport: Callable[[], Transport],
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        sleep: Callable[[float], None],
+        ledger: Ledger | None = None,
+        retry_wait: float = RETRY_WAIT,
+    ):
+        super().__init__(settings, store, clock=clock)
+        self.ledger = ledger or Ledger(store.engine)
+        self.transport = transport
+        self.sleep = sleep
+        self.retry_wait = retry_wait
+
+    def send(
+        self,
+        name: str,
+        scheduled: dt.datetime | None = None,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> EditionReport:
+        """Send (or finish sending) an edition, then retry the recipients of earlier
+        editions whose next attempt has come. ``stop`` is asked before each message: when
+        it says so, the rest is left unclaimed for the next send to finish. A scheduled
+        send first finishes any earlier edition a crash or stop left half-walked, so no
+        edition is ever abandoned; a recipient waiting for a retry holds nothing up.
+
+        A mail server that breaks (cannot connect, refuses the login) raises
+        ``SendStopped``, which carries the report of what this send did until then."""
+        report = EditionReport(None)
+        policy = RetryPolicy(tries=2, pause=lambda _: self.retry_wait)
+        courier = Courier(self.ledger, policy, self.sleep, report.add, broken=(MailerBroken,))
+        run = _Run(report, courier, stop)
+        try:
+            # Read once (a full pass over the subscribers): to decide, then to send.
+            audience = self.audience(name)
+            if scheduled is not None:
+                target = edition_id(name, scheduled, self.settings.site.timezone)
+                for earlier in self._open(name, SENDING_EDITION):
+                    if earlier.id != target and not stop():
+                        report.earlier.append(earlier.id)
+                        self._send_edition(earlier, run, audience)
+            edition = self.edition(name, scheduled, audience)
+            report.edition = edition
+            if edition.status == SKIPPED_EDITION:
+                report.skipped = edition.detail
+            elif edition.status == SENT_EDITION:
+                report.already_done = True
+            else:
+                self._send_edition(edition, run, audience)
+            for earlier in self._open(name, RETRYING_EDITION):
+                if earlier.id != edition.id and not stop():
+                    self._send_edition(earlier, run, audience, earlier=True)
+            self._retry_round(run)
+        except MailerBroken as exc:
+            report.stopped = str(exc)
+            courier.finish()
+            raise SendStopped(str(exc), report) from exc
+        finally:
+            courier.flush()
+            if run.transport is not None:
+                run.transport.close()
+        return report
+
+    def _send_edition(
+        self, edition: Edition, run: _Run, audience: list[Subscriber], earlier: bool = False
+    ) -> None:
+        """Walk an edition's audience (or, once walked, its recipients whose retry is due),
+        then mark it sent, or retrying while some recipients wait for a retry."""
+        report, stream = run.report, mail_stream(edition.id)
+        for entry in self.ledger.interrupted(stream):
+            detail = "the run stopped during the SMTP conversation; it may have been delivered"
+            run.courier.abandon(entry, detail, about=self.address(entry.item))
+        done = self.ledger.entries(stream)
+        due = {item for item, entry in done.items() if self.ledger.is_due(entry)}
+        members = {str(s.id) for s in audience}
+        for item in sorted(due - members):  # unsubscribed, bounced or removed meanwhile
+            self.ledger.drop(stream, item, "no longer in this digest's audience")
+        if edition.status == SENDING_EDITION:
+            todo = [s for s in audience if str(s.id) not in done or str(s.id) in due]
+        else:
+            todo = [s for s in audience if str(s.id) in due]
+        report.waiting += sum(e.state == PENDING and i not in due for i, e in done.items())
+        if todo and earlier:
+            report.earlier.append(edition.id)
+        if self._deliver_all(edition, todo, run):
+            run.walked.add(edition.id)
+            self._close_if_done(edition)
+
+    def _deliver_all(self, edition: Edition, todo: list[Subscriber], run: _Run) -> bool:
+        """Claim and send to each of ``todo`` in turn; False if ``stop`` cut it short (the
+        rest have no ledger row yet: the edition stays open)."""
+        if not todo:
+            return True
+        stream = mail_stream(edition.id)
+        digest = self.settings.digests[edition.digest]
+        secret = link_secret(self.email.unsubscribe.secret, self.store)
+        try:
+            for subscriber in todo:
+                if run.stop():
+                    return False
+                message = self.message(edition, digest, subscriber, secret)
+                item, key = str(subscriber.id), message["Message-ID"]
+                send = self._sender(run, message, subscriber)
+                job = run.courier.take(stream, item, key, send, about=subscriber.email)
+                if job is not None:  # else another process has it, or it is not due
+                    run.courier.attempt(job)
+        finally:
+            run.courier.flush()
+        return True
+
+    def _sender(
+        self, run: _Run, message: EmailMessage, subscriber: Subscriber
+    ) -> Callable[[], Receipt]:
+        def send() -> Receipt:
+            if run.transport is None:
+                run.transport = self.transport()
+            try:
+                run.transport.send(message)
+            except PermanentFailure as exc:
+                if exc.status in BOUNCE_CODES:
+                    self.subscribers.set_status(subscriber.id, BOUNCED, exc.reason)
+                raise
+            return Receipt(remote_id=message["Message-ID"])
+
+        return send
+
+    def _retry_round(self, run: _Run) -> None:
+        """One pause for the whole run, then one more try for each recipient refused
+        for now (450/451/452, a dropped connection before DATA). What still fails waits
+        for its next attempt time, in a later send."""
+        retried = {job.stream for job in run.courier.owed}
+        try:
+            run.courier.rounds(run.stop)
+        finally:
+            run.courier.finish()
+        for edition_id_ in sorted(retried):
+            edition = self.load(edition_id_.removeprefix("mail:"))
+            if edition is not None and edition.id in run.walked:
+                self._close_if_done(edition)
+
+    def _close_if_done(self, edition: Edition) -> None:
+        """An edition whose audience has been walked is ``sent`` once every row is final,
+        else ``retrying`` (later sends retry its pending rows when they are due)."""
+        rows = self.ledger.entries(mail_stream(edition.id)).values()
+        waiting = any(e.state in (PENDING, SENDING) for e in rows)
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                update(editions)
+                .where(
+                    editions.c.id == edition.id,
+                    editions.c.status.in_((SENDING_EDITION, RETRYING_EDITION)),
+                )
+                .values(
+                    status=RETRYING_EDITION if waiting else SENT_EDITION,
+                    finished_at=None if waiting else self.clock().replace(tzinfo=None),
+                )
+            )

@@ -5,15 +5,26 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from pipeline.channels import Post, Receipt
 from pipeline.channels.base import ChannelBase
 from pipeline.channels.compose import graphemes
 from pipeline.model import Article
-from pipeline.settings.channels import FileOptions
+from pipeline.settings.channels import ChannelOptions
+
+
+class FileOptions(ChannelOptions):
+    type: Literal["file"] = Field(description="Appends each post as a JSON line to a file.")
+    path: Path = Field(description="The file (relative to the project folder).")
 
 
 class FileChannel(ChannelBase[FileOptions]):
+    options_model = FileOptions
+
     def prepare(self, article: Article) -> Post:
         text = self.text(article, limit=None, measure=graphemes)
         body = {

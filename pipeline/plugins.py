@@ -72,10 +72,22 @@ class Entry:
         return importlib.metadata.EntryPoint(self.name, self.value, self.group).load()
 
 
-def installed_entries(group: str) -> list[Entry]:
-    """The entry points of ``group`` in every installed distribution."""
+def installed_entries() -> list[Entry]:
+    """The entry points of the four groups in every installed distribution (the name of
+    each is read once per group: its metadata holds its whole README)."""
+    # keyed by id, holding the distribution so that no id is reused while this runs
+    names: dict[int, tuple[importlib.metadata.Distribution, str]] = {}
+
+    def distribution(point: importlib.metadata.EntryPoint) -> str:
+        if point.dist is None:
+            return "(unknown)"
+        if id(point.dist) not in names:
+            names[id(point.dist)] = (point.dist, point.dist.name)
+        return names[id(point.dist)][1]
+
     return [
-        Entry(group, point.name, point.value, point.dist.name if point.dist else "(unknown)")
+        Entry(group, point.name, point.value, distribution(point))
+        for group in GROUPS
         for point in importlib.metadata.entry_points(group=group)
     ]
 
@@ -84,15 +96,18 @@ def installed_entries(group: str) -> list[Entry]:
 class Plugins:
     """The adapters available to this run, by group and name."""
 
-    find: Callable[[str], Iterable[Entry]] = installed_entries
+    find: Callable[[], Iterable[Entry]] = installed_entries
+    _found: list[Entry] | None = field(default=None, repr=False)
     _entries: dict[str, dict[str, Entry]] = field(default_factory=dict, repr=False)
     _loaded: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
     def entries(self, group: str) -> dict[str, Entry]:
         """Name → entry point of ``group``; two distributions may not share a name."""
+        if self._found is None:
+            self._found = list(self.find())
         if group not in self._entries:
             chosen: dict[str, Entry] = {}
-            for entry in self.find(group):
+            for entry in (e for e in self._found if e.group == group):
                 other = chosen.get(entry.name)
                 if other is not None and other.distribution != entry.distribution:
                     # name the plug-in as the one to change, never the built-in

@@ -96,9 +96,11 @@ def make_project(root: Path, state_url: str, server: str) -> Path:
     return config
 
 
-def pipeline(extras: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def pipeline(
+    extras: Path, root: Path, *args: str, pythonpath: tuple[Path, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    env["PYTHONPATH"] = str(extras)
+    env["PYTHONPATH"] = os.pathsep.join(str(path) for path in (extras, *pythonpath))
     env["NTFY_TOKEN"] = "tk_secret"
     return subprocess.run(
         [*PIPELINE, "--config", str(root / "config" / "pipeline.yaml"), *args],
@@ -179,11 +181,43 @@ def test_a_plugin_type_or_option_mistake_is_a_located_error(
         assert "did you mean `ntfy`?" in output
 
 
+@pytest.mark.parametrize(
+    ("entry_point", "problem"),
+    [
+        (
+            "mastodon = broken_extras:Toot",
+            "entry point `mastodon = broken_extras:Toot` (group pipeline.channels) of "
+            "distribution broken-extras: the name 'mastodon' is taken: it clashes with the "
+            "built-in entry point",
+        ),
+        (
+            "toot = broken_extras:Toot",
+            "entry point `toot = broken_extras:Toot` (group pipeline.channels) of distribution "
+            "broken-extras: cannot be loaded: ModuleNotFoundError",
+        ),
+    ],
+)
+def test_a_broken_plugin_stops_check_naming_its_distribution_and_entry_point(
+    extras: Path, tmp_path: Path, entry_point: str, problem: str
+) -> None:
+    root = tmp_path / "project"
+    make_project(root, "sqlite:///", "http://127.0.0.1:9")
+    installed = tmp_path / "site-packages"  # what pip leaves of a distribution: its metadata
+    info = installed / "broken_extras-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-extras\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[pipeline.channels]\n{entry_point}\n")
+    done = pipeline(extras, root, "check", pythonpath=(installed,))
+    assert done.returncode == 2, done.stdout + done.stderr  # a configuration problem
+    assert problem in done.stderr, done.stderr
+    assert "nothing was changed" in done.stderr
+
+
 # -- the registry itself, with entry points written here -----------------------------------
 
 
 def fake(entries: list[Entry]) -> Plugins:
-    return Plugins(find=lambda group: [e for e in entries if e.group == group])
+    return Plugins(find=lambda: entries)
 
 
 def test_a_plugin_taking_a_built_in_name_is_refused_naming_both() -> None:

@@ -29,12 +29,7 @@ from pydantic import Field, field_validator
 
 from pipeline.channels import Post, Receipt
 from pipeline.channels.base import ChannelBase
-from pipeline.channels.compose import (
-    fit,
-    longest_fitting,
-    template_values,
-    utf16_units,
-)
+from pipeline.channels.compose import fit, longest_fitting, template_values, utf16_units
 from pipeline.channels.http import request
 from pipeline.model import Article
 from pipeline.settings.base import Secret, http_url

@@ -25,10 +25,9 @@ from feedgen.feed import FeedGenerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.feeds import FeedSpec, render, render_json, write_feeds
-from pipeline.model import Article, Translation
+from pipeline.feeds import ATOM, RSS, FeedSpec, render, render_json, write_feeds
+from pipeline.model import Article, Item, Scan, Translation
 from pipeline.settings import ExtraFeedSettings, FeedSettings, SiteSettings
-from pipeline.sources import Item, Scan
 from pipeline.store import Store
 
 SITE = "https://bench.example.org"
@@ -118,7 +117,7 @@ def main() -> None:
     previous = None
     for size in sizes:
         items = articles(size)
-        ours = timed(lambda items=items: render(spec, items, ("rss", "atom")))
+        ours = timed(lambda items=items: render(spec, items, {"rss": RSS, "atom": ATOM}))
         baseline = timed(lambda items=items: bare(items))
         json_s = timed(lambda items=items: render_json(spec, items))
         job_s = job(items)

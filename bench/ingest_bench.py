@@ -25,8 +25,8 @@ from ruamel.yaml import YAML
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.ingest import ingest
-from pipeline.settings import MarkdownSourceSettings, SiteSettings
-from pipeline.sources.markdown import MarkdownSource
+from pipeline.settings import SiteSettings
+from pipeline.sources.markdown import MarkdownSource, MarkdownSourceSettings
 from pipeline.store import Store
 
 WORDS = ("mountain", "glacier", "river", "snow", "community", "research", "policy")

@@ -34,7 +34,7 @@ from pipeline.errors import PermanentFailure, TemporaryFailure
 from pipeline.ledger import PENDING, SENDING, SENT, Entry, Ledger
 from pipeline.model import Article
 from pipeline.schema import LIVE, articles
-from pipeline.settings.channels import ChannelSettings
+from pipeline.settings.channels import ChannelOptions
 from pipeline.store import Store
 
 UPDATE, DELETE = "update", "delete"
@@ -63,26 +63,32 @@ def is_correction(item: str) -> bool:
     return "#" in item
 
 
+def abilities(channel: object) -> frozenset[str]:
+    """What a channel (or channel class) can do to a post once made; a plug-in channel
+    that says nothing can do nothing, so its posts are never corrected."""
+    return getattr(channel, "corrections", frozenset())
+
+
 def update_policy(channel: Channel) -> str:
     """``edit``, ``reply`` or ``ignore``: what the channel does with a changed article."""
-    wanted = channel.options.on_update or channel.default_on_update
-    return wanted if wanted in channel.corrections else "ignore"
+    wanted = channel.options.on_update or getattr(channel, "default_on_update", "edit")
+    return wanted if wanted in abilities(channel) else "ignore"
 
 
 def delete_policy(channel: Channel) -> str:
     """``delete`` or ``ignore``: what the channel does with an article taken down."""
-    wanted = channel.options.on_delete or channel.default_on_delete
-    return wanted if wanted in channel.corrections else "ignore"
+    wanted = channel.options.on_delete or getattr(channel, "default_on_delete", "delete")
+    return wanted if wanted in abilities(channel) else "ignore"
 
 
-def correction_warnings(configured: Mapping[str, ChannelSettings]) -> list[str]:
+def correction_warnings(configured: Mapping[str, ChannelOptions]) -> list[str]:
     """``pipeline check``: a policy the network cannot follow (Slack's and Teams' incoming
     webhooks cannot touch a message once sent; Mastodon and Telegram edit, not reply)."""
     from pipeline.channels import channel_types
 
     found = []
     for name, options in configured.items():
-        can = channel_types()[options.type].corrections
+        can = abilities(channel_types()[options.type])
         for setting, value in (("on_update", options.on_update), ("on_delete", options.on_delete)):
             if value in (None, "ignore") or value in can:
                 continue

@@ -5,6 +5,10 @@ every configured format and writes the files atomically, leaving a file untouche
 its bytes would not change. Output depends only on the articles: no clock is read, so
 unchanged input gives byte-identical files and feed readers see no spurious updates.
 
+Formats are a registry (group ``pipeline.feed_formats``, see pipeline.plugins): each is a
+``FeedFormat`` that renders one file of a feed. ``rss``, ``atom`` and ``json`` are the
+built-ins; a plug-in's format is written beside them when ``feeds.formats`` names it.
+
 RSS and Atom are built with feedgen 1.0.0; one small entry extension adds what feedgen
 cannot express (see ``_EntryExtension``) and works around its dropped link attributes.
 """
@@ -16,12 +20,12 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import quote, urljoin
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
@@ -30,17 +34,12 @@ from lxml import etree
 
 from pipeline.errors import StorageError, describe_os_error
 from pipeline.model import Article
-from pipeline.settings import FeedFormat, FeedSettings, SiteSettings
+from pipeline.plugins import FEED_FORMATS, Plugins
+from pipeline.settings import FeedSettings, SiteSettings
 from pipeline.text import xml_safe
 from pipeline.urls import as_uri
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
-FILENAMES: dict[str, str] = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
-MEDIA_TYPES: dict[str, str] = {
-    "rss": "application/rss+xml",
-    "atom": "application/atom+xml",
-    "json": "application/feed+json",
-}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 """The ``updated`` time of a feed without entries, so that it too is reproducible."""
 
@@ -81,7 +80,7 @@ class FeedSpec:
     author: str  # feed-level author (the publisher); Atom requires one for every entry
     logo: str | None = None
 
-    def url(self, fmt: FeedFormat) -> str:
+    def url(self, fmt: str) -> str:
         """The public URL of this feed's file in format ``fmt``."""
         return f"{self.base_url}/{FILENAMES[fmt]}"
 
@@ -123,14 +122,18 @@ def plan_feeds(site: SiteSettings, feeds: FeedSettings) -> list[PlannedFeed]:
     return planned
 
 
-def write_feeds(query: ArticleQuery, site: SiteSettings, feeds: FeedSettings) -> FeedReport:
-    """Render every configured feed, then write the files whose bytes changed."""
-    formats = list(dict.fromkeys(feeds.formats))
+def write_feeds(
+    query: ArticleQuery, site: SiteSettings, feeds: FeedSettings, plugins: Plugins | None = None
+) -> FeedReport:
+    """Render every configured feed in every configured format (each found in ``plugins``,
+    default: the installed ones), then write the files whose bytes changed."""
+    plugins = plugins or Plugins()
+    formats = {name: plugins.load(FEED_FORMATS, name) for name in dict.fromkeys(feeds.formats)}
     rendered: list[tuple[Path, bytes]] = []
     for feed in plan_feeds(site, feeds):
         articles = query.latest(feeds.items, **feed.filters)
         for fmt, data in render(feed.spec, articles, formats).items():
-            rendered.append((feed.folder / FILENAMES[fmt], data))
+            rendered.append((feed.folder / formats[fmt].filename, data))
     written: list[Path] = []
     unchanged: list[Path] = []
     for path, data in rendered:
@@ -223,34 +226,86 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
-# --- RSS and Atom ------------------------------------------------------------------------
+# --- the formats ---------------------------------------------------------------------
+
+
+class FeedFormat(Protocol):
+    """What a ``pipeline.feed_formats`` entry point names: one file of each feed."""
+
+    @property
+    def filename(self) -> str:
+        """The file's name in the feed's folder, e.g. rss.xml."""
+        ...
+
+    @property
+    def media_type(self) -> str:
+        """Its Content-Type, e.g. application/rss+xml."""
+        ...
+
+    def render(self, spec: FeedSpec, articles: Sequence[Article]) -> bytes:
+        """The file's bytes; the same articles must give the same bytes (no clock)."""
+        ...
+
+
+@dataclass(frozen=True)
+class FeedgenFormat:
+    """RSS or Atom: both are written from one FeedGenerator, which is most of the work."""
+
+    kind: Literal["rss", "atom"]
+    filename: str
+    media_type: str
+
+    def render(self, spec: FeedSpec, articles: Sequence[Article]) -> bytes:
+        return self.write(_generator(spec, articles), spec)
+
+    def write(self, fg: FeedGenerator, spec: FeedSpec) -> bytes:
+        fg.link(href=spec.url(self.kind), rel="self", type=self.media_type, replace=True)
+        # RSS <link> is whichever feed link feedgen was given last: the home page goes last.
+        fg.link(href=spec.home_url, rel="alternate", type="text/html")
+        return fg.rss_str(pretty=True) if self.kind == "rss" else fg.atom_str(pretty=True)
+
+
+@dataclass(frozen=True)
+class JsonFeedFormat:
+    filename: str = "feed.json"
+    media_type: str = "application/feed+json"
+
+    def render(self, spec: FeedSpec, articles: Sequence[Article]) -> bytes:
+        return render_json(spec, articles)
+
+
+RSS = FeedgenFormat("rss", "rss.xml", "application/rss+xml")
+ATOM = FeedgenFormat("atom", "atom.xml", "application/atom+xml")
+JSON_FEED = JsonFeedFormat()
+BUILT_IN: dict[str, FeedFormat] = {"rss": RSS, "atom": ATOM, "json": JSON_FEED}
+FILENAMES: dict[str, str] = {name: fmt.filename for name, fmt in BUILT_IN.items()}
+MEDIA_TYPES: dict[str, str] = {name: fmt.media_type for name, fmt in BUILT_IN.items()}
 
 
 def render(
-    spec: FeedSpec, articles: Sequence[Article], formats: Sequence[FeedFormat]
-) -> dict[FeedFormat, bytes]:
-    """Each of ``formats`` rendered; RSS and Atom share one FeedGenerator, which is most
-    of the work, and differ only in their self link."""
-    out: dict[FeedFormat, bytes] = {}
-    fg = _generator(spec, articles) if {"rss", "atom"} & set(formats) else None
-    for fmt in formats:
-        if fmt == "json":
-            out[fmt] = render_json(spec, articles)
-            continue
-        assert fg is not None
-        fg.link(href=spec.url(fmt), rel="self", type=MEDIA_TYPES[fmt], replace=True)
-        # RSS <link> is whichever feed link feedgen was given last: the home page goes last.
-        fg.link(href=spec.home_url, rel="alternate", type="text/html")
-        out[fmt] = fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True)
+    spec: FeedSpec, articles: Sequence[Article], formats: Mapping[str, FeedFormat]
+) -> dict[str, bytes]:
+    """Each of ``formats`` rendered; RSS and Atom share one FeedGenerator."""
+    out: dict[str, bytes] = {}
+    fg: FeedGenerator | None = None
+    for name, fmt in formats.items():
+        if isinstance(fmt, FeedgenFormat):
+            fg = fg or _generator(spec, articles)
+            out[name] = fmt.write(fg, spec)
+        else:
+            out[name] = fmt.render(spec, articles)
     return out
 
 
 def render_rss(spec: FeedSpec, articles: Sequence[Article]) -> bytes:
-    return render(spec, articles, ("rss",))["rss"]
+    return RSS.render(spec, articles)
 
 
 def render_atom(spec: FeedSpec, articles: Sequence[Article]) -> bytes:
-    return render(spec, articles, ("atom",))["atom"]
+    return ATOM.render(spec, articles)
+
+
+# --- RSS and Atom ------------------------------------------------------------------------
 
 
 class _FeedExtension(BaseExtension):

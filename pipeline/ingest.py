@@ -20,8 +20,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from pipeline.clock import system_clock
 from pipeline.errors import Problem, SourceUnavailable, StoreError
+from pipeline.model import Item, Scan
 from pipeline.schema import article_tags, articles, width
-from pipeline.sources import Item, Scan, Source
+from pipeline.sources import Source
 from pipeline.sources.build import in_range, one_line, shorten
 from pipeline.store import ApplyReport, Store, permanent_id
 

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pipeline.errors import DeliveryFailed, PermanentFailure, PipelineError, TemporaryFailure
+from pipeline.plugins import TRANSPORTS, Plugins
 from pipeline.settings.email import EmailSettings, SmtpSettings
 
 log = logging.getLogger(__name__)
@@ -416,11 +417,26 @@ def _what(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {detail}".rstrip(": ")
 
 
-def open_transport(email: EmailSettings, **kw: Any) -> Transport:
-    """The transport ``email.delivery`` names; ``kw`` goes to SmtpTransport (rate defaults
-    to ``email.rate``)."""
-    if email.delivery == "outbox":
-        return OutboxTransport(email.outbox)
+class TransportType(Protocol):
+    """What a ``pipeline.transports`` entry point names: a transport made from ``email:``."""
+
+    def __call__(self, email: EmailSettings, **options: Any) -> Transport: ...
+
+
+def open_transport(email: EmailSettings, plugins: Plugins | None = None, **kw: Any) -> Transport:
+    """The transport ``email.delivery`` names, found in ``plugins`` (default: the installed
+    ones); ``kw`` goes to it (for SMTP: ``rate``, which defaults to ``email.rate``)."""
+    opened: TransportType = (plugins or Plugins()).load(TRANSPORTS, email.delivery)
+    return opened(email, **kw)
+
+
+def outbox_transport(email: EmailSettings) -> OutboxTransport:
+    """``delivery: outbox``: .eml files in ``email.outbox``, no network."""
+    return OutboxTransport(email.outbox)
+
+
+def smtp_transport(email: EmailSettings, **kw: Any) -> SmtpTransport:
+    """``delivery: smtp``: the ``email.smtp`` server (settings require it)."""
     assert email.smtp is not None
     kw.setdefault("rate", email.rate)
     return SmtpTransport(email.smtp, **kw)

@@ -7,11 +7,13 @@ them. An Article is immutable; a changed article is a new Article with the same 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from pipeline.errors import Problem
 from pipeline.schema import article_tags, articles, width
 from pipeline.urls import UnsafeURL, as_uri, safe_link
 
@@ -160,3 +162,27 @@ def too_long(data: dict[str, Any]) -> str | None:
                 f"most {TAG_LIMIT:,} — shorten it"
             )
     return None
+
+
+# -- what a source's scan found (the sources produce it, the store applies it) --------
+
+
+@dataclass(frozen=True)
+class Item:
+    """One article a source produced, keyed by where it lives in that source."""
+
+    key: str
+    fingerprint: str
+    article: Article
+
+
+@dataclass
+class Scan:
+    """What one scan of a source found."""
+
+    changed: list[Item] = field(default_factory=list)
+    unchanged: dict[str, str] = field(default_factory=dict)  # key -> (fresh) fingerprint
+    rejected: list[Problem] = field(default_factory=list)
+    held: set[str] = field(default_factory=set)  # unreadable this time: keep what is stored
+    complete: bool = False  # True: keys in none of changed/unchanged/held no longer exist
+    cursor: dict[str, str] | None = None  # replaces the saved cursor when not None

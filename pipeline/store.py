@@ -44,7 +44,7 @@ from pipeline.errors import (
     display_path,
 )
 from pipeline.migrations import Upgrade, prepare
-from pipeline.model import Article, Translation
+from pipeline.model import Article, Scan, Translation
 from pipeline.redact import shown_url
 from pipeline.schema import (
     LIVE,
@@ -55,7 +55,6 @@ from pipeline.schema import (
     editions,
     state_values,
 )
-from pipeline.sources import Scan
 from pipeline.urls import WEB_URL
 
 _TAG_SAFE = "/:-._~!$&'()*+,;=@"  # RFC 4151 pchar, unescaped

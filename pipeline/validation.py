@@ -10,6 +10,7 @@ is required").
 
 from __future__ import annotations
 
+import re
 import types
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
@@ -67,7 +68,12 @@ def problems_from_validation(
             problems.append(problem)
             continue
         msg = err["msg"].removeprefix("Value error, ")
-        problems.append(doc.problem(path, f"`{shown}`: {msg}", _expected_hint(err)))
+        hint = _expected_hint(err)
+        if kind == "literal_error" and isinstance(err.get("input"), str):
+            # a near miss of a name (a feed format, a transport): the one it stands for
+            allowed = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+            hint = did_you_mean(err["input"], allowed, hint)
+        problems.append(doc.problem(path, f"`{shown}`: {msg}", hint))
     # `fro: …` is one mistake, not two: its hint already says to write `from`.
     redundant = {id(problem) for path, problem in missing if path in suggested}
     return [problem for problem in problems if id(problem) not in redundant]

@@ -14,13 +14,12 @@ import requests
 from werkzeug import Request, Response
 
 from pipeline.channels import ChannelContext
-from pipeline.channels.bluesky import BlueskyChannel, record_key
+from pipeline.channels.bluesky import BlueskyChannel, BlueskyOptions, record_key
 from pipeline.errors import PermanentFailure, TemporaryFailure
 from pipeline.ledger import SENT, Ledger
+from pipeline.model import Item, Scan
 from pipeline.posting import Poster, idempotency_key, post_stream
 from pipeline.settings import default_template
-from pipeline.settings.channels import BlueskyOptions
-from pipeline.sources import Item, Scan
 from pipeline.store import Store
 from tests.conftest import REPO
 

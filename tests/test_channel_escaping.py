@@ -22,22 +22,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.channels import ChannelContext
-from pipeline.channels.bluesky import BlueskyChannel
-from pipeline.channels.discord import DiscordChannel, plain_markdown
-from pipeline.channels.mastodon import MastodonChannel
-from pipeline.channels.slack import SlackChannel
-from pipeline.channels.teams import TeamsChannel
-from pipeline.channels.telegram import TelegramChannel
+from pipeline.channels.bluesky import BlueskyChannel, BlueskyOptions
+from pipeline.channels.discord import DiscordChannel, DiscordOptions, plain_markdown
+from pipeline.channels.mastodon import MastodonChannel, MastodonOptions
+from pipeline.channels.slack import SlackChannel, SlackOptions
+from pipeline.channels.teams import TeamsChannel, TeamsOptions
+from pipeline.channels.telegram import TelegramChannel, TelegramOptions
 from pipeline.posting import idempotency_key, post_stream
 from pipeline.settings import default_template
-from pipeline.settings.channels import (
-    BlueskyOptions,
-    DiscordOptions,
-    MastodonOptions,
-    SlackOptions,
-    TeamsOptions,
-    TelegramOptions,
-)
 from tests.conftest import REPO
 from tests.test_channel_bluesky import CREATE, HANDLE, FakePds
 

@@ -14,13 +14,12 @@ from werkzeug import Request, Response
 
 from pipeline.channels import ChannelContext
 from pipeline.channels import mastodon as mastodon_module
-from pipeline.channels.mastodon import MastodonChannel
+from pipeline.channels.mastodon import MastodonChannel, MastodonOptions
 from pipeline.channels.mastodon_length import status_length as mastodon_length
 from pipeline.errors import PermanentFailure, TemporaryFailure
 from pipeline.ledger import SENT, Ledger
+from pipeline.model import Item, Scan
 from pipeline.posting import Poster, idempotency_key, post_stream
-from pipeline.settings.channels import MastodonOptions
-from pipeline.sources import Item, Scan
 from pipeline.store import Store
 
 REPO = Path(__file__).resolve().parent.parent

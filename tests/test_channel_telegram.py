@@ -15,12 +15,17 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from pipeline.channels.compose import utf16_units
-from pipeline.channels.telegram import LIMIT, TelegramChannel, telegram_length, visible_text
+from pipeline.channels.telegram import (
+    LIMIT,
+    TelegramChannel,
+    TelegramOptions,
+    telegram_length,
+    visible_text,
+)
 from pipeline.errors import DeliveryFailed, PermanentFailure, TemporaryFailure
 from pipeline.ledger import SENT, Ledger
+from pipeline.model import Item, Scan
 from pipeline.posting import Poster, post_stream
-from pipeline.settings.channels import TelegramOptions
-from pipeline.sources import Item, Scan
 from pipeline.store import Store
 
 REPO = Path(__file__).resolve().parent.parent

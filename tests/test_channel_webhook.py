@@ -15,9 +15,8 @@ import requests
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from pipeline.channels.webhook import WebhookChannel
+from pipeline.channels.webhook import WebhookChannel, WebhookOptions
 from pipeline.errors import DeliveryFailed, PermanentFailure, TemporaryFailure
-from pipeline.settings.channels import WebhookOptions
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "pipeline" / "templates" / "channels" / "webhook.txt.j2"

@@ -14,15 +14,14 @@ from werkzeug import Request, Response
 
 from pipeline.channels import ChannelContext, Receipt
 from pipeline.channels.compose import graphemes, utf16_units
-from pipeline.channels.discord import DiscordChannel
-from pipeline.channels.slack import SlackChannel
-from pipeline.channels.teams import TeamsChannel
+from pipeline.channels.discord import DiscordChannel, DiscordOptions
+from pipeline.channels.slack import SlackChannel, SlackOptions
+from pipeline.channels.teams import TeamsChannel, TeamsOptions
 from pipeline.errors import PermanentFailure, TemporaryFailure
 from pipeline.ledger import SENT, Ledger
+from pipeline.model import Item, Scan
 from pipeline.posting import Poster, post_stream
 from pipeline.settings import default_template
-from pipeline.settings.channels import DiscordOptions, SlackOptions, TeamsOptions
-from pipeline.sources import Item, Scan
 from pipeline.store import Store
 from tests.conftest import REPO
 

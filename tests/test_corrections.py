@@ -15,25 +15,17 @@ import requests
 from werkzeug import Request, Response
 
 from pipeline.channels import ChannelContext
-from pipeline.channels.bluesky import BlueskyChannel, record_key
-from pipeline.channels.discord import DiscordChannel
-from pipeline.channels.file import FileChannel
-from pipeline.channels.mastodon import MastodonChannel
-from pipeline.channels.telegram import TelegramChannel
-from pipeline.channels.webhook import WebhookChannel
+from pipeline.channels.bluesky import BlueskyChannel, BlueskyOptions, record_key
+from pipeline.channels.discord import DiscordChannel, DiscordOptions
+from pipeline.channels.file import FileChannel, FileOptions
+from pipeline.channels.mastodon import MastodonChannel, MastodonOptions
+from pipeline.channels.telegram import TelegramChannel, TelegramOptions
+from pipeline.channels.webhook import WebhookChannel, WebhookOptions
 from pipeline.corrections import correction_item, fingerprint
 from pipeline.ledger import SENT, UNCERTAIN, Ledger
+from pipeline.model import Item, Scan
 from pipeline.posting import Poster, idempotency_key, post_stream
 from pipeline.settings import default_template
-from pipeline.settings.channels import (
-    BlueskyOptions,
-    DiscordOptions,
-    FileOptions,
-    MastodonOptions,
-    TelegramOptions,
-    WebhookOptions,
-)
-from pipeline.sources import Item, Scan
 from pipeline.store import Store
 from tests.conftest import REPO
 from tests.test_channel_bluesky import DID, HANDLE, FakePds

@@ -8,8 +8,8 @@ import datetime as dt
 
 from pipeline.digest.sending import Digests
 from pipeline.mailer import open_transport
+from pipeline.model import Item, Scan
 from pipeline.settings import load_settings
-from pipeline.sources import Item, Scan
 from pipeline.store import Store
 from tests.test_digest_window import MONDAY, newsroom  # noqa: F401 (a fixture)
 

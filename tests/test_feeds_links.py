@@ -264,7 +264,7 @@ def test_unsafe_body_links_are_dropped_with_a_warning(project, caplog):
 def test_an_iri_stored_by_an_earlier_version_is_published_as_a_uri(state_url, site):
     """Loading runs the same conversion; a stored image no longer allowed is dropped, and
     loading never fails, or one old article would stop every feed and digest."""
-    from pipeline.sources import Item, Scan
+    from pipeline.model import Item, Scan
     from pipeline.store import Store
 
     old = Article.model_construct(  # as an earlier version stored it: no checks

@@ -24,10 +24,9 @@ from werkzeug import Request, Response
 
 from pipeline.errors import SourceUnavailable
 from pipeline.ingest import storable
-from pipeline.settings import FeedSourceSettings, MarkdownSourceSettings, WordPressSourceSettings
-from pipeline.sources.feed import _CHARREF, FeedSource, _no_surrogate
-from pipeline.sources.markdown import MarkdownSource
-from pipeline.sources.wordpress import WordPressSource
+from pipeline.sources.feed import _CHARREF, FeedSource, FeedSourceSettings, _no_surrogate
+from pipeline.sources.markdown import MarkdownSource, MarkdownSourceSettings
+from pipeline.sources.wordpress import WordPressSource, WordPressSourceSettings
 from pipeline.store import Store
 from tests.test_source_wordpress import post
 

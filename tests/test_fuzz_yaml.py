@@ -282,8 +282,7 @@ def test_any_front_matter_is_read_or_refused_with_located_problems(head):
 @settings(FUZZ, max_examples=30)
 @given(head=hostile(FRONT, FRONT_KEYS))
 def test_any_front_matter_in_a_real_markdown_source_is_rejected_by_file_and_line(tmp_path, head):
-    from pipeline.settings import MarkdownSourceSettings
-    from pipeline.sources.markdown import MarkdownSource
+    from pipeline.sources.markdown import MarkdownSource, MarkdownSourceSettings
 
     (tmp_path / "a.md").write_text(f"---\n{head}\n---\nBody.\n", encoding="utf-8", newline="")
     source = MarkdownSource(

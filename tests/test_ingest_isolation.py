@@ -13,11 +13,10 @@ from werkzeug import Request, Response
 
 from pipeline.errors import StoreError
 from pipeline.ingest import ingest
-from pipeline.settings import MarkdownSourceSettings, WordPressSourceSettings
-from pipeline.sources import Scan
+from pipeline.model import Scan
 from pipeline.sources import markdown as markdown_module
-from pipeline.sources.markdown import MarkdownSource
-from pipeline.sources.wordpress import WordPressSource
+from pipeline.sources.markdown import MarkdownSource, MarkdownSourceSettings
+from pipeline.sources.wordpress import WordPressSource, WordPressSourceSettings
 from pipeline.store import Store
 from tests.conftest import invoke, write_article
 from tests.test_source_wordpress import API, post
@@ -241,7 +240,7 @@ def test_storable_checks_what_no_model_sees(make_article):
     import datetime as dt
 
     from pipeline.ingest import storable
-    from pipeline.sources import Item
+    from pipeline.model import Item
 
     good = make_article(id="news/a")
     items = [

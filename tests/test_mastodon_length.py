@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.channels import ChannelContext
-from pipeline.channels.mastodon import MastodonChannel
+from pipeline.channels.mastodon import MastodonChannel, MastodonOptions
 from pipeline.channels.mastodon_length import (
     MAX_TCO_SLUG_LENGTH,
     checked_length,
@@ -28,7 +28,6 @@ from pipeline.channels.mastodon_length import (
     url_pattern,
     urls,
 )
-from pipeline.settings.channels import MastodonOptions
 from tests.conftest import REPO, free_port, invoke
 
 LINK = "https://news.example.org/a"  # 26 characters as written, 23 as Mastodon counts it

@@ -8,13 +8,12 @@ import json
 import pytest
 
 from pipeline.channels import ChannelContext
-from pipeline.channels.file import FileChannel
+from pipeline.channels.file import FileChannel, FileOptions
 from pipeline.errors import PermanentFailure, TemporaryFailure
 from pipeline.ledger import FAILED, PENDING, SENDING, SENT, UNCERTAIN, Ledger
+from pipeline.model import Item, Scan
 from pipeline.posting import MAX_WAIT, Poster, idempotency_key, post_stream
 from pipeline.settings import default_template
-from pipeline.settings.channels import FileOptions
-from pipeline.sources import Item, Scan
 from pipeline.store import Store
 from tests.conftest import REPO
 

@@ -19,21 +19,19 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from pipeline.channels import Channel, ChannelContext, channel_types
+from pipeline.channels.bluesky import BlueskyOptions
+from pipeline.channels.discord import DiscordOptions
+from pipeline.channels.mastodon import MastodonOptions
+from pipeline.channels.slack import SlackOptions
+from pipeline.channels.teams import TeamsOptions
+from pipeline.channels.telegram import TelegramOptions
+from pipeline.channels.webhook import WebhookOptions
 from pipeline.errors import PermanentFailure
 from pipeline.ledger import FAILED, Ledger
+from pipeline.model import Item, Scan
 from pipeline.posting import Poster, post_stream
 from pipeline.redact import shown_url
 from pipeline.settings import default_template
-from pipeline.settings.channels import (
-    BlueskyOptions,
-    DiscordOptions,
-    MastodonOptions,
-    SlackOptions,
-    TeamsOptions,
-    TelegramOptions,
-    WebhookOptions,
-)
-from pipeline.sources import Item, Scan
 from pipeline.store import Store
 from tests.conftest import REPO
 

@@ -23,10 +23,10 @@ from pipeline.channels.http import reason
 from pipeline.errors import DeliveryFailed
 from pipeline.ledger import Ledger
 from pipeline.logs import RedactingFilter, configure
+from pipeline.model import Item, Scan
 from pipeline.posting import Poster
 from pipeline.redact import MASK, Redactor, secrets_of, shown_url
 from pipeline.settings import load_settings
-from pipeline.sources import Item, Scan
 from pipeline.store import Store
 from tests.conftest import invoke
 from tests.test_redirects import (

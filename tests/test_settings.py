@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
 from pipeline.errors import ConfigError
-from pipeline.settings import Settings, load_settings
+from pipeline.plugins import Plugins
+from pipeline.settings import load_settings, settings_model
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -149,10 +151,27 @@ def _settings_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
     return sorted(set(paths))
 
 
+def _models(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """``model`` and every model its fields may hold (each channel type's options…)."""
+    from typing import get_args
+
+    from pipeline.validation import _unwrap
+
+    found = [model]
+    for info in model.model_fields.values():
+        candidates = _unwrap([info.annotation])
+        for cand in list(candidates):
+            candidates.extend(_unwrap(list(get_args(cand))))
+        for cand in candidates:
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                found.extend(_models(cand))
+    return found
+
+
 def test_readme_documents_every_setting():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"`([a-z_]+(?:\.[a-z_]+)*)`", readme))
-    missing = [key for key in _settings_paths(Settings) if key not in documented]
+    missing = [key for key in _settings_paths(settings_model(Plugins())) if key not in documented]
     assert not missing, f"README.md does not document: {', '.join(missing)}"
 
 
@@ -162,9 +181,15 @@ def test_every_setting_has_help_text():
 
     from pipeline import settings as module
 
+    adapters = [
+        vars(sys.modules[model.__module__])
+        for model in _models(settings_model(Plugins()))
+        if model.__module__ != module.__name__
+    ]
     models = [
         obj
-        for obj in vars(module).values()
+        for found in (vars(module), *adapters)
+        for obj in found.values()
         if isinstance(obj, type) and issubclass(obj, module.Strict) and obj is not module.Strict
     ]
     missing = [name for model in models for name in undocumented(model)]

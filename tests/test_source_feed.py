@@ -10,9 +10,8 @@ import requests
 from werkzeug import Request, Response
 
 from pipeline.errors import SourceUnavailable
-from pipeline.settings import FeedSourceSettings
 from pipeline.sources import feed as feed_module
-from pipeline.sources.feed import FeedSource
+from pipeline.sources.feed import FeedSource, FeedSourceSettings
 
 UTC = dt.UTC
 RSS = "application/rss+xml; charset=utf-8"

@@ -20,11 +20,10 @@ from werkzeug import Request, Response
 
 from pipeline.errors import SourceUnavailable
 from pipeline.ingest import ingest
-from pipeline.settings import FeedSourceSettings, MarkdownSourceSettings, WordPressSourceSettings
-from pipeline.sources.feed import FeedSource
+from pipeline.sources.feed import FeedSource, FeedSourceSettings
 from pipeline.sources.http import MAX_BYTES, Limits, fetch
-from pipeline.sources.markdown import MarkdownSource
-from pipeline.sources.wordpress import WordPressSource
+from pipeline.sources.markdown import MarkdownSource, MarkdownSourceSettings
+from pipeline.sources.wordpress import WordPressSource, WordPressSourceSettings
 from pipeline.store import Store
 from tests.conftest import write_article
 from tests.test_source_feed import RSS, RSS_FEED

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.settings import MarkdownSourceSettings
-from pipeline.sources.markdown import MarkdownSource
+from pipeline.sources.markdown import MarkdownSource, MarkdownSourceSettings
 from tests.conftest import write_article
 
 GOOD = """

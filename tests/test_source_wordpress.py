@@ -11,8 +11,7 @@ import requests
 from werkzeug import Request, Response
 
 from pipeline.errors import SourceUnavailable
-from pipeline.settings import WordPressSourceSettings
-from pipeline.sources.wordpress import WordPressSource
+from pipeline.sources.wordpress import WordPressSource, WordPressSourceSettings
 
 UTC = dt.UTC
 API = "/wp-json/wp/v2/posts"

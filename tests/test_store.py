@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.ingest import ingest
-from pipeline.settings import MarkdownSourceSettings
-from pipeline.sources.markdown import MarkdownSource
+from pipeline.sources.markdown import MarkdownSource, MarkdownSourceSettings
 from pipeline.store import Store
 from tests.conftest import write_article
 
@@ -144,7 +143,7 @@ def test_latest_filters_orders_and_links_translations(tmp_path, site, store):
 
 
 def test_source_cursor_round_trips(store):
-    from pipeline.sources import Scan
+    from pipeline.model import Scan
 
     store.apply("feed", Scan(cursor={"etag": '"abc"'}))
     assert store.cursor("feed") == {"etag": '"abc"'}
@@ -243,7 +242,7 @@ def test_a_database_server_refusing_writes_is_named_with_its_reason(state_url, s
 def test_a_value_too_wide_for_a_column_is_rejected_by_the_store_itself(store, make_article):
     """Whatever built the Article, the store refuses what PostgreSQL would (failing the
     whole scan) and SQLite would keep: here a feed id longer than its column."""
-    from pipeline.sources import Item, Scan
+    from pipeline.model import Item, Scan
 
     wide = make_article(id="news/" + "山" * 200, guid="", origin="news/wide.md")
     fine = make_article(id="news/fine", guid="")

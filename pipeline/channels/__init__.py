@@ -6,7 +6,10 @@ template, fitting to the length budget, the exact request body) and delivers it
 It never decides *whether* to post: the posting stage (pipeline.posting) does that
 with the delivery ledger, retries and flood guards, the same for every network.
 
-``build_channels`` is the registry: config ``type`` → class.
+Every network, built-in or plug-in, is an entry point of group ``pipeline.channels``
+(pipeline.plugins): config ``type`` → a ``ChannelType``, a class with ``options_model``
+(its options, validated when the config loads) built as ``cls(name, options, context)``.
+``ChannelBase`` (pipeline.channels.base) is the convenient base of one.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import requests
 
 from pipeline.model import Article
+from pipeline.plugins import CHANNELS, Plugins
 from pipeline.settings import SiteSettings
-from pipeline.settings.channels import ChannelOptions, ChannelSettings
+from pipeline.settings.channels import ChannelOptions
 
 
 @dataclass(frozen=True)
@@ -102,35 +106,30 @@ class Channel(Protocol):
     def close(self) -> None: ...
 
 
-def channel_types() -> dict[str, Any]:
-    """The registry: config ``type`` → channel class. Imports stay here so that loading
-    the package does no work."""
-    from pipeline.channels import (
-        bluesky,
-        discord,
-        file,
-        mastodon,
-        slack,
-        teams,
-        telegram,
-        webhook,
-    )
+class ChannelType(Protocol):
+    """What a ``pipeline.channels`` entry point names."""
 
-    return {
-        "bluesky": bluesky.BlueskyChannel,
-        "discord": discord.DiscordChannel,
-        "file": file.FileChannel,
-        "mastodon": mastodon.MastodonChannel,
-        "slack": slack.SlackChannel,
-        "teams": teams.TeamsChannel,
-        "telegram": telegram.TelegramChannel,
-        "webhook": webhook.WebhookChannel,
-    }
+    options_model: ClassVar[type[ChannelOptions]]
+    """Its ``channels:`` entry: a ChannelOptions subclass with ``type: Literal["NAME"]``."""
+    autoescape: ClassVar[bool]
+    """True where its template writes markup (Telegram HTML): values are escaped."""
+
+    def __call__(self, name: str, options: Any, context: ChannelContext) -> Channel: ...
+
+
+def channel_types(plugins: Plugins | None = None) -> dict[str, ChannelType]:
+    """Config ``type`` → channel class, for every channel installed."""
+    return dict((plugins or Plugins()).loaded(CHANNELS))
 
 
 def build_channels(
-    configured: Mapping[str, ChannelSettings], context: ChannelContext
+    configured: Mapping[str, ChannelOptions],
+    context: ChannelContext,
+    plugins: Plugins | None = None,
 ) -> dict[str, Channel]:
-    """Instantiate every configured channel."""
-    registry = channel_types()
-    return {name: registry[o.type](name, o, context) for name, o in configured.items()}
+    """Instantiate every configured channel, each by the class its ``type`` names."""
+    plugins = plugins or Plugins()
+    return {
+        name: plugins.load(CHANNELS, options.type)(name, options, context)
+        for name, options in configured.items()
+    }

@@ -17,6 +17,7 @@ Options = TypeVar("Options", bound=ChannelOptions)
 
 
 class ChannelBase(Generic[Options]):
+    options_model: ClassVar[type[ChannelOptions]]  # its options, with `type: Literal[NAME]`
     autoescape: ClassVar[bool] = False  # True where the template writes markup (Telegram HTML)
     dedupe_window: dt.timedelta | None = None
     corrections: ClassVar[frozenset[str]] = frozenset()  # see pipeline.channels.Channel

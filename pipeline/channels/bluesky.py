@@ -19,9 +19,10 @@ import copy
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import requests
+from pydantic import Field, field_validator
 
 from pipeline.channels import ChannelContext, Post, Receipt
 from pipeline.channels.base import ChannelBase
@@ -30,7 +31,18 @@ from pipeline.channels.http import request
 from pipeline.errors import DeliveryFailed, PermanentFailure, TemporaryFailure
 from pipeline.model import Article
 from pipeline.redact import Redactor
-from pipeline.settings.channels import BlueskyOptions
+from pipeline.settings.base import Secret, http_url
+from pipeline.settings.channels import ChannelOptions
+
+
+class BlueskyOptions(ChannelOptions):
+    type: Literal["bluesky"] = Field(description="A Bluesky (AT Protocol) account.")
+    handle: str = Field(description="The account's handle, e.g. news.example.org.")
+    app_password: Secret = Field(description="An app password (Settings → App passwords).")
+    service: str = Field("https://bsky.social", description="The account's PDS / entryway URL.")
+
+    _url = field_validator("service")(lambda v: http_url(v))
+
 
 POST = "app.bsky.feed.post"
 UPDATED = "Updated: "  # how a correction's reply begins
@@ -88,6 +100,7 @@ def timestamp(moment: dt.datetime) -> str:
 
 
 class BlueskyChannel(ChannelBase[BlueskyOptions]):
+    options_model = BlueskyOptions
     dedupe_window: dt.timedelta | None = dt.timedelta(hours=24)
     """The record key dedupes for as long as the post exists; the window only bounds how
     late an interrupted send is completed (a post deleted by hand stays deleted after)."""

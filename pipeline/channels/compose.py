@@ -79,9 +79,14 @@ def fit(
     text = render()
     if limit is None or measure(text) <= limit:
         return text
+    budget = limit
+
+    def fits(text: str) -> bool:
+        return measure(text) <= budget
+
     for name in ("summary", "title"):
         original = str(values.get(name) or "")
-        best = _longest_fitting(original, render_cut(name), limit, measure)
+        best = longest_fitting(original, render_cut(name), fits, shortest=2)
         if best is not None:
             return best
         values[name] = ""  # not even a word of it fits: drop it, then shorten the next
@@ -94,15 +99,17 @@ def fit(
     )
 
 
-def _longest_fitting(
-    original: str, render: Callable[[str], str], limit: int, measure: Measure
+def longest_fitting(
+    original: str, build: Callable[[str], str], fits: Callable[[str], bool], *, shortest: int = 1
 ) -> str | None:
-    """Binary search for the longest excerpt of ``original`` whose post fits."""
-    low, high, best = 2, graphemes(original), None
+    """Binary search for the longest excerpt of ``original`` (cut at a word or grapheme
+    boundary, ending in ``…``, at least ``shortest`` graphemes) whose ``build`` fits: that
+    built text, or None when even the shortest does not fit."""
+    low, high, best = shortest, graphemes(original), None
     while low <= high:
         middle = (low + high) // 2
-        candidate = render(excerpt(original, middle))
-        if measure(candidate) <= limit:
+        candidate = build(excerpt(original, middle))
+        if fits(candidate):
             best, low = candidate, middle + 1
         else:
             high = middle - 1

@@ -24,17 +24,23 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
+from pydantic import Field
 
 from pipeline.channels import Post, Receipt
+from pipeline.channels.chat_webhooks import ChatWebhookChannel, IncomingWebhookOptions, utc_iso
 from pipeline.channels.http import request
-from pipeline.channels.webhooks import ChatWebhookChannel, utc_iso
 from pipeline.errors import DeliveryFailed, PermanentFailure
 from pipeline.model import Article
-from pipeline.settings.channels import DiscordOptions
+
+
+class DiscordOptions(IncomingWebhookOptions):
+    type: Literal["discord"] = Field(description="A Discord channel webhook (an embed).")
+    username: str | None = Field(None, description="Name the webhook posts under.")
+
 
 TITLE_LIMIT = 256
 DESCRIPTION_LIMIT = 4096
@@ -50,6 +56,8 @@ _MARKDOWN = re.compile(
     r"|(?P<char>[\\*_~|`<>\[\]#])",
     re.MULTILINE,
 )
+
+
 _AFTER_LINK = re.compile(r"[^\s<]*")  # what Discord may still take into the link before it
 
 
@@ -83,6 +91,7 @@ def plain_markdown(text: str) -> str:
 
 
 class DiscordChannel(ChatWebhookChannel[DiscordOptions]):
+    options_model = DiscordOptions
     service = "Discord"
     corrections = frozenset({"edit", "delete"})
     limit = DESCRIPTION_LIMIT

@@ -6,15 +6,25 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from pipeline.channels import Post, Receipt
 from pipeline.channels.base import ChannelBase
 from pipeline.channels.compose import graphemes
 from pipeline.model import Article
-from pipeline.settings.channels import FileOptions
+from pipeline.settings.channels import ChannelOptions
+
+
+class FileOptions(ChannelOptions):
+    type: Literal["file"] = Field(description="Appends each post as a JSON line to a file.")
+    path: Path = Field(description="The file (relative to the project folder).")
 
 
 class FileChannel(ChannelBase[FileOptions]):
+    options_model = FileOptions
     corrections = frozenset({"edit", "delete"})  # appended as events
     repeatable_corrections = False  # a repeat would be a second line
     # The file has always held one line per post (the demo, an audit trail): correction

@@ -18,11 +18,17 @@ Slack answers ``200 ok``. Failures come with a plain-text reason: 400 ``invalid_
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
-from pipeline.channels.webhooks import ChatWebhookChannel, shorten
+from pydantic import Field
+
+from pipeline.channels.chat_webhooks import ChatWebhookChannel, IncomingWebhookOptions, shorten
 from pipeline.model import Article
-from pipeline.settings.channels import SlackOptions
+
+
+class SlackOptions(IncomingWebhookOptions):
+    type: Literal["slack"] = Field(description="A Slack incoming webhook (Block Kit).")
+
 
 SECTION_LIMIT = 3000  # a section block's text
 IMAGE_URL_LIMIT = 3000  # an image element's image_url
@@ -36,6 +42,7 @@ def mrkdwn(text: str) -> str:
 
 
 class SlackChannel(ChatWebhookChannel[SlackOptions]):
+    options_model = SlackOptions
     service = "Slack"
     limit = SECTION_LIMIT
     title_limit = SECTION_LIMIT // 2  # the linked title leaves at least half to the text

@@ -19,11 +19,19 @@ about 28 KB), so nothing is cut.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pipeline.channels.webhooks import ChatWebhookChannel, utc_iso
+from pydantic import Field
+
+from pipeline.channels.chat_webhooks import ChatWebhookChannel, IncomingWebhookOptions, utc_iso
 from pipeline.model import Article
-from pipeline.settings.channels import TeamsOptions
+
+
+class TeamsOptions(IncomingWebhookOptions):
+    type: Literal["teams"] = Field(
+        description="A Microsoft Teams Workflows webhook (an Adaptive Card)."
+    )
+
 
 CARD_VERSION = "1.4"
 BYLINE_LIMIT = 1000
@@ -36,6 +44,7 @@ def plain_text(run: dict[str, Any]) -> dict[str, Any]:
 
 
 class TeamsChannel(ChatWebhookChannel[TeamsOptions]):
+    options_model = TeamsOptions
     service = "Teams"
     limit = None
 

@@ -25,9 +25,10 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
-from typing import Any
+from typing import Any, Literal
 
 import requests
+from pydantic import Field, field_validator
 
 from pipeline.channels import ChannelContext, Post, Receipt
 from pipeline.channels.base import ChannelBase
@@ -35,13 +36,31 @@ from pipeline.channels.compose import utf16_units
 from pipeline.channels.http import request
 from pipeline.errors import DeliveryFailed, PermanentFailure, TemporaryFailure
 from pipeline.model import Article
-from pipeline.settings.channels import TelegramOptions
+from pipeline.settings.base import Secret, http_url
+from pipeline.settings.channels import ChannelOptions
+
+
+class TelegramOptions(ChannelOptions):
+    type: Literal["telegram"] = Field(description="A Telegram chat or channel, through a bot.")
+    bot_token: Secret = Field(description="The bot's token from @BotFather.")
+    chat_id: str = Field(description="Chat id or @channelusername to post to.")
+    api_url: str = Field("https://api.telegram.org", description="Bot API server.")
+
+    _url = field_validator("api_url")(lambda v: http_url(v))
+
+    @field_validator("chat_id", mode="before")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) else value
+
 
 LIMIT = 4096  # sendMessage: "1-4096 characters after entities parsing"
 SUPPORTED_TAGS = frozenset(
     {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler"}
     | {"a", "tg-emoji", "code", "pre", "blockquote"}
 )
+
+
 _TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9-]*)[^>]*>")
 _NUMERIC_CHAT = re.compile(r"^-?\d+$")
 
@@ -58,6 +77,7 @@ def telegram_length(message: str) -> int:
 
 
 class TelegramChannel(ChannelBase[TelegramOptions]):
+    options_model = TelegramOptions
     dedupe_window: dt.timedelta | None = None  # sendMessage takes no idempotency key
     corrections = frozenset({"edit", "delete"})
 

@@ -47,9 +47,10 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from typing import Any
+from typing import Any, Literal
 
 import requests
+from pydantic import Field, field_validator
 
 from pipeline.channels import Post, Receipt
 from pipeline.channels.base import ChannelBase
@@ -57,7 +58,19 @@ from pipeline.channels.compose import graphemes
 from pipeline.channels.http import request
 from pipeline.errors import DeliveryFailed, TemporaryFailure
 from pipeline.model import Article
-from pipeline.settings.channels import WebhookOptions
+from pipeline.settings.base import OptionalSecret, http_url
+from pipeline.settings.channels import ChannelOptions
+
+
+class WebhookOptions(ChannelOptions):
+    type: Literal["webhook"] = Field(description="Any HTTP endpoint: a JSON POST per article.")
+    url: str = Field(description="Where to POST.")
+    secret: OptionalSecret = Field(
+        None, description="If set, an X-Pipeline-Signature: sha256=HMAC header signs each body."
+    )
+
+    _url = field_validator("url")(lambda v: http_url(v))
+
 
 EVENT = "article.published"
 UPDATED, DELETED = "article.updated", "article.deleted"
@@ -87,6 +100,7 @@ def article_json(article: Article) -> dict[str, Any]:
 
 
 class WebhookChannel(ChannelBase[WebhookOptions]):
+    options_model = WebhookOptions
     dedupe_window: dt.timedelta | None = None  # receivers may dedupe on the key; we can't know
     corrections = frozenset({"edit", "delete"})  # each an event of its own
     repeatable_corrections = False  # an event is a new request: a repeat arrives twice

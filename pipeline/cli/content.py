@@ -25,7 +25,7 @@ from pipeline.cli.app import (
     shown,
 )
 from pipeline.errors import ConfigError, PipelineError, Problem, StorageError, StoreError
-from pipeline.settings import MarkdownSourceSettings
+from pipeline.sources.markdown import MarkdownSourceSettings
 
 
 @main.command()

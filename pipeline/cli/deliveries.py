@@ -21,18 +21,16 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from pipeline.channels.bluesky import BlueskyOptions
+from pipeline.channels.discord import DiscordOptions
+from pipeline.channels.file import FileOptions
+from pipeline.channels.mastodon import MastodonOptions
+from pipeline.channels.slack import SlackOptions
+from pipeline.channels.teams import TeamsOptions
+from pipeline.channels.telegram import TelegramOptions
+from pipeline.channels.webhook import WebhookOptions
 from pipeline.cli.app import EXIT_OK, EXIT_PARTIAL, Project, command, main, pass_project
 from pipeline.schema import subscribers
-from pipeline.settings.channels import (
-    BlueskyOptions,
-    DiscordOptions,
-    FileOptions,
-    MastodonOptions,
-    SlackOptions,
-    TeamsOptions,
-    TelegramOptions,
-    WebhookOptions,
-)
 
 POST, MAIL = "post:", "mail:"
 

@@ -9,21 +9,24 @@ Relative paths are resolved against the project folder: the folder that holds
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
     BaseModel,
     Field,
     PrivateAttr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from pipeline.errors import ConfigError, Problem, display_path
+from pipeline.plugins import CHANNELS, FEED_FORMATS, SOURCES, TRANSPORTS, PluginError, Plugins
 from pipeline.settings.base import (
     Strict,
     check_language,
@@ -33,9 +36,10 @@ from pipeline.settings.base import (
     is_secret,
     normalise_language,
 )
-from pipeline.settings.channels import ChannelSettings
+from pipeline.settings.channels import ChannelOptions
 from pipeline.settings.email import DigestSettings, EmailSettings
 from pipeline.settings.web import WebSettings
+from pipeline.templating import find_template
 
 __all__ = [  # the vocabulary other modules import from here
     "ConfigError",
@@ -88,6 +92,7 @@ class SiteSettings(Strict):
 
 
 class SourceBase(Strict):
+    type: str = Field(description="What kind of source: a name registered in pipeline.sources.")
     name: str = Field(description="Unique source name (lower case); the default section.")
     section: str | None = Field(None, description="Section for its articles; default: name.")
     language: str | None = Field(None, description="Language of its articles; default site.")
@@ -101,17 +106,6 @@ class SourceBase(Strict):
     @classmethod
     def _lang(cls, value: str | None) -> str | None:
         return None if value is None else normalise_language(value)
-
-
-class MarkdownSourceSettings(SourceBase):
-    type: Literal["markdown"] = Field(description="A folder of *.md / *.html files.")
-    path: Path = Field(description="Folder holding the articles (searched recursively).")
-    max_bytes: int = Field(
-        1_000_000,
-        ge=1_000,
-        le=100_000_000,
-        description="Larger article files are rejected, not read.",
-    )
 
 
 class HttpSourceBase(SourceBase):
@@ -140,25 +134,6 @@ class HttpSourceBase(SourceBase):
         if not WEB_URL.match(value):
             raise ValueError("must be an absolute http(s) URL")
         return value
-
-
-class FeedSourceSettings(HttpSourceBase):
-    type: Literal["feed"] = Field(description="An upstream RSS or Atom feed.")
-
-
-class WordPressSourceSettings(HttpSourceBase):
-    type: Literal["wordpress"] = Field(description="A WordPress site's REST API.")
-    max_pages: int = Field(
-        20, ge=1, le=1000, description="Stop after this many pages of 100 posts, newest first."
-    )
-
-
-SourceSettings = Annotated[
-    MarkdownSourceSettings | FeedSourceSettings | WordPressSourceSettings,
-    Field(discriminator="type"),
-]
-
-FeedFormat = Literal["rss", "atom", "json"]
 
 
 class ExtraFeedSettings(Strict):
@@ -199,8 +174,9 @@ class FeedSettings(Strict):
         None, description="Public URL of that folder; default: site.url + /feeds."
     )
     items: int = Field(50, ge=1, le=10_000, description="Newest articles in each feed.")
-    formats: tuple[FeedFormat, ...] = Field(
-        ("rss", "atom", "json"), description="Which of rss, atom and json to write."
+    formats: tuple[str, ...] = Field(  # names in pipeline.feed_formats: see settings_model
+        ("rss", "atom", "json"),
+        description="Which of rss, atom and json (or a plug-in's format) to write.",
     )
     extra: tuple[ExtraFeedSettings, ...] = Field(
         (), description="More feeds filtered by language, section or tag."
@@ -232,9 +208,11 @@ class Settings(Strict):
         description="SQLAlchemy database URL of the state store; a relative SQLite path is "
         "under the project folder.",
     )
-    sources: tuple[SourceSettings, ...] = Field(description="Where articles come from.")
+    # The options of each kind of source and channel, and the feed formats, come from the
+    # plug-ins installed: see ``settings_model``, which narrows these three to them.
+    sources: tuple[SourceBase, ...] = Field(description="Where articles come from.")
     feeds: FeedSettings = Field(FeedSettings(), description="The RSS, Atom and JSON feeds.")
-    channels: dict[str, ChannelSettings] = Field(
+    channels: dict[str, ChannelOptions] = Field(
         {}, description="Where article summaries are posted: name → type and settings."
     )
     email: EmailSettings | None = Field(None, description="How digests are sent.")
@@ -283,21 +261,94 @@ def project_root(config_file: Path) -> Path:
     return folder.parent if folder.name == "config" else folder
 
 
-def load_settings(config_file: Path) -> Settings:
-    """Read, check and resolve config/pipeline.yaml; raise ConfigError with every problem."""
+def load_settings(config_file: Path, plugins: Plugins | None = None) -> Settings:
+    """Read, check and resolve config/pipeline.yaml; raise ConfigError with every problem.
+    Sources, channels, feed formats and transports are those ``plugins`` (default: every
+    installed one) provides."""
     doc = read_yaml_file(config_file)
     problems: list[Problem] = []
     from_env: set[tuple] = set()
     data = expand_env(doc, doc.data, (), problems, from_env)
+    model = settings_model(plugins or Plugins())
     try:
-        settings = Settings.model_validate(data)
+        settings = model.model_validate(data)
     except ValidationError as exc:
-        problems.extend(problems_from_validation(doc, exc, Settings))
+        problems.extend(problems_from_validation(doc, exc, model))
         raise ConfigError(problems) from None
     problems.extend(_literal_secrets(doc, settings, (), from_env))
     if problems:
         raise ConfigError(problems)
     return _resolve_paths(settings, project_root(config_file))
+
+
+def settings_model(plugins: Plugins) -> type[Settings]:
+    """``Settings`` whose ``sources``, ``channels``, ``feeds.formats`` and
+    ``email.delivery`` accept exactly what ``plugins`` provides: each source and channel
+    is validated against the options model of its ``type``, so a plug-in's options get
+    the same located errors (and "did you mean") as the built-ins'."""
+    sources = _by_type(plugins, SOURCES, SourceBase)
+    channels = _by_type(plugins, CHANNELS, ChannelOptions)
+    formats = _one_of(plugins, FEED_FORMATS)
+    feeds = create_model(
+        "FeedSettings",
+        __base__=FeedSettings,
+        formats=_narrowed(FeedSettings, "formats", tuple[formats, ...]),  # type: ignore[valid-type]
+    )
+    email = create_model(
+        "EmailSettings",
+        __base__=EmailSettings,
+        delivery=_narrowed(EmailSettings, "delivery", _one_of(plugins, TRANSPORTS)),
+    )
+    return create_model(
+        "Settings",
+        __base__=Settings,
+        sources=_narrowed(Settings, "sources", tuple[sources, ...]),  # type: ignore[valid-type]
+        channels=_narrowed(Settings, "channels", dict[str, channels]),  # type: ignore[valid-type]
+        feeds=_narrowed(Settings, "feeds", feeds, default=feeds()),
+        email=_narrowed(Settings, "email", email | None),
+    )
+
+
+def _narrowed(
+    model: type[BaseModel], name: str, annotation: Any, **changes: Any
+) -> tuple[Any, Any]:
+    """Field ``name`` of ``model`` (its default, bounds, help text) with a new type."""
+    info = copy.copy(model.model_fields[name])
+    for key, value in changes.items():
+        setattr(info, key, value)
+    return annotation, info
+
+
+def _one_of(plugins: Plugins, group: str) -> Any:
+    names = plugins.names(group)
+    if not names:
+        raise PluginError(
+            f"entry points of group {group}",
+            "none are installed, not even the built-ins",
+            "install newsroom-pipeline (in a checkout: pip install -e . again)",
+        )
+    return Literal.__getitem__(tuple(names))
+
+
+def _by_type(plugins: Plugins, group: str, base: type[BaseModel]) -> Any:
+    """The options models of ``group``'s adapters as one union told apart by ``type``."""
+    models = []
+    for name, entry in plugins.entries(group).items():
+        model = getattr(plugins.load(group, name), "options_model", None)
+        if not (
+            isinstance(model, type)
+            and issubclass(model, base)
+            and get_args(model.model_fields["type"].annotation) == (name,)
+        ):
+            raise PluginError(
+                entry.described(),
+                "has no usable `options_model`",
+                f"give its class `options_model`, a subclass of {base.__name__} with "
+                f"`type: Literal[{name!r}]`",
+            )
+        models.append(model)
+    union = Union.__getitem__(tuple(models)) if models else _one_of(plugins, group)
+    return Annotated[union, Field(discriminator="type")] if len(models) > 1 else union
 
 
 MAX_FILE_BYTES = 1_000_000  # config and schedules.yaml are a few kilobytes
@@ -397,15 +448,27 @@ def _literal_secrets(
     return problems
 
 
-def default_template(channel_type: str) -> Path:
-    return Path("templates") / "channels" / f"{channel_type}.txt.j2"
+def default_template(channel_type: str, root: Path | None = None) -> Path:
+    """A channel's template unless it names one: the project's or the packaged one for
+    its type, else (for a type that ships none, such as a plug-in's) the generic one."""
+    own = Path("templates") / "channels" / f"{channel_type}.txt.j2"
+    if root is None or find_template(root / own) is not None:
+        return own
+    return Path("templates") / "channels" / "generic.txt.j2"
+
+
+def _with_paths(options: BaseModel, root: Path) -> dict[str, Path]:
+    """The file and folder options (``path:`` and any other ``Path`` field but the
+    template) resolved against the project folder."""
+    return {
+        name: root / value
+        for name in type(options).model_fields
+        if name != "template" and isinstance(value := getattr(options, name), Path)
+    }
 
 
 def _resolve_paths(settings: Settings, root: Path) -> Settings:
-    sources = tuple(
-        s.model_copy(update={"path": root / s.path}) if isinstance(s, MarkdownSourceSettings) else s
-        for s in settings.sources
-    )
+    sources = tuple(s.model_copy(update=_with_paths(s, root)) for s in settings.sources)
     feeds = settings.feeds.model_copy(update={"output": root / settings.feeds.output})
     state = settings.state
     prefix = "sqlite:///"
@@ -417,9 +480,8 @@ def _resolve_paths(settings: Settings, root: Path) -> Settings:
     channels = {
         name: options.model_copy(
             update={
-                "template": root
-                / (options.template or f"templates/channels/{options.type}.txt.j2"),
-                **({"path": root / options.path} if hasattr(options, "path") else {}),
+                "template": root / (options.template or default_template(options.type, root)),
+                **_with_paths(options, root),
             }
         )
         for name, options in settings.channels.items()

@@ -1,24 +1,28 @@
 """``channels:`` in config/pipeline.yaml: a mapping of name → type and its settings.
 
 Every type shares the options of ``ChannelOptions`` (which articles, which template,
-the flood guards); each adds its own. Credentials are ``Secret``: they must be written
-as ``${ENV_VAR}``.
+the flood guards); each adds its own, in a subclass kept in its channel's module
+(``MastodonOptions`` in pipeline/channels/mastodon.py) and found through the channel's
+entry point (pipeline.plugins). Credentials are ``Secret``: they must be written as
+``${ENV_VAR}``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from pipeline.settings.base import Filters, OptionalSecret, Secret, http_url
+from pipeline.settings.base import Filters
 
 
 class ChannelOptions(Filters):
+    type: str = Field(description="What kind of channel: a name registered in pipeline.channels.")
     template: Path | None = Field(
         None,
-        description="Jinja template for the post text; default templates/channels/TYPE.txt.j2.",
+        description="Jinja template for the post text; default templates/channels/TYPE.txt.j2 "
+        "(generic.txt.j2 for a type that has none).",
     )
     max_age_hours: float = Field(
         72,
@@ -58,87 +62,3 @@ class ChannelOptions(Filters):
         description="When a posted article is unpublished or deleted: delete the post, or "
         "leave it; default: delete where the network can.",
     )
-
-
-class MastodonOptions(ChannelOptions):
-    type: Literal["mastodon"] = Field(description="A Mastodon (or compatible) account.")
-    instance: str = Field(description="Base URL of the server, e.g. https://mastodon.social.")
-    access_token: Secret = Field(description="Access token with write:statuses (and write:media).")
-    visibility: Literal["public", "unlisted", "private", "direct"] = Field(
-        "public", description="Who sees the posts."
-    )
-    images: bool = Field(True, description="Attach the lead image, with its alt text.")
-
-    _url = field_validator("instance")(lambda v: http_url(v))
-
-
-class BlueskyOptions(ChannelOptions):
-    type: Literal["bluesky"] = Field(description="A Bluesky (AT Protocol) account.")
-    handle: str = Field(description="The account's handle, e.g. news.example.org.")
-    app_password: Secret = Field(description="An app password (Settings → App passwords).")
-    service: str = Field("https://bsky.social", description="The account's PDS / entryway URL.")
-
-    _url = field_validator("service")(lambda v: http_url(v))
-
-
-class WebhookChannelOptions(ChannelOptions):
-    webhook_url: Secret = Field(description="The incoming-webhook URL (it is the credential).")
-
-    _url = field_validator("webhook_url")(lambda v: http_url(v))
-
-
-class SlackOptions(WebhookChannelOptions):
-    type: Literal["slack"] = Field(description="A Slack incoming webhook (Block Kit).")
-
-
-class DiscordOptions(WebhookChannelOptions):
-    type: Literal["discord"] = Field(description="A Discord channel webhook (an embed).")
-    username: str | None = Field(None, description="Name the webhook posts under.")
-
-
-class TeamsOptions(WebhookChannelOptions):
-    type: Literal["teams"] = Field(
-        description="A Microsoft Teams Workflows webhook (an Adaptive Card)."
-    )
-
-
-class TelegramOptions(ChannelOptions):
-    type: Literal["telegram"] = Field(description="A Telegram chat or channel, through a bot.")
-    bot_token: Secret = Field(description="The bot's token from @BotFather.")
-    chat_id: str = Field(description="Chat id or @channelusername to post to.")
-    api_url: str = Field("https://api.telegram.org", description="Bot API server.")
-
-    _url = field_validator("api_url")(lambda v: http_url(v))
-
-    @field_validator("chat_id", mode="before")
-    @classmethod
-    def _text(cls, value: object) -> object:
-        return str(value) if isinstance(value, int) else value
-
-
-class WebhookOptions(ChannelOptions):
-    type: Literal["webhook"] = Field(description="Any HTTP endpoint: a JSON POST per article.")
-    url: str = Field(description="Where to POST.")
-    secret: OptionalSecret = Field(
-        None, description="If set, an X-Pipeline-Signature: sha256=HMAC header signs each body."
-    )
-
-    _url = field_validator("url")(lambda v: http_url(v))
-
-
-class FileOptions(ChannelOptions):
-    type: Literal["file"] = Field(description="Appends each post as a JSON line to a file.")
-    path: Path = Field(description="The file (relative to the project folder).")
-
-
-ChannelSettings = Annotated[
-    MastodonOptions
-    | BlueskyOptions
-    | SlackOptions
-    | DiscordOptions
-    | TeamsOptions
-    | TelegramOptions
-    | WebhookOptions
-    | FileOptions,
-    Field(discriminator="type"),
-]

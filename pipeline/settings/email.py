@@ -77,8 +77,10 @@ class UnsubscribeSettings(Strict):
 class EmailSettings(Strict):
     from_: str = Field(alias="from", description="Sender, e.g. Mountain News <news@example.org>.")
     reply_to: str | None = Field(None, description="Where replies go, if not to the sender.")
-    delivery: Literal["outbox", "smtp"] = Field(
-        "outbox", description="outbox: write .eml files (no network); smtp: send."
+    delivery: str = Field(
+        "outbox",
+        description="outbox: write .eml files (no network); smtp: send; or a plug-in's "
+        "transport (pipeline.transports).",
     )
     outbox: Path = Field(Path("var/outbox"), description="Folder for .eml files (outbox delivery).")
     smtp: SmtpSettings | None = Field(None, description="The SMTP server (smtp delivery).")

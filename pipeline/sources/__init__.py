@@ -2,49 +2,34 @@
 
 A source is scanned with what the store already knows about it (a fingerprint per
 item key, and the source's saved cursor such as an HTTP ETag) and answers with a
-``Scan``: the items that are new or changed, the ones seen unchanged, the ones
-rejected (each a located Problem) and whether its listing was complete (so that
-items it did not list are gone). The registry maps a config ``type`` to its class.
+``Scan`` (pipeline.model): the items that are new or changed, the ones seen unchanged,
+the ones rejected (each a located Problem) and whether its listing was complete (so that
+items it did not list are gone).
+
+Every kind of source, built-in or plug-in, is an entry point of group
+``pipeline.sources`` (pipeline.plugins): config ``type`` → a class with
+``options_model`` and ``from_settings``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Protocol, assert_never
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 import requests
 
-from pipeline.errors import Problem
-from pipeline.model import Article
-from pipeline.settings import (
-    FeedSourceSettings,
-    MarkdownSourceSettings,
-    SiteSettings,
-    SourceSettings,
-    WordPressSourceSettings,
-)
+from pipeline.model import Scan
+from pipeline.plugins import SOURCES, Plugins
+from pipeline.settings import SiteSettings, SourceBase
 
 
 @dataclass(frozen=True)
-class Item:
-    """One article a source produced, keyed by where it lives in that source."""
+class SourceContext:
+    """What a source may use: passed in, never reached for."""
 
-    key: str
-    fingerprint: str
-    article: Article
-
-
-@dataclass
-class Scan:
-    """What one scan of a source found."""
-
-    changed: list[Item] = field(default_factory=list)
-    unchanged: dict[str, str] = field(default_factory=dict)  # key -> (fresh) fingerprint
-    rejected: list[Problem] = field(default_factory=list)
-    held: set[str] = field(default_factory=set)  # unreadable this time: keep what is stored
-    complete: bool = False  # True: keys in none of changed/unchanged/held no longer exist
-    cursor: dict[str, str] | None = None  # replaces the saved cursor when not None
+    site: SiteSettings
+    http: requests.Session
 
 
 class Source(Protocol):
@@ -55,26 +40,31 @@ class Source(Protocol):
         ...
 
 
+class SourceType(Protocol):
+    """What a ``pipeline.sources`` entry point names."""
+
+    options_model: ClassVar[type[SourceBase]]
+    """Its ``sources:`` entry: a SourceBase subclass with ``type: Literal["NAME"]``."""
+
+    @classmethod
+    def from_settings(cls, settings: Any, context: SourceContext) -> Source: ...
+
+
 def build_sources(
-    configured: tuple[SourceSettings, ...], site: SiteSettings, http: requests.Session
+    configured: tuple[SourceBase, ...],
+    site: SiteSettings,
+    http: requests.Session,
+    plugins: Plugins | None = None,
 ) -> list[Source]:
-    """Instantiate every configured source."""
-    return [_build(settings, site, http) for settings in configured]
+    """Instantiate every configured source, each by the adapter its ``type`` names."""
+    plugins = plugins or Plugins()
+    context = SourceContext(site, http)
+    return [
+        _source_type(plugins, settings.type).from_settings(settings, context)
+        for settings in configured
+    ]
 
 
-def _build(settings: SourceSettings, site: SiteSettings, http: requests.Session) -> Source:
-    # One case per config ``type``: each class takes only its own settings, and the type
-    # checker sees a new settings class without a case here (assert_never). The imports
-    # stay here so that startup does no work.
-    from pipeline.sources.feed import FeedSource
-    from pipeline.sources.markdown import MarkdownSource
-    from pipeline.sources.wordpress import WordPressSource
-
-    match settings:
-        case MarkdownSourceSettings():
-            return MarkdownSource(settings, site)
-        case FeedSourceSettings():
-            return FeedSource(settings, site, http)
-        case WordPressSourceSettings():
-            return WordPressSource(settings, site, http)
-    assert_never(settings)
+def _source_type(plugins: Plugins, name: str) -> SourceType:
+    found: SourceType = plugins.load(SOURCES, name)
+    return found

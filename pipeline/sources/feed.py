@@ -27,18 +27,19 @@ import io
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, Self
 from urllib.parse import urljoin
 
 import feedparser
 import requests
 from lxml import etree
+from pydantic import Field
 
 from pipeline.errors import Problem
-from pipeline.model import Article
+from pipeline.model import Article, Item, Scan
 from pipeline.redact import shown_url
-from pipeline.settings import FeedSourceSettings, SiteSettings, normalise_language
-from pipeline.sources import Item, Scan
+from pipeline.settings import HttpSourceBase, SiteSettings, normalise_language
+from pipeline.sources import SourceContext
 from pipeline.sources.build import make_article, one_line, shorten, slugify, upstream_link
 from pipeline.sources.http import Fetched, Limits, fetch, unavailable
 from pipeline.text import html_to_text
@@ -49,7 +50,17 @@ _PROLOG = 1_000_000  # a DOCTYPE comes before the root element, so near the star
 _IMAGE_FILE = re.compile(r"\.(jpe?g|png|gif|webp|avif)(\?|$)", re.IGNORECASE)
 
 
+class FeedSourceSettings(HttpSourceBase):
+    type: Literal["feed"] = Field(description="An upstream RSS or Atom feed.")
+
+
 class FeedSource:
+    options_model = FeedSourceSettings
+
+    @classmethod
+    def from_settings(cls, settings: FeedSourceSettings, context: SourceContext) -> Self:
+        return cls(settings, context.site, context.http)
+
     def __init__(
         self,
         settings: FeedSourceSettings,

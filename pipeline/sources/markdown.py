@@ -14,6 +14,7 @@ import re
 import stat
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Literal, Self
 
 from markdown_it import MarkdownIt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -21,14 +22,26 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from pipeline import text
 from pipeline.errors import ConfigError, Problem, SourceUnavailable, display_path
-from pipeline.settings import MarkdownSourceSettings, SiteSettings, normalise_language
-from pipeline.sources import Item, Scan
+from pipeline.model import Item, Scan
+from pipeline.settings import SiteSettings, SourceBase, normalise_language
+from pipeline.sources import SourceContext
 from pipeline.sources.build import make_article, one_line, parse_date, shorten, slugify
 from pipeline.urls import UnsafeURL
 from pipeline.yamlfile import YamlDocument, parse_yaml, problems_from_validation
 
 SUFFIXES = (".md", ".markdown", ".html", ".htm")
 FENCE = "---"
+
+
+class MarkdownSourceSettings(SourceBase):
+    type: Literal["markdown"] = Field(description="A folder of *.md / *.html files.")
+    path: Path = Field(description="Folder holding the articles (searched recursively).")
+    max_bytes: int = Field(
+        1_000_000,
+        ge=1_000,
+        le=100_000_000,
+        description="Larger article files are rejected, not read.",
+    )
 
 
 class FrontMatter(BaseModel):
@@ -66,6 +79,12 @@ class FrontMatter(BaseModel):
 
 class MarkdownSource:
     """Articles from a folder of Markdown or HTML files."""
+
+    options_model = MarkdownSourceSettings
+
+    @classmethod
+    def from_settings(cls, settings: MarkdownSourceSettings, context: SourceContext) -> Self:
+        return cls(settings, context.site)
 
     def __init__(self, settings: MarkdownSourceSettings, site: SiteSettings):
         self.name = settings.name

@@ -28,16 +28,17 @@ import datetime as dt
 import html
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, Self
 from urllib.parse import unquote
 
 import requests
+from pydantic import Field
 
 from pipeline.errors import Problem
-from pipeline.model import Article
+from pipeline.model import Article, Item, Scan
 from pipeline.redact import shown_url
-from pipeline.settings import SiteSettings, WordPressSourceSettings
-from pipeline.sources import Item, Scan
+from pipeline.settings import HttpSourceBase, SiteSettings
+from pipeline.sources import SourceContext
 from pipeline.sources.build import (
     make_article,
     one_line,
@@ -55,7 +56,20 @@ _MORE_LINK = re.compile(r"<a\b[^>]*\bmore-link\b[^>]*>.*?</a>", re.DOTALL | re.I
 _AUTO_END = re.compile(r"(\[(&hellip;|&#8230;|…|\.\.\.)\]|&hellip;|&#8230;|…)\s*(</p>)?\s*$")
 
 
+class WordPressSourceSettings(HttpSourceBase):
+    type: Literal["wordpress"] = Field(description="A WordPress site's REST API.")
+    max_pages: int = Field(
+        20, ge=1, le=1000, description="Stop after this many pages of 100 posts, newest first."
+    )
+
+
 class WordPressSource:
+    options_model = WordPressSourceSettings
+
+    @classmethod
+    def from_settings(cls, settings: WordPressSourceSettings, context: SourceContext) -> Self:
+        return cls(settings, context.site, context.http)
+
     def __init__(
         self,
         settings: WordPressSourceSettings,

@@ -25,16 +25,25 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import requests
+from pydantic import Field, field_validator
 
 from pipeline.channels import Post, Receipt
 from pipeline.channels.base import ChannelBase
-from pipeline.channels.compose import fit, graphemes, template_values, utf16_units
+from pipeline.channels.compose import fit, longest_fitting, template_values, utf16_units
 from pipeline.channels.http import request
 from pipeline.model import Article
-from pipeline.settings.channels import WebhookChannelOptions
+from pipeline.settings.base import Secret, http_url
+from pipeline.settings.channels import ChannelOptions
 from pipeline.text import excerpt
 
-Options = TypeVar("Options", bound=WebhookChannelOptions)
+
+class IncomingWebhookOptions(ChannelOptions):
+    webhook_url: Secret = Field(description="The incoming-webhook URL (it is the credential).")
+
+    _url = field_validator("webhook_url")(lambda v: http_url(v))
+
+
+Options = TypeVar("Options", bound=IncomingWebhookOptions)
 
 
 def shorten(text: str, limit: int, measure: Callable[[str], int]) -> str:
@@ -42,15 +51,8 @@ def shorten(text: str, limit: int, measure: Callable[[str], int]) -> str:
     whose ``measure`` is at most ``limit``; ``text`` itself when it fits."""
     if measure(text) <= limit:
         return text
-    low, high, best = 1, graphemes(text), excerpt(text, 1)
-    while low <= high:
-        middle = (low + high) // 2
-        candidate = excerpt(text, middle)
-        if measure(candidate) <= limit:
-            best, low = candidate, middle + 1
-        else:
-            high = middle - 1
-    return best
+    cut = longest_fitting(text, lambda shorter: shorter, lambda shorter: measure(shorter) <= limit)
+    return excerpt(text, 1) if cut is None else cut
 
 
 def utc_iso(moment: dt.datetime) -> str:

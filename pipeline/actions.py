@@ -170,6 +170,10 @@ class Actions:
             reports = self.parts.post(channels) if channels else {}
         for name, report in reports.items():
             result.counts["posted"] += len(report.sent)
+            if report.corrected:  # only when there were some: history stays as it was
+                result.counts["corrected"] = result.counts.get("corrected", 0) + len(
+                    report.corrected
+                )
             for kind in ("failed", "pending", "uncertain"):
                 items = getattr(report, kind)
                 if items:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import requests
 
 from pipeline.clock import Clock, system_clock
+from pipeline.plugins import Plugins
 
 if TYPE_CHECKING:
     from pipeline.channels import Channel
@@ -52,17 +53,19 @@ class Assembly:
         http: HttpSessions = http_session,
         clock: Clock = system_clock,
         sleep: Callable[[float], None] = time.sleep,
+        plugins: Plugins | None = None,
     ):
         self.settings = settings
         self.store = store
         self.http = http
         self.clock = clock
         self.sleep = sleep
+        self.plugins = plugins or Plugins()
 
     def sources(self, http: requests.Session) -> list[Source]:
         from pipeline.sources import build_sources
 
-        return build_sources(self.settings.sources, self.settings.site, http)
+        return build_sources(self.settings.sources, self.settings.site, http, self.plugins)
 
     def channels(
         self, http: requests.Session, names: Collection[str] = (), *, preview: bool = False
@@ -75,7 +78,7 @@ class Assembly:
         context = ChannelContext(
             http=http, site=self.settings.site, memory=self.store, clock=self.clock, preview=preview
         )
-        return build_channels(chosen, context)
+        return build_channels(chosen, context, self.plugins)
 
     def ingest(
         self, sources: list[Source], on_source: Callable[[str], None] = lambda name: None
@@ -87,7 +90,18 @@ class Assembly:
     def write_feeds(self) -> FeedReport:
         from pipeline.feeds import write_feeds
 
-        return write_feeds(self.store, self.settings.site, self.settings.feeds)
+        return write_feeds(self.store, self.settings.site, self.settings.feeds, self.plugins)
+
+    def feed_content_types(self) -> dict[str, str]:
+        """File name → Content-Type of every feed file ``serve`` hands out: the built-in
+        formats' (a file written before its format left the config stays readable) and
+        the configured ones, a plug-in's included."""
+        from pipeline.feeds import BUILT_IN
+        from pipeline.plugins import FEED_FORMATS
+
+        configured = (self.plugins.load(FEED_FORMATS, n) for n in self.settings.feeds.formats)
+        formats = [*BUILT_IN.values(), *configured]
+        return {f.filename: f"{f.media_type}; charset=utf-8" for f in formats}
 
     def post(
         self,
@@ -112,7 +126,8 @@ class Assembly:
 
         email = self.settings.email
         assert email is not None  # mail is configured only with an `email:` section
-        return lambda: open_transport(email)
+        plugins = self.plugins
+        return lambda: open_transport(email, plugins=plugins)
 
     def digests(self, transport: Callable[[], Transport] | None = None) -> Digests:
         """The digests, sending through ``transport`` (default: the configured server)."""

@@ -37,6 +37,7 @@ from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from pipeline.clock import Clock, system_clock
 from pipeline.schema import deliveries
 
 SENDING, SENT, PENDING, FAILED, UNCERTAIN, SKIPPED = (
@@ -96,10 +97,6 @@ class Entry:
     version: str | None = None
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def stored_time(moment: dt.datetime) -> dt.datetime:
     """A moment as the columns hold it: naive UTC (the database boundary). A naive
     moment is taken to be UTC already."""
@@ -142,7 +139,7 @@ class Ledger:
     def __init__(
         self,
         engine: Engine,
-        clock: Callable[[], dt.datetime] = utc_now,
+        clock: Clock = system_clock,
         owner: str | None = None,
         stale_after: dt.timedelta = dt.timedelta(hours=1),
         *,

@@ -6,7 +6,7 @@ Code logs an event name and its fields: ``log.info("run finished", extra=event(
 ``2026-11-23 09:00:02+0545 INFO run finished schedule=check-news outcome=ok``; JSON
 shows ``{"time": …, "level": "info", "event": "run.finished", "message": …, …}``.
 
-Every line passes through ``RedactingFilter`` first: secrets of the loaded settings
+Every line passes through ``pipeline.redact.RedactingFilter`` first: secrets of the loaded settings
 (``pipeline.redact.install``), URL credentials and bearer tokens are masked in the
 message, its fields and any traceback, whatever logger the record came from.
 """
@@ -18,57 +18,11 @@ import json
 import logging
 from typing import Any, TextIO
 
-from pipeline import redact
+from pipeline.redact import RedactingFilter, guard, guard_handlers
+
+__all__ = ["RedactingFilter", "configure", "event", "guard", "guard_handlers"]
 
 LOGGER = "pipeline"
-
-
-class RedactingFilter(logging.Filter):
-    """Masks secrets in a record before any handler writes it. It rewrites the record in
-    place (message formatted, arguments dropped, traceback rendered to text), so every
-    handler after it sees the clean version. Attached to handlers, not loggers: a
-    logger's filters do not apply to records its children propagate to it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        clean = redact.current()
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string: logging reports it; keep the raw text
-            message = str(record.msg)
-        record.msg, record.args = clean(message), None
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            record.fields = {k: clean(v) if isinstance(v, str) else v for k, v in fields.items()}
-        if record.exc_info and record.exc_info[0] is not None:
-            record.exc_text = clean(_FORMATTER.formatException(record.exc_info))
-            record.exc_info = None  # only the cleaned text may be shown now
-        elif record.exc_text:
-            record.exc_text = clean(record.exc_text)
-        if record.stack_info:
-            record.stack_info = clean(record.stack_info)
-        return True
-
-
-_FORMATTER = logging.Formatter()
-_FILTER = RedactingFilter()
-
-
-def guard(handler: logging.Handler) -> logging.Handler:
-    """``handler`` with the redacting filter (once)."""
-    if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-        handler.addFilter(_FILTER)
-    return handler
-
-
-def guard_handlers() -> None:
-    """Put the redacting filter on every handler that exists: the pipeline's, the root
-    logger's, and Python's last-resort handler (which prints warnings to stderr when
-    logging was never configured, as in ``pipeline post``)."""
-    for name in (LOGGER, None):
-        for handler in logging.getLogger(name).handlers:
-            guard(handler)
-    if logging.lastResort is not None:
-        guard(logging.lastResort)
 
 
 def event(name: str, **fields: Any) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.channels import Channel, Post, Receipt
+from pipeline.clock import Clock, system_clock
 from pipeline.corrections import Corrector, fingerprint, is_correction
 from pipeline.delivery import MAX_WAIT, Courier, Job, Paused, RetryPolicy
 from pipeline.errors import PermanentFailure, StoreError, TemporaryFailure
@@ -86,7 +87,7 @@ class Poster:
         store: Store,
         ledger: Ledger,
         *,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock = system_clock,
         sleep: Callable[[float], None],
     ):
         self.store = store

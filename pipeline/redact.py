@@ -12,7 +12,7 @@ Where it is applied:
   ``pipeline.channels.http`` passes every reason built from a server's answer through it
   before the reason reaches the delivery ledger, history or the screen;
 - ``install(settings)`` makes a Redactor of *every* secret in the loaded settings the
-  process-wide one: the logging filter (``pipeline.logs.RedactingFilter``) and ``scrub``
+  process-wide one: the logging filter (``RedactingFilter``) and ``scrub``
   use it.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -196,12 +197,10 @@ _current = Redactor()
 
 def install(settings: Any) -> Redactor:
     """Make the loaded settings' secrets the process-wide ones: every log record (through
-    ``pipeline.logs.RedactingFilter``, attached here to the handlers that exist) and every
+    ``RedactingFilter``, attached here to the handlers that exist) and every
     ``scrub`` call masks them from now on. Call it once, right after loading settings."""
     global _current
     _current = redactor_for(settings)
-    from pipeline.logs import guard_handlers
-
     guard_handlers()
     return _current
 
@@ -214,3 +213,54 @@ def current() -> Redactor:
 def scrub(text: str) -> str:
     """``text`` with every installed secret masked: for messages printed to people."""
     return _current(text)
+
+
+# -- logging: every record masked before a handler writes it -------------------------------
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in a record before any handler writes it. It rewrites the record in
+    place (message formatted, arguments dropped, traceback rendered to text), so every
+    handler after it sees the clean version. Attached to handlers, not loggers: a
+    logger's filters do not apply to records its children propagate to it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        clean = current()
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: logging reports it; keep the raw text
+            message = str(record.msg)
+        record.msg, record.args = clean(message), None
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            record.fields = {k: clean(v) if isinstance(v, str) else v for k, v in fields.items()}
+        if record.exc_info and record.exc_info[0] is not None:
+            record.exc_text = clean(_FORMATTER.formatException(record.exc_info))
+            record.exc_info = None  # only the cleaned text may be shown now
+        elif record.exc_text:
+            record.exc_text = clean(record.exc_text)
+        if record.stack_info:
+            record.stack_info = clean(record.stack_info)
+        return True
+
+
+_FORMATTER = logging.Formatter()
+_FILTER = RedactingFilter()
+
+
+def guard(handler: logging.Handler) -> logging.Handler:
+    """``handler`` with the redacting filter (once)."""
+    if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+        handler.addFilter(_FILTER)
+    return handler
+
+
+def guard_handlers() -> None:
+    """Put the redacting filter on every handler that exists: the pipeline's, the root
+    logger's, and Python's last-resort handler (which prints warnings to stderr when
+    logging was never configured, as in ``pipeline post``)."""
+    for name in ("pipeline", None):
+        for handler in logging.getLogger(name).handlers:
+            guard(handler)
+    if logging.lastResort is not None:
+        guard(logging.lastResort)

@@ -422,8 +422,4 @@ def _syntax_hint(what: str, line: str = "") -> str:
     return "check indentation and quoting on this line and the one before"
 
 
-# Turning pydantic's errors into located problems lives in pipeline.validation; the names
-# stay importable from here for the modules that read files (sources/markdown.py).
-from pipeline.validation import dotted, problems_from_validation  # noqa: E402
-
-__all__ = ["MAX_DEPTH", "YamlDocument", "dotted", "parse_yaml", "problems_from_validation"]
+__all__ = ["MAX_DEPTH", "YamlDocument", "parse_yaml"]

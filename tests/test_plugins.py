@@ -297,3 +297,40 @@ def test_a_channel_type_without_its_own_template_gets_the_generic_one(tmp_path: 
     own.parent.mkdir(parents=True)
     own.write_text("{{ title }}\n", encoding="utf-8")
     assert default_template("ntfy", tmp_path).name == "ntfy.txt.j2"  # the project's wins
+
+
+def test_serve_hands_out_a_plugin_feed_format_with_its_media_type(
+    extras: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, live_app
+) -> None:
+    import requests
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from pipeline.assembly import Assembly
+    from pipeline.store import Store
+    from pipeline.web.feedfiles import FeedFiles
+
+    monkeypatch.syspath_prepend(str(extras))  # installed beside the pipeline, as pip would
+    monkeypatch.setenv("NTFY_TOKEN", "tk_secret")
+    plugins = Plugins()
+    config = make_project(tmp_path / "project", "sqlite:///", "http://127.0.0.1:9")
+    settings = load_settings(config, plugins)
+    store = Store(settings.state, settings.site.url)
+    try:
+        parts = Assembly(settings, store, plugins=plugins)
+        parts.write_feeds()
+        folder = settings.feeds.output
+        listing_file = next(folder.rglob("articles.txt"))
+        # as pipeline serve mounts it (pipeline.web.app.create_app)
+        served = FeedFiles(folder, parts.feed_content_types())
+        base = live_app(Starlette(routes=[Mount("/feeds", app=served)])) + "/feeds/"
+        listing = requests.get(base + listing_file.relative_to(folder).as_posix(), timeout=10)
+        rss_file = listing_file.with_name("rss.xml")
+        rss = requests.get(base + rss_file.relative_to(folder).as_posix(), timeout=10)
+    finally:
+        store.close()
+    assert listing.status_code == 200
+    assert listing.headers["content-type"] == "text/plain; charset=utf-8"
+    assert listing.content == listing_file.read_bytes()
+    assert rss.status_code == 200
+    assert rss.headers["content-type"] == "application/rss+xml; charset=utf-8"

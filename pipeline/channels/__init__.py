@@ -15,12 +15,13 @@ Every network, built-in or plug-in, is an entry point of group ``pipeline.channe
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import requests
 
+from pipeline.clock import Clock, system_clock
 from pipeline.model import Article
 from pipeline.plugins import CHANNELS, Plugins
 from pipeline.settings import SiteSettings
@@ -62,7 +63,7 @@ class ChannelContext:
     http: requests.Session
     site: SiteSettings
     memory: Memory
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    clock: Clock = system_clock
     preview: bool = False
     """A dry run: nothing will be sent, so a channel may assume what it cannot look up
     (Mastodon's limits, offline) instead of failing, and says so in ``Post.notes``."""

@@ -30,6 +30,7 @@ from pipeline.errors import (
     StoreError,
     describe_os_error,
 )
+from pipeline.plugins import Plugins
 from pipeline.settings import Settings, load_settings
 
 EXIT_OK, EXIT_PARTIAL, EXIT_CONFIG = 0, 1, 2
@@ -42,6 +43,8 @@ class Project:
     config_file: Path
     schedules_given: Path | None = None
     _settings: Settings | None = field(default=None, init=False)
+    # Read once per command: the settings' models and every stage come from the same plug-ins.
+    plugins: Plugins = field(default_factory=Plugins, init=False)
 
     @property
     def schedules_file(self) -> Path:
@@ -56,7 +59,7 @@ class Project:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(self.config_file)
+            self._settings = load_settings(self.config_file, self.plugins)
             redact.install(self._settings)
         return self._settings
 
@@ -84,7 +87,7 @@ class Project:
     def assembly(self, *, adopting: bool = False) -> Iterator[Assembly]:
         """The project's stages on its state store."""
         with self.store(adopting=adopting) as store:
-            yield Assembly(self.settings, store, clock=self.clock)
+            yield Assembly(self.settings, store, clock=self.clock, plugins=self.plugins)
 
 
 def print_error(text: str) -> None:

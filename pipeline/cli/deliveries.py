@@ -31,6 +31,7 @@ from pipeline.channels.telegram import TelegramOptions
 from pipeline.channels.webhook import WebhookOptions
 from pipeline.cli.app import EXIT_OK, EXIT_PARTIAL, Project, command, main, pass_project
 from pipeline.schema import subscribers
+from pipeline.settings.channels import ChannelOptions
 
 POST, MAIL = "post:", "mail:"
 
@@ -214,6 +215,8 @@ def _post_check(project: Project, channel: str, url: str, key: str | None) -> st
             return f"ask the receiver of {options.url} whether it got Idempotency-Key {key}"
         case FileOptions():
             return f"look in {options.path} for a line with {url}"
+        case ChannelOptions():  # a plug-in's network: only its name is known here
+            return f"look wherever channel {channel} ({options.type}) posts for {url}"
     return f"look wherever channel {channel} posted for {url} (it is no longer configured)"
 
 

@@ -173,7 +173,7 @@ def _web_server(project: Project, store: Any, listen: str | None) -> Any:
     from pipeline.web.app import create_app
 
     web = WebSettings(**{**settings.web.model_dump(), **({"listen": listen} if listen else {})})
-    app = create_app(settings, store, clock=project.clock)
+    app = create_app(settings, store, clock=project.clock, plugins=project.plugins)
     config = uvicorn.Config(
         app,
         host=web.host,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import zoneinfo
-from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 
@@ -23,6 +22,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from pipeline.clock import Clock, system_clock
 from pipeline.digest.message import build_message, view_url
 from pipeline.digest.render import RenderedEdition, render_edition
 from pipeline.digest.window import SKIPPED_EDITION, window_start
@@ -62,7 +62,7 @@ class Editions:
         settings: Settings,
         store: Store,
         *,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock = system_clock,
     ):
         assert settings.email is not None
         self.settings = settings

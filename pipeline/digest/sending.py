@@ -22,6 +22,7 @@ from email.message import EmailMessage
 from sqlalchemy import update
 
 from pipeline.channels import Receipt
+from pipeline.clock import Clock, system_clock
 from pipeline.delivery import Courier, Job, RetryPolicy
 from pipeline.digest.editions import (
     RETRYING_EDITION,
@@ -102,7 +103,7 @@ class Digests(Editions):
         store: Store,
         *,
         transport: Callable[[], Transport],
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock = system_clock,
         sleep: Callable[[float], None],
         ledger: Ledger | None = None,
         retry_wait: float = RETRY_WAIT,

@@ -27,7 +27,8 @@ from pipeline.settings import SiteSettings, SourceBase, normalise_language
 from pipeline.sources import SourceContext
 from pipeline.sources.build import make_article, one_line, parse_date, shorten, slugify
 from pipeline.urls import UnsafeURL
-from pipeline.yamlfile import YamlDocument, parse_yaml, problems_from_validation
+from pipeline.validation import problems_from_validation
+from pipeline.yamlfile import YamlDocument, parse_yaml
 
 SUFFIXES = (".md", ".markdown", ".html", ".htm")
 FENCE = "---"

@@ -41,6 +41,7 @@ from pipeline.digest.editions import SKIPPED_EDITION
 from pipeline.digest.render import personalise
 from pipeline.errors import DeliveryFailed
 from pipeline.mailer import MailerBroken, Transport
+from pipeline.plugins import Plugins
 from pipeline.settings import Settings
 from pipeline.signup import SignUp, offered_topics
 from pipeline.store import Store
@@ -64,17 +65,19 @@ def create_app(
     *,
     transport: Callable[[], Transport] | None = None,
     clock: Clock = system_clock,
+    plugins: Plugins | None = None,
 ) -> ASGIApp:
     """The ASGI app; everything it uses is passed in (``transport`` defaults to the
     configured mail server)."""
-    endpoints = _Endpoints(Assembly(settings, store, clock=clock), transport)
+    parts = Assembly(settings, store, clock=clock, plugins=plugins)
+    endpoints = _Endpoints(parts, transport)
     routes = [
         Route("/unsubscribe", endpoints.unsubscribe, methods=["GET", "POST"]),
         Route("/subscribe", endpoints.subscribe, methods=["GET", "POST"]),
         Route("/confirm", endpoints.confirm, methods=["GET", "POST"]),
         Route("/digests/{digest}/{edition}", endpoints.edition, methods=["GET"]),
         Route("/healthz", lambda request: PlainTextResponse("ok"), methods=["GET"]),
-        Mount("/feeds", app=FeedFiles(settings.feeds.output)),
+        Mount("/feeds", app=FeedFiles(settings.feeds.output, parts.feed_content_types())),
     ]
     return NoSniff(LimitBody(Starlette(routes=routes), MAX_BODY))
 

@@ -27,6 +27,7 @@ import hashlib
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import formatdate, parsedate_to_datetime
@@ -58,8 +59,10 @@ class _Version:
 class FeedFiles:
     """ASGI app serving the feed files under ``folder``; caches live on the instance."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, content_types: Mapping[str, str] = CONTENT_TYPES) -> None:
         self.folder = Path(folder).resolve()
+        # file name → Content-Type: the built-in formats', and any a plug-in adds
+        self.content_types = dict(content_types)
         self._cache: dict[Path, _Version] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,7 +101,7 @@ class FeedFiles:
     def _load(self, route_path: str) -> _Version | None:
         """The current version of the feed at ``route_path``, or None if it is not one."""
         parts = route_path.split("/")[1:]
-        if not route_path.startswith("/") or parts[-1] not in CONTENT_TYPES:
+        if not route_path.startswith("/") or parts[-1] not in self.content_types:
             return None
         # Empty parts would make an absolute path ("//etc"), dot parts a way out.
         if any(part in ("", ".", "..") or "\\" in part or "\0" in part for part in parts):
@@ -134,7 +137,7 @@ class FeedFiles:
             gzipped=gzipped if len(gzipped) < len(body) else None,
             tag=hashlib.sha256(body).hexdigest()[:32],
             mtime=info.st_mtime_ns // 1_000_000_000,
-            content_type=CONTENT_TYPES[parts[-1]],
+            content_type=self.content_types[parts[-1]],
         )
         self._cache[target] = version  # replaces the previous version of this path
         return version

@@ -23,6 +23,7 @@ corrected, so an upgrade does not edit the archive.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -54,13 +55,29 @@ def correction_item(article_id: str, kind: str, version: str = "", shown: int = 
     return f"{article_id}#{kind}"
 
 
+# The suffix a correction adds to its article's id. Ids may hold "#" themselves (a feed
+# item keyed by a link with a fragment), so only this exact ending marks a correction.
+_CORRECTION = re.compile(r"#(update):[0-9]+:[0-9a-f]{16}\Z|#(delete)\Z")
+
+
 def article_of(item: str) -> str:
     """The article a ledger item of a channel's stream is about."""
-    return item.partition("#")[0]
+    found = _CORRECTION.search(item)
+    return item[: found.start()] if found else item
+
+
+def correction_kind(item: str) -> str | None:
+    """``update`` or ``delete`` for a correction's item; None for a post's."""
+    found = _CORRECTION.search(item)
+    return (found.group(1) or found.group(2)) if found else None
+
+
+def _deletes(entry: Entry) -> bool:
+    return correction_kind(entry.item) == DELETE
 
 
 def is_correction(item: str) -> bool:
-    return "#" in item
+    return _CORRECTION.search(item) is not None
 
 
 def abilities(channel: object) -> frozenset[str]:
@@ -130,7 +147,9 @@ class Corrector:
         states = self._live(list(posts))
         for article_id, entries in sorted(posts.items()):
             made = [
-                e for e in entries if e.state == SENT and e.version and f"#{DELETE}" not in e.item
+                e
+                for e in entries
+                if e.state == SENT and e.version and correction_kind(e.item) != DELETE
             ]
             deleted = rows.get(correction_item(article_id, DELETE))
             if not made or (deleted is not None and deleted.state not in (PENDING, SENDING)):

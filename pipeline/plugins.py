@@ -14,7 +14,8 @@ configuration problem, as a misspelt ``type:`` is (nothing runs).
 What each group's entry points name:
 
 * ``pipeline.sources``: a source class with ``options_model`` (a ``SourceBase`` subclass
-  whose ``type`` is ``Literal["NAME"]``), built as ``cls.from_settings(settings, context)`` (a ``SourceContext``);
+  whose ``type`` is ``Literal["NAME"]``), built as ``cls.from_settings(settings, context)``
+  with a ``SourceContext``;
 * ``pipeline.channels``: a channel class with ``options_model`` (a ``ChannelOptions``
   subclass, ``type: Literal["NAME"]``) and ``autoescape``, built as
   ``cls(name, options, context)``;

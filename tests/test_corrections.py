@@ -591,3 +591,53 @@ def test_a_title_changed_back_and_forth_is_corrected_each_time(httpserver, store
         run(store, masto)
     edits = [r.get_json()["status"] for r in calls(httpserver, "PUT")]
     assert [e.split("\n")[0] for e in edits] == [FIXED, original, FIXED]
+
+
+def test_an_article_id_holding_a_hash_is_posted_once_and_corrected_once(
+    httpserver, store, context, publish
+):
+    """A feed item keyed by a link with a fragment: its id holds "#", which must not make
+    its post look like a correction (nor its corrections like another article's)."""
+    masto = mastodon(httpserver, context, images=False)
+    httpserver.expect_request("/api/v1/statuses/1101", method="GET").respond_with_json(STATUS)
+    httpserver.expect_request("/api/v1/statuses/1101", method="PUT").respond_with_json(STATUS)
+    article_id = "upstream:https://partner.example.org/report#comments"
+    publish(id=article_id)
+    posted = run(store, masto)
+    again = run(store, masto)
+    assert posted.sent == [(article_id, STATUS["url"])] and not posted.corrected
+    assert again.sent == [] and not again.corrected
+
+    publish(id=article_id, title=FIXED)
+    fixed = run(store, masto)
+    run(store, masto)
+    assert [article for article, _ in fixed.corrected] == [
+        correction_item(article_id, "update", fingerprint(store.get(article_id)), shown=1)
+    ]
+    assert len(calls(httpserver, "PUT")) == 1
+    assert len(calls(httpserver, "POST", "/api/v1/statuses")) == 1
+
+
+def test_a_scheduled_post_counts_its_corrections_in_the_run_history(project):
+    from pipeline.actions import Action, Actions
+    from pipeline.assembly import http_session
+    from pipeline.settings import load_settings
+    from tests.conftest import invoke
+
+    root = project()
+    config = root / "config" / "pipeline.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("    per_run: 50\n", "    per_run: 50\n    on_update: edit\n"))
+    assert invoke(root, "run").exit_code == 0
+    article = root / "examples/site/news/2024-05-29-icimod-craes-clean-air-agreement.md"
+    old = "ICIMOD and CRAES sign agreement to tackle air pollution across the region"
+    article.write_text(article.read_text().replace(old, FIXED, 1), encoding="utf-8")
+    assert invoke(root, "ingest").exit_code == 0
+
+    settings = load_settings(config)
+    store = Store(settings.state, settings.site.url)
+    try:
+        (step,) = Actions(settings, store, http=http_session).run(Action("post"))
+    finally:
+        store.close()
+    assert step.counts == {"posted": 0, "corrected": 1}

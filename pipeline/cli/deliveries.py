@@ -150,7 +150,7 @@ def settle_command(
 
 def _uncertain(project: Project, store: Any, channel: str | None, digest: str | None) -> list:
     """Every uncertain delivery, filtered, with what a person needs to check it."""
-    from pipeline.corrections import article_of
+    from pipeline.corrections import article_of, correction_kind
     from pipeline.ledger import Ledger
 
     prefix = f"{POST}{channel}" if channel else MAIL if digest else ""
@@ -168,7 +168,7 @@ def _uncertain(project: Project, store: Any, channel: str | None, digest: str | 
             name = e.stream.removeprefix(POST)
             article = store.get(article_of(e.item))
             url = article.url if article is not None else article_of(e.item)
-            kind = f"{e.item.partition('#')[2].partition(':')[0]} of the " if "#" in e.item else ""
+            kind = f"{correction} of the " if (correction := correction_kind(e.item)) else ""
             what = f"{kind}post to {name}: {url} ({e.item})"
             check = _post_check(project, name, url, e.key)
         else:

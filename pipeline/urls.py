@@ -130,8 +130,12 @@ def as_uri(url: str) -> str:
     assert found is not None  # every string matches: each group is optional
     scheme, authority, path, query, fragment = found.groups()
     if scheme is not None and not _SCHEME.match(scheme + ":"):
-        # "冰川:x" has no scheme; it is a path whose first segment holds a colon.
-        scheme, path = None, f"{scheme}:{path}"
+        # "冰川:x" or "<https://host>" has no scheme: all of it, "//" included, is a
+        # path whose first segment holds a colon. Written "./" first, as RFC 3986 §4.2
+        # asks, so that no reader takes that segment for a scheme or what follows the
+        # "//" for a host.
+        rest = f"//{authority}{path}" if authority is not None else path
+        scheme, authority, path = None, None, f"./{scheme}:{rest}"
     uri = f"{scheme}:" if scheme is not None else ""
     if authority is not None:
         uri += "//" + _authority(authority)

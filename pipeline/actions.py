@@ -13,12 +13,16 @@ import datetime as dt
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pipeline.assembly import Assembly, HttpSessions
 from pipeline.clock import Clock, system_clock
 from pipeline.settings import Settings
 from pipeline.store import Store
 from pipeline.suggest import did_you_mean
+
+if TYPE_CHECKING:
+    from pipeline.digest.sending import EditionReport
 
 KINDS = ("cycle", "ingest", "feeds", "post", "digest")
 # Other words comms staff use for an action; the hint then names the action itself.
@@ -141,8 +145,10 @@ class Actions:
         self, step: Action, scheduled: dt.datetime | None, stop: Callable[[], bool]
     ) -> StepResult:
         with self.parts.http() as http:
-            report = self.parts.ingest(self.parts.sources(http))
-        result = StepResult("ingest")
+            # A queue's ingest job names its one source (pipeline.queue.enqueue).
+            sources = [s for s in self.parts.sources(http) if not step.args or s.name in step.args]
+            report = self.parts.ingest(sources)
+        result = StepResult(str(step))
         for stored in report.stored.values():
             for kind in ("added", "updated", "removed"):
                 result.counts[kind] = result.counts.get(kind, 0) + len(getattr(stored, kind))
@@ -185,15 +191,20 @@ class Actions:
         self, step: Action, scheduled: dt.datetime | None, stop: Callable[[], bool]
     ) -> StepResult:
         report = self.parts.digests().send(step.args[0], scheduled, stop)
-        edition = report.edition.id if report.edition else step.args[0]
-        result = StepResult(str(step), {"sent": len(report.sent)}, note=edition)
-        if report.skipped:
-            result.note = f"{edition}: skipped — {report.skipped}"
-        elif report.already_done:
-            result.note = f"{edition}: already sent"
-        for kind in ("failed", "pending", "uncertain"):
-            items = getattr(report, kind)
-            if items:
-                result.counts[kind] = len(items)
-                result.problems += [f"{who} {kind} — {why}" for who, why in items]
-        return result
+        return digest_result(str(step), report)
+
+
+def digest_result(step: str, report: EditionReport) -> StepResult:
+    """A digest send's report as a step's result: counts, notes and problems."""
+    edition = report.edition.id if report.edition else step.split()[-1]
+    result = StepResult(step, {"sent": len(report.sent)}, note=edition)
+    if report.skipped:
+        result.note = f"{edition}: skipped — {report.skipped}"
+    elif report.already_done:
+        result.note = f"{edition}: already sent"
+    for kind in ("failed", "pending", "uncertain"):
+        items = getattr(report, kind)
+        if items:
+            result.counts[kind] = len(items)
+            result.problems += [f"{who} {kind} — {why}" for who, why in items]
+    return result

@@ -120,23 +120,41 @@ class Assembly:
             reports.update(poster.run([channel], dry_run=dry_run))
         return reports
 
-    def transport(self) -> Callable[[], Transport]:
-        """Opens a connection to the configured mail server when called."""
+    def transport(self, *, paced: bool = True) -> Callable[[], Transport]:
+        """Opens a connection to the configured mail server when called; ``paced=False``
+        when a pacer shared by several connections keeps ``email.rate`` instead."""
         from pipeline.mailer import open_transport
 
         email = self.settings.email
         assert email is not None  # mail is configured only with an `email:` section
         plugins = self.plugins
-        return lambda: open_transport(email, plugins=plugins)
+        kw = {} if paced or email.delivery != "smtp" else {"rate": 0}
+        return lambda: open_transport(email, plugins=plugins, **kw)
 
-    def digests(self, transport: Callable[[], Transport] | None = None) -> Digests:
-        """The digests, sending through ``transport`` (default: the configured server)."""
+    def digests(
+        self,
+        transport: Callable[[], Transport] | None = None,
+        *,
+        pace: Callable[[], None] | None = None,
+    ) -> Digests:
+        """The digests, sending through ``transport`` (default: the configured server)
+        over ``smtp.connections`` connections; ``pace`` keeps ``email.rate`` across them
+        (default: across this process's connections)."""
         from pipeline.digest.sending import Digests
+        from pipeline.pacing import LocalPacer
 
+        email = self.settings.email
+        assert email is not None
+        smtp = email.smtp if email.delivery == "smtp" else None
+        connections = smtp.connections if smtp is not None else 1
+        if pace is None and connections > 1:
+            pace = LocalPacer(email.rate, sleep=self.sleep)
         return Digests(
             self.settings,
             self.store,
-            transport=transport or self.transport(),
+            transport=transport or self.transport(paced=pace is None),
             clock=self.clock,
             sleep=self.sleep,
+            connections=connections,
+            pace=pace,
         )

@@ -88,6 +88,13 @@ class Courier:
     _unrecorded: Settlement | None = None
     _unrecorded_stream: str = ""
 
+    def alike(self) -> Courier:
+        """A courier for another thread of the same send: same ledger, policy and
+        reports, its own unrecorded outcome and owed jobs."""
+        return Courier(
+            self.ledger, self.policy, self.sleep, self.settled, self.dedupes, self.broken
+        )
+
     # -- claiming ------------------------------------------------------------------------
 
     def take(

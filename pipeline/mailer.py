@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pipeline.errors import DeliveryFailed, PermanentFailure, PipelineError, TemporaryFailure
+from pipeline.pacing import LocalPacer
 from pipeline.plugins import TRANSPORTS, Plugins
 from pipeline.settings.email import EmailSettings, SmtpSettings
 
@@ -250,12 +251,11 @@ class SmtpTransport:
         self.settings = settings
         self.rate = rate
         self.sleep = sleep
-        self.clock = clock
         self.ssl_context = ssl_context or ssl.create_default_context()
         self.connect_attempts = connect_attempts
         self.server = f"{settings.host}:{settings.effective_port}"
         self._conn: _Connection | None = None
-        self._next_at: float | None = None
+        self._pace = LocalPacer(rate, clock=clock, sleep=sleep)
         self._failed_connects = 0
 
     def send(self, message: EmailMessage) -> None:
@@ -275,16 +275,6 @@ class SmtpTransport:
                 conn.quit()
             except OSError:
                 conn.close()
-
-    def _pace(self) -> None:
-        """At most ``rate`` messages a second: each send waits until 1/rate after the last."""
-        if self.rate <= 0:
-            return
-        now = self.clock()
-        if self._next_at is not None and now < self._next_at:
-            self.sleep(self._next_at - now)
-            now = self._next_at
-        self._next_at = now + 1 / self.rate
 
     def _transmit(self, data: bytes, sender: str, recipient: str, retry: bool = True) -> None:
         reused = self._conn is not None

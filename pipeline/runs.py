@@ -16,11 +16,12 @@ import datetime as dt
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine, delete, insert, or_, select, update
+from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pipeline.clock import Clock, aware_utc, naive_utc, system_clock
@@ -29,6 +30,7 @@ from pipeline.schema import locks, runs
 
 RUNNING, OK, PARTIAL, FAILED = "running", "ok", "partial", "failed"
 MISSED, BUSY, STOPPED = "missed", "busy", "stopped"
+QUEUED = "queued"  # its jobs are in the queue, for `pipeline worker` (pipeline.queue)
 
 
 class Locks:
@@ -160,6 +162,53 @@ class RunLog:
                     finished_at=naive_utc(self.clock()),
                 )
             )
+
+    def merge(
+        self,
+        run_id: int,
+        counts: dict[str, int],
+        problems: list[str],
+        notes: Sequence[str] = (),
+        *,
+        also: Callable[[Connection], None] = lambda conn: None,
+    ) -> None:
+        """Add one job's outcome to its run (a queued run is done by many jobs, on any
+        worker): counts add up, problems and notes are appended, and the run is ``ok``
+        or, once any job had a problem, ``partial``. ``also`` runs in the same
+        transaction (a job's follow-ups are enqueued with its outcome)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(runs.c.counts, runs.c.detail, runs.c.outcome)
+                .where(runs.c.id == run_id)
+                .with_for_update()  # two jobs finishing at once both count
+            ).first()
+            if row is not None:
+                self._add(conn, run_id, row, counts, problems, notes)
+            also(conn)
+
+    def _add(
+        self,
+        conn: Connection,
+        run_id: int,
+        row: Any,
+        counts: dict[str, int],
+        problems: list[str],
+        notes: Sequence[str],
+    ) -> None:
+        total = json.loads(row.counts)
+        for kind, n in counts.items():
+            total[kind] = total.get(kind, 0) + n
+        detail = "\n".join(filter(None, [row.detail, *notes, *problems])) or None
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(
+                outcome=PARTIAL if problems or row.outcome == PARTIAL else OK,
+                counts=json.dumps(total),
+                detail=detail,
+                finished_at=naive_utc(self.clock()),
+            )
+        )
 
     def note(
         self, schedule: str, action: str, scheduled_for: dt.datetime, outcome: str, detail: str

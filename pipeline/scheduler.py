@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -41,11 +42,14 @@ from pipeline.actions import Actions
 from pipeline.clock import Clock, system_clock
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.logs import event
-from pipeline.runs import BUSY, FAILED, MISSED, OK, PARTIAL, STOPPED, Locks, RunLog
+from pipeline.runs import BUSY, FAILED, MISSED, OK, PARTIAL, QUEUED, STOPPED, Locks, RunLog
 from pipeline.schedules import Schedule, ScheduleSet
 from pipeline.settings import MAX_FILE_BYTES, load_settings
 from pipeline.store import Store
 from pipeline.triggers import build_trigger, runs_between
+
+if TYPE_CHECKING:
+    from pipeline.queue.enqueue import Enqueuer
 
 LOOKBACK = dt.timedelta(days=1)  # how far back catch-up looks for missed runs
 
@@ -64,8 +68,10 @@ class Scheduler:
         lock_wait: float = 300.0,
         workers: int = 4,
         config_file: Path | None = None,
+        enqueuer: Enqueuer | None = None,
     ):
         self.load = load
+        self.enqueuer = enqueuer  # with a queue: a fire enqueues jobs for the workers
         self.schedules_file = schedules_file
         self.config_file = config_file
         self._seen_config: bytes | None = None
@@ -309,6 +315,8 @@ class Scheduler:
             "do": str(schedule.action),
             "scheduled": _local(scheduled, schedule),
         }
+        if self.enqueuer is not None:
+            return self._enqueue(schedule, scheduled, fields)
         busy = self._wait_for_locks(schedule)
         if busy is not None:
             self.runs.note(schedule.name, str(schedule.action), scheduled, BUSY, busy)
@@ -349,6 +357,23 @@ class Scheduler:
             for problem in problems:
                 self.log.warning(problem, extra=event("run.problem", schedule=schedule.name))
             return outcome
+
+    def _enqueue(self, schedule: Schedule, scheduled: dt.datetime, fields: dict) -> str:
+        """With a queue: the fire's jobs go to the workers (the jobs' own locks keep two
+        of a kind from running at once, so no action lock is taken here)."""
+        assert self.enqueuer is not None
+        try:
+            run_id = self.enqueuer.fire(schedule.name, schedule.action, scheduled)
+        except Exception:  # a fire must never take the scheduler down
+            self.log.exception("could not enqueue the run", extra=event("run.failed", **fields))
+            return FAILED
+        if run_id is None:
+            self.log.info(
+                "already enqueued by another scheduler", extra=event("run.duplicate", **fields)
+            )
+            return QUEUED
+        self.log.info("run queued", extra=event("run.queued", **fields, run=run_id))
+        return QUEUED
 
     def _wait_for_locks(self, schedule: Schedule) -> str | None:
         """None once the locks are free (they are taken just after), or who holds one."""

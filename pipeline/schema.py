@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -169,6 +170,40 @@ runs = Table(
     Column("detail", Text),  # what went wrong, or why it was missed or skipped
     Column("owner", String(300)),  # host:pid of the process that ran it
     Index("ix_runs_schedule", "schedule", "scheduled_for"),
+)
+
+fires = Table(
+    "fires",
+    metadata,
+    # each scheduled fire once, whichever `serve` fires it (pipeline.queue.enqueue): the
+    # row is written in the transaction that enqueues the fire's jobs
+    Column("schedule", String(100), primary_key=True),
+    Column("scheduled_for", DateTime, primary_key=True),  # UTC
+    Column("run_id", Integer, nullable=False),
+    Column("fired_by", String(300), nullable=False),  # host:pid
+    Column("fired_at", DateTime, nullable=False),
+)
+
+edition_batches = Table(
+    "edition_batches",
+    metadata,
+    # a digest edition fanned out into jobs of `queue.batch_size` recipients each
+    Column("edition_id", String(300), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("subscriber_ids", Text, nullable=False),  # JSON list
+    Column("state", String(12), nullable=False),  # queued | done
+    Column("sent", Integer, nullable=False, default=0),
+    Column("uncertain", Integer, nullable=False, default=0),
+    Column("created_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+)
+
+pacers = Table(
+    "pacers",
+    metadata,
+    # the next free moment of a rate shared by every worker (pipeline.queue.pacing)
+    Column("name", String(100), primary_key=True),
+    Column("next_at", Float, nullable=False),  # seconds since the epoch, the database's clock
 )
 
 locks = Table(

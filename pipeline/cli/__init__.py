@@ -9,6 +9,7 @@ from pipeline.cli import (  # noqa: F401  (registers them)
     schedule,
     status,
     templates,
+    worker,
 )
 from pipeline.cli.app import main
 

@@ -73,6 +73,10 @@ class Project:
         if store.upgraded is not None:  # a SQLite store a newer version upgraded on opening
             print_error(str(store.upgraded))
         try:
+            if self.settings.queue is not None:
+                from pipeline.queue.schema import ensure_schema
+
+                ensure_schema(store.engine)
             if not adopting:
                 check_not_lost(store, self.settings)
             yield store
@@ -88,6 +92,15 @@ class Project:
         """The project's stages on its state store."""
         with self.store(adopting=adopting) as store:
             yield Assembly(self.settings, store, clock=self.clock, plugins=self.plugins)
+
+
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="One line per event: readable text, or JSON for log shippers.",
+)
 
 
 def print_error(text: str) -> None:

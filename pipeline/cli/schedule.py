@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from pipeline.cli.app import EXIT_OK, Project, command, main, pass_project
+from pipeline.cli.app import EXIT_OK, Project, command, log_format_option, main, pass_project
 from pipeline.errors import PipelineError
 
 
@@ -73,13 +73,7 @@ def schedule_command(project: Project, count: int) -> int:
 
 
 @main.command("serve")
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="One line per event: readable text, or JSON for log shippers.",
-)
+@log_format_option
 @click.option(
     "--poll",
     default=2.0,
@@ -137,6 +131,11 @@ def serve(
             thread.join(10)
             return EXIT_OK
         actions = Actions(settings, store, http=http_session, clock=project.clock)
+        enqueuer = None
+        if settings.queue is not None:
+            from pipeline.queue.enqueue import Enqueuer
+
+            enqueuer = Enqueuer(store.engine, settings, project.clock)
         scheduler = Scheduler(
             project.schedules,
             project.schedules_file,
@@ -146,6 +145,7 @@ def serve(
             poll=poll,
             config_file=project.config_file,
             clock=project.clock,
+            enqueuer=enqueuer,
         )
 
         def stop(signum: int, frame: object) -> None:
@@ -155,11 +155,34 @@ def serve(
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        scheduler.serve()
+        if _lead(project, scheduler, log, poll):
+            scheduler.serve()
         if web is not None and thread is not None:
             web.should_exit = True
             thread.join(10)
     return EXIT_OK
+
+
+def _lead(project: Project, scheduler: Any, log: Any, poll: float) -> bool:
+    """With a queue, several ``serve`` may run: wait to lead (pipeline.queue.leader);
+    False if stopped while standing by. Without one, this process simply leads."""
+    if project.settings.queue is None:
+        return True
+    from pipeline.logs import event
+    from pipeline.queue.leader import Leadership
+
+    leadership = Leadership(project.settings.state)
+    standing_by = False
+    while not leadership.try_lead():
+        if not standing_by:
+            log.info("standing by: another serve leads the schedules", extra=event("serve.standby"))
+            standing_by = True
+        if scheduler.stopping.wait(poll):
+            leadership.close()
+            return False
+    log.info("leading the schedules", extra=event("serve.leading"))
+    scheduler.leadership = leadership  # held until this process ends
+    return True
 
 
 def _web_server(project: Project, store: Any, listen: str | None) -> Any:

@@ -129,7 +129,7 @@ class Editions:
             if found is not None:
                 return found
         else:
-            unfinished = self._open(name, SENDING_EDITION)
+            unfinished = self.open_editions(name, SENDING_EDITION)
             if unfinished:
                 return unfinished[0]
             # A send by hand is a new edition each time, even twice in one second.
@@ -227,7 +227,7 @@ class Editions:
             row = conn.execute(select(editions).where(editions.c.id == id_)).first()
         return _edition(row) if row else None
 
-    def _open(self, name: str, status: str) -> list[Edition]:
+    def open_editions(self, name: str, status: str) -> list[Edition]:
         """Editions of ``name`` with this status (half-walked, or retrying), oldest first."""
         with self.store.engine.connect() as conn:
             rows = conn.execute(

@@ -15,7 +15,10 @@ retries the recipients whose time has come.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
@@ -83,7 +86,7 @@ class SendStopped(MailerBroken):
 
 
 @dataclass
-class _Run:
+class SendState:
     """One send: its report, its courier (whose owed jobs are the recipients refused for
     now), its one SMTP connection (opened on the first message), and ``stop``."""
 
@@ -107,12 +110,16 @@ class Digests(Editions):
         sleep: Callable[[float], None],
         ledger: Ledger | None = None,
         retry_wait: float = RETRY_WAIT,
+        connections: int = 1,
+        pace: Callable[[], None] | None = None,
     ):
         super().__init__(settings, store, clock=clock)
         self.ledger = ledger or Ledger(store.engine)
         self.transport = transport
         self.sleep = sleep
         self.retry_wait = retry_wait
+        self.connections = connections  # SMTP connections a send keeps open at once
+        self.pace = pace  # waits for the next message's turn of a rate shared by them all
 
     def send(
         self,
@@ -128,16 +135,14 @@ class Digests(Editions):
 
         A mail server that breaks (cannot connect, refuses the login) raises
         ``SendStopped``, which carries the report of what this send did until then."""
-        report = EditionReport(None)
-        policy = RetryPolicy(tries=2, pause=lambda _: self.retry_wait)
-        courier = Courier(self.ledger, policy, self.sleep, report.add, broken=(MailerBroken,))
-        run = _Run(report, courier, stop)
-        try:
+        run = self.new_run(stop)
+        report = run.report
+        with self.sending(run):
             # Read once (a full pass over the subscribers): to decide, then to send.
             audience = self.audience(name)
             if scheduled is not None:
                 target = edition_id(name, scheduled, self.settings.site.timezone)
-                for earlier in self._open(name, SENDING_EDITION):
+                for earlier in self.open_editions(name, SENDING_EDITION):
                     if earlier.id != target and not stop():
                         report.earlier.append(earlier.id)
                         self._send_edition(earlier, run, audience)
@@ -149,48 +154,107 @@ class Digests(Editions):
                 report.already_done = True
             else:
                 self._send_edition(edition, run, audience)
-            for earlier in self._open(name, RETRYING_EDITION):
+            for earlier in self.open_editions(name, RETRYING_EDITION):
                 if earlier.id != edition.id and not stop():
                     self._send_edition(earlier, run, audience, earlier=True)
-            self._retry_round(run)
-        except MailerBroken as exc:
-            report.stopped = str(exc)
-            courier.finish()
-            raise SendStopped(str(exc), report) from exc
-        finally:
-            courier.flush()
-            if run.transport is not None:
-                run.transport.close()
+            self.retry_round(run)
         return report
 
+    def new_run(self, stop: Callable[[], bool]) -> SendState:
+        report = EditionReport(None)
+        policy = RetryPolicy(tries=2, pause=lambda _: self.retry_wait)
+        courier = Courier(self.ledger, policy, self.sleep, report.add, broken=(MailerBroken,))
+        return SendState(report, courier, stop)
+
+    @contextmanager
+    def sending(self, run: SendState) -> Iterator[None]:
+        """Around a send: a mail server that breaks ends it with ``SendStopped`` (what
+        was done until then is recorded), and the connection is closed in any case."""
+        try:
+            yield
+        except MailerBroken as exc:
+            run.report.stopped = str(exc)
+            run.courier.finish()
+            raise SendStopped(str(exc), run.report) from exc
+        finally:
+            run.courier.flush()
+            if run.transport is not None:
+                run.transport.close()
+
     def _send_edition(
-        self, edition: Edition, run: _Run, audience: list[Subscriber], earlier: bool = False
+        self, edition: Edition, run: SendState, audience: list[Subscriber], earlier: bool = False
     ) -> None:
         """Walk an edition's audience (or, once walked, its recipients whose retry is due),
         then mark it sent, or retrying while some recipients wait for a retry."""
-        report, stream = run.report, mail_stream(edition.id)
+        todo = self.outstanding(edition, run, audience)
+        if todo and earlier:
+            run.report.earlier.append(edition.id)
+        if self.deliver_all(edition, todo, run):
+            run.walked.add(edition.id)
+            self.close_if_done(edition)
+
+    def outstanding(
+        self,
+        edition: Edition,
+        run: SendState,
+        audience: list[Subscriber],
+        items: Collection[str] | None = None,
+    ) -> list[Subscriber]:
+        """Who of ``audience`` (only ``items``, for one batch) is still to get ``edition``:
+        not yet claimed while it is being walked, or due for a retry. Rows a stopped
+        process left ``sending`` become uncertain, and due rows of subscribers who left
+        the audience are dropped, on the way."""
+        stream = mail_stream(edition.id)
         for entry in self.ledger.interrupted(stream):
-            detail = "the run stopped during the SMTP conversation; it may have been delivered"
-            run.courier.abandon(entry, detail, about=self.address(entry.item))
-        done = self.ledger.entries(stream)
+            if items is None or entry.item in items:
+                detail = "the run stopped during the SMTP conversation; it may have been delivered"
+                run.courier.abandon(entry, detail, about=self.address(entry.item))
+        done = self.ledger.entries(stream, items)
         due = {item for item, entry in done.items() if self.ledger.is_due(entry)}
         members = {str(s.id) for s in audience}
         for item in sorted(due - members):  # unsubscribed, bounced or removed meanwhile
             self.ledger.drop(stream, item, "no longer in this digest's audience")
+        if items is not None:
+            audience = [s for s in audience if str(s.id) in items]
         if edition.status == SENDING_EDITION:
             todo = [s for s in audience if str(s.id) not in done or str(s.id) in due]
         else:
             todo = [s for s in audience if str(s.id) in due]
-        report.waiting += sum(e.state == PENDING and i not in due for i, e in done.items())
-        if todo and earlier:
-            report.earlier.append(edition.id)
-        if self._deliver_all(edition, todo, run):
-            run.walked.add(edition.id)
-            self._close_if_done(edition)
+        run.report.waiting += sum(e.state == PENDING and i not in due for i, e in done.items())
+        return todo
 
-    def _deliver_all(self, edition: Edition, todo: list[Subscriber], run: _Run) -> bool:
-        """Claim and send to each of ``todo`` in turn; False if ``stop`` cut it short (the
-        rest have no ledger row yet: the edition stays open)."""
+    def deliver_all(self, edition: Edition, todo: list[Subscriber], run: SendState) -> bool:
+        """Send to each of ``todo`` over ``smtp.connections`` connections at once, each
+        taking every n-th recipient; False if ``stop`` cut it short (the rest have no
+        ledger row yet: the edition stays open)."""
+        lanes = min(self.connections, len(todo))
+        if lanes <= 1:
+            return self._deliver_lane(edition, todo, run)
+        broken = threading.Event()  # one connection's server broke: the others stop too
+        runs = [
+            SendState(run.report, run.courier.alike(), lambda: run.stop() or broken.is_set())
+            for _ in range(lanes)
+        ]
+
+        def lane(index: int) -> bool:
+            try:
+                return self._deliver_lane(edition, todo[index::lanes], runs[index])
+            except BaseException:
+                broken.set()
+                raise
+            finally:
+                transport = runs[index].transport
+                if transport is not None:
+                    transport.close()
+
+        with ThreadPoolExecutor(lanes, thread_name_prefix="smtp") as pool:
+            futures = [pool.submit(lane, index) for index in range(lanes)]
+        for each in runs:  # the retry round at the end takes them all on one connection
+            run.courier.owed.extend(each.courier.owed)
+        return all([future.result() for future in futures])
+
+    def _deliver_lane(self, edition: Edition, todo: list[Subscriber], run: SendState) -> bool:
+        """Claim and send to each of ``todo`` in turn, on ``run``'s one connection."""
         if not todo:
             return True
         stream = mail_stream(edition.id)
@@ -211,11 +275,13 @@ class Digests(Editions):
         return True
 
     def _sender(
-        self, run: _Run, message: EmailMessage, subscriber: Subscriber
+        self, run: SendState, message: EmailMessage, subscriber: Subscriber
     ) -> Callable[[], Receipt]:
         def send() -> Receipt:
             if run.transport is None:
                 run.transport = self.transport()
+            if self.pace is not None:
+                self.pace()
             try:
                 run.transport.send(message)
             except PermanentFailure as exc:
@@ -226,7 +292,7 @@ class Digests(Editions):
 
         return send
 
-    def _retry_round(self, run: _Run) -> None:
+    def retry_round(self, run: SendState) -> None:
         """One pause for the whole run, then one more try for each recipient refused
         for now (450/451/452, a dropped connection before DATA). What still fails waits
         for its next attempt time, in a later send."""
@@ -238,9 +304,9 @@ class Digests(Editions):
         for edition_id_ in sorted(retried):
             edition = self.load(edition_id_.removeprefix("mail:"))
             if edition is not None and edition.id in run.walked:
-                self._close_if_done(edition)
+                self.close_if_done(edition)
 
-    def _close_if_done(self, edition: Edition) -> None:
+    def close_if_done(self, edition: Edition) -> None:
         """An edition whose audience has been walked is ``sent`` once every row is final,
         else ``retrying`` (later sends retry its pending rows when they are due)."""
         rows = self.ledger.entries(mail_stream(edition.id)).values()

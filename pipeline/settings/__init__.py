@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -38,6 +39,7 @@ from pipeline.settings.base import (
 )
 from pipeline.settings.channels import ChannelOptions
 from pipeline.settings.email import DigestSettings, EmailSettings
+from pipeline.settings.queue import QueueSettings
 from pipeline.settings.web import WebSettings
 from pipeline.templating import find_template
 
@@ -222,6 +224,11 @@ class Settings(Strict):
     web: WebSettings = Field(
         WebSettings(), description="The web endpoints of `pipeline serve` (unsubscribe, …)."
     )
+    queue: QueueSettings | None = Field(
+        None,
+        description="Run the work as jobs on PostgreSQL, for `pipeline worker` processes on "
+        "any number of machines; without it, `serve` runs everything itself.",
+    )
 
     @model_validator(mode="after")
     def _email_for_digests(self) -> Settings:
@@ -237,6 +244,20 @@ class Settings(Strict):
     def root(self) -> Path:
         """The project folder relative paths were resolved against."""
         return self._root
+
+    @field_validator("queue")
+    @classmethod
+    def _queue_on_postgres(
+        cls, queue: QueueSettings | None, info: ValidationInfo
+    ) -> QueueSettings | None:
+        state = str(info.data.get("state", ""))
+        if queue is not None and not state.startswith("postgresql"):
+            raise ValueError(
+                "a job queue keeps its jobs in the state store, which must then be "
+                "PostgreSQL (state: postgresql+psycopg://…); on SQLite remove `queue:` "
+                "and `serve` runs everything in one process"
+            )
+        return queue
 
     @field_validator("channels")
     @classmethod

@@ -42,6 +42,13 @@ class SmtpSettings(Strict):
     timeout: float = Field(
         30, gt=0, le=600, allow_inf_nan=False, description="Seconds to wait for the server."
     )
+    connections: int = Field(
+        1,
+        ge=1,
+        le=50,
+        description="SMTP connections each digest job keeps open at once (with a `queue:`, "
+        "per worker job); `email.rate` holds across all of them together.",
+    )
 
     @property
     def effective_port(self) -> int:

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.errors import ConfigError
 from pipeline.ledger import FAILED, PENDING, SENT, UNCERTAIN
+from pipeline.queue.status import QueueStatus, gather_queue
 from pipeline.schema import deliveries, editions, list_unsubscribes, runs, subscribers
 from pipeline.settings import Settings
 from pipeline.settings.email import DigestSettings
@@ -186,6 +187,7 @@ class Status:
     waiting: list[Trouble] = field(default_factory=list)
     audiences: list[Audience] = field(default_factory=list)
     channels: list[ChannelStatus] = field(default_factory=list)
+    queue: QueueStatus | None = None  # with a `queue:` section only
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -201,6 +203,7 @@ class Status:
             },
             "subscribers": [a.as_json() for a in self.audiences],
             "channels": [c.as_json() for c in self.channels],
+            "queue": self.queue.as_json() if self.queue is not None else None,
         }
 
 
@@ -236,6 +239,8 @@ def gather(
     if settings.email is not None:
         kind = f"email ({settings.email.delivery})"
         status.channels.append(ChannelStatus("email", kind, *_last(engine, MAIL, exact=False)))
+    if settings.queue is not None:
+        status.queue = gather_queue(engine, settings.queue.stalled_after)
     return status
 
 

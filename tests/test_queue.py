@@ -215,3 +215,74 @@ def test_a_queued_cycle_ingests_per_source_then_writes_feeds_and_posts_once(proj
     assert run.counts["posted"] == 2 * min(added, 50)
     for name in ("rss.xml", "atom.xml", "feed.json"):
         assert (root / "public" / "feeds" / name).stat().st_size > 0
+
+
+def test_status_shows_jobs_workers_stalled_jobs_and_an_editions_batches(
+    queue_project, inbox, state_url
+):
+    """What `pipeline status` says of a queue: nothing runs it yet; then (the digest job
+    and one batch run here, as a worker would) the edition's batches so far; then a job
+    whose worker stopped sending heartbeats."""
+    import logging
+
+    from sqlalchemy import text
+
+    from pipeline.actions import Actions
+    from pipeline.assembly import http_session
+    from pipeline.queue.jobs import Jobs
+    from pipeline.runs import RunLog
+    from pipeline.settings import load_settings
+    from pipeline.store import Store
+
+    handler, _ = inbox
+    add_readers(queue_project, READERS)  # 123 in all: 5 batches of 25
+    scheduled = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)
+    run_id = fire(queue_project, "digest weekly-en", scheduled)
+    result = invoke(queue_project, "status")
+    assert result.exit_code == 0, result.output
+    assert "Queue: 1 waiting, 0 running, 0 stalled, 0 failed; 0 live workers" in result.output
+    assert "no worker is running: start one with `pipeline worker`" in result.output
+
+    settings = load_settings(queue_project / "config" / "pipeline.yaml")
+    store = Store(settings.state, settings.site.url)
+    try:
+        jobs = Jobs(
+            settings,
+            Actions(settings, store, http=http_session),
+            RunLog(store.engine),
+            logging.getLogger("test"),
+        )
+        jobs.digest(digest="weekly-en", scheduled=scheduled.isoformat(), run_id=run_id)
+        edition = "weekly-en@2026-12-07T14:45+05:45"
+        jobs.digest_batch(edition=edition, number=0, run_id=run_id)
+        assert len(handler.messages) == 25
+        queue = json.loads(invoke(queue_project, "status", "--json").output)["queue"]
+        assert queue["editions"] == [
+            {"edition": edition, "batches": 5, "batches_done": 1, "sent": 25, "uncertain": 0}
+        ]
+        assert queue["jobs"]["todo"] == {"digest": 1, "digest_batch": 5}
+        assert queue["stalled"] == [] and queue["workers"] == []
+        shown = invoke(queue_project, "status").output
+        assert edition in shown and "1 of 5" in shown
+
+        with store.engine.begin() as conn:  # a worker that died a minute ago, mid-job
+            worker = conn.scalar(
+                text(
+                    "INSERT INTO procrastinate_workers (last_heartbeat) "
+                    "VALUES (now() - interval '1 minute') RETURNING id"
+                )
+            )
+            conn.execute(
+                text(
+                    "UPDATE procrastinate_jobs SET status = 'doing', worker_id = :worker "
+                    "WHERE id = (SELECT min(id) FROM procrastinate_jobs "
+                    "WHERE task_name = 'pipeline.digest_batch')"
+                ),
+                {"worker": worker},
+            )
+    finally:
+        store.close()
+    queue = json.loads(invoke(queue_project, "status", "--json").output)["queue"]
+    assert [job["task"] for job in queue["stalled"]] == ["digest_batch"]
+    assert queue["workers"] == []  # its heartbeat is older than stalled_after (3 s)
+    assert "1 stalled" in invoke(queue_project, "status").output

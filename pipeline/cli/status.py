@@ -27,8 +27,8 @@ SHOWN = 5  # deliveries of each kind listed on screen; --json has them all
 @command
 def status_command(project: Project, as_json: bool) -> int:
     """Schedules (next run, last outcome), editions being sent, deliveries that need a
-    look or wait for a retry, subscribers per digest, and each channel's last success
-    and last problem."""
+    look or wait for a retry, subscribers per digest, each channel's last success and
+    last problem, and with a queue its jobs, workers and editions' batches."""
     from pipeline.status import gather, to_json
 
     settings = project.settings
@@ -45,6 +45,7 @@ def status_command(project: Project, as_json: bool) -> int:
         _deliveries(status, moment),
         _subscribers(status),
         _channels(status, moment),
+        *_queue(status, moment),
     ]
     heading = f"{settings.site.name}: pipeline status at {moment.full(status.now)}"
     show(sections, f"{heading} ({site.key} time unless marked)")
@@ -183,3 +184,42 @@ def _channels(status: Status, moment: Moment) -> Section:
             problem = f"{moment.at(p.at)} {state}: {p.what} — {p.detail}"
         section.rows.append((c.name, c.type, success, problem))
     return section
+
+
+def _queue(status: Status, moment: Moment) -> list[Section]:
+    queue = status.queue
+    if queue is None:
+        return []
+    counts = (
+        f"{queue.total('todo')} waiting, {queue.total('doing')} running, "
+        f"{len(queue.stalled)} stalled, {queue.total('failed')} failed; "
+        f"{len(queue.workers)} live workers"
+    )
+    jobs = Section(f"Queue: {counts}", ("TASK", "WAITING", "RUNNING", "FAILED"), empty="no jobs")
+    tasks = sorted({task for by_task in queue.jobs.values() for task in by_task})
+    for task in tasks:
+        jobs.rows.append(
+            (
+                task,
+                *(
+                    str(queue.jobs.get(state, {}).get(task, 0))
+                    for state in ("todo", "doing", "failed")
+                ),
+            )
+        )
+    for job in queue.stalled[:SHOWN]:
+        beat = moment.at(job.last_heartbeat) if job.last_heartbeat else "its worker is gone"
+        jobs.notes.append(f"stalled: job {job.id} ({job.task}), last heartbeat {beat}")
+    if queue.stalled:
+        jobs.notes.append("a live worker takes stalled jobs back within queue.stalled_after")
+    if not queue.workers:
+        jobs.notes.append("no worker is running: start one with `pipeline worker`")
+    for worker in queue.workers:
+        beat = moment.at(worker.last_heartbeat)
+        jobs.notes.append(f"worker {worker.id}: {worker.running} running, heartbeat {beat}")
+    batches = Section(
+        "Editions sent in batches", ("EDITION", "BATCHES DONE", "SENT", "UNCERTAIN"), empty="none"
+    )
+    for p in queue.editions:
+        batches.rows.append((p.edition, f"{p.done} of {p.batches}", str(p.sent), str(p.uncertain)))
+    return [jobs, batches]

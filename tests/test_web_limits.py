@@ -633,3 +633,13 @@ def test_the_shared_count_names_no_client_and_is_forgotten_after_a_quiet_hour(we
     assert sign_up_at(web.app, "b@example.org", ("198.51.100.20", 40000)).status == 200
     [(other, value)] = signup_rows(web)
     assert other != name and json.loads(value) == {"at": [T0 + 3600]}
+
+
+def test_two_processes_share_the_confirmation_mails_of_one_address(web, other_process):
+    """Already so before the per-client limit moved: the count per address is in the
+    state store, taken in the transaction that locks the address's subscriber row."""
+    processes = [web.app, other_process]
+    for n in range(6):
+        client = (f"198.51.100.{n + 1}", 40000)  # the per-client limit stays out of the way
+        assert sign_up_at(processes[n % 2], "victim@example.org", client).status == 200
+    assert web.outbox.to() == ["victim@example.org"] * 3

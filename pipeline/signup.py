@@ -145,7 +145,7 @@ class SignUp:
             for key, value in fresh.items()
         }
         row = {"email": address, "status": PENDING, "created_at": when, **fresh}
-        _upsert(conn, subscribers, "email", row, changes)
+        upsert(conn, subscribers, "email", row, changes)
         found = conn.execute(select(subscribers).where(subscribers.c.email == address)).one()
         return Subscriber(
             id=found.id,
@@ -171,7 +171,7 @@ class SignUp:
         value = json.dumps({"sent": sent})
         # "" is never stored, so a row that appeared since the read is not overwritten.
         unchanged = state_values.c.value == (read or "")
-        written = _upsert(
+        written = upsert(
             conn, state_values, "name", {"name": name, "value": value}, {"value": value}, unchanged
         )
         return allowed and written
@@ -242,7 +242,7 @@ def _times(value: str | None) -> list[float]:
         return []
 
 
-def _upsert(
+def upsert(
     conn: Connection,
     table: Table,
     key: str,
@@ -253,10 +253,10 @@ def _upsert(
     """INSERT ``row``, or where its ``key`` is taken, UPDATE that row with ``changes``
     (when ``only_if`` holds); True if a row was written. On SQLite and PostgreSQL it is
     one statement whichever way it goes."""
-    upsert = UPSERTS.get(conn.dialect.name)
-    if upsert is not None:
+    dialect_insert = UPSERTS.get(conn.dialect.name)
+    if dialect_insert is not None:
         statement = (
-            upsert(table)
+            dialect_insert(table)
             .values(**row)
             .on_conflict_do_update(index_elements=[table.c[key]], set_=changes, where=only_if)
             .returning(table.c[key])

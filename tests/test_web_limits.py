@@ -5,7 +5,8 @@ request takes about a millisecond and the clock is injected):
   restart forgets nothing), with the same page whether a mail went or not;
 - a known and an unknown address take the same statements, signing and rendering;
 - an empty or malformed token is a 400 "this link does not work" page everywhere;
-- ``X-Content-Type-Options: nosniff`` on every response, 404s included.
+- ``X-Content-Type-Options: nosniff`` on every response, 404s included;
+- the per-client sign-up limit is one count for every web process on the state store.
 
 ``call`` is a minimal ASGI client (Starlette's TestClient would need httpx, which the
 project does not install); ``tests/test_fuzz_web.py`` uses it too.
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlencode
 
 import pytest
@@ -39,6 +41,7 @@ from pipeline.store import Store
 from pipeline.subscribers import ACTIVE, BOUNCED, PENDING, UNSUBSCRIBED, SubscriberStore
 from pipeline.tokens import address_hash, link_secret
 from pipeline.web.app import create_app
+from pipeline.web.limits import SIGNUPS
 
 T0 = 1_800_000_000.0  # 2027-01-15, a fixed instant for the injected clock
 
@@ -518,3 +521,125 @@ def test_every_response_says_nosniff_once(web):
 def test_an_edition_address_with_a_nul_is_no_edition(web):
     """PostgreSQL refuses NUL in text: such an address must not reach the database."""
     assert web.get("/digests/weekly-en/2020%00").status == 404
+
+
+# -- 5. one per-client limit for every web process on the state store --------------------
+
+ONE_CLIENT = ("203.0.113.9", 40000)
+
+
+@pytest.fixture
+def other_process(web: Web) -> Iterator[Any]:
+    """A second web process on the same state store (its own app, engine and memory) and
+    on the same injected clock, as a balancer's second machine would be."""
+    store = Store(web.state, web.settings.site.url)
+    yield create_app(web.settings, store, transport=web.outbox, clock=lambda: at(web.now[0]))
+    store.close()
+
+
+def form_token_of(app: Any) -> str:
+    page = call(app, "GET", "/subscribe").text
+    return page.split('name="form_token" value="')[1].split('"')[0]
+
+
+def sign_up_at(
+    app: Any, email: str, client: tuple[str, int] = ONE_CLIENT, token: str | None = None
+) -> Answer:
+    """One sign-up posted to ``app`` from ``client`` (the same client every time unless
+    told otherwise, unlike ``Web.sign_up``)."""
+    form = {"form_token": token or form_token_of(app), "email": email, "name": ""}
+    form |= {"language": "en", "topics": ""}
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "http://testserver"}
+    body = urlencode(form).encode()
+    return call(app, "POST", "/subscribe", body=body, headers=headers, client=client)
+
+
+def signup_rows(web: Web) -> list[tuple[str, str]]:
+    with web.store.engine.connect() as conn:
+        query = select(state_values.c.name, state_values.c.value)
+        rows = conn.execute(query.where(state_values.c.name.startswith(SIGNUPS)))
+        return [(name, value) for name, value in rows]
+
+
+def test_two_processes_share_one_limit_and_refuse_as_one_process_does(web, other_process):
+    per_hour = web.settings.web.subscribe_per_hour
+    processes = [web.app, other_process]
+    answers = [sign_up_at(processes[n % 2], f"r{n}@example.org") for n in range(per_hour)]
+    assert [a.status for a in answers] == [200] * per_hour
+    refused = [sign_up_at(app, "late@example.org") for app in processes]
+    # What one process alone answers its client's sign-up past the limit.
+    alone = ("198.51.100.20", 40000)
+    for n in range(per_hour):
+        assert sign_up_at(web.app, f"alone{n}@example.org", alone).status == 200
+    expected = sign_up_at(web.app, "alone-late@example.org", alone)
+    assert expected.status == 429 and expected.headers["retry-after"] == "3600"
+    assert "Too many sign-ups from your network" in expected.text
+    for answer in refused:
+        assert (answer.status, answer.header_list, answer.body) == (
+            expected.status,
+            expected.header_list,
+            expected.body,
+        )
+    assert web.people.get("late@example.org") is None
+    assert len(web.outbox.sent) == 2 * per_hour
+    web.restart()  # a restarted process forgets nothing either
+    assert sign_up_at(web.app, "later@example.org").status == 429
+
+
+def test_the_shared_hour_slides_with_the_injected_clock(web, other_process):
+    per_hour = web.settings.web.subscribe_per_hour
+    processes = [web.app, other_process]
+    for n in range(per_hour):
+        web.now[0] = T0 + 60 * n
+        assert sign_up_at(processes[n % 2], f"r{n}@example.org").status == 200
+    web.now[0] = T0 + 3599
+    assert sign_up_at(other_process, "a@example.org").status == 429
+    web.now[0] = T0 + 3600  # the first has left the hour
+    assert sign_up_at(other_process, "b@example.org").status == 200
+    assert sign_up_at(web.app, "c@example.org").status == 429  # the second has not
+    web.now[0] = T0 + 2 * 3600 + 60 * per_hour  # a quiet hour: a whole hour's worth again
+    statuses = [sign_up_at(processes[n % 2], f"s{n}@example.org").status for n in range(per_hour)]
+    assert statuses == [200] * per_hour
+    assert sign_up_at(web.app, "d@example.org").status == 429
+
+
+def test_sign_ups_racing_in_two_processes_never_pass_the_limit(web, other_process):
+    """Each process's threads post at once, past the limit: exactly ``per_hour`` pass,
+    since the count is checked and taken with the client's row locked."""
+    per_hour = web.settings.web.subscribe_per_hour
+    racers = 3 * per_hour
+    processes = [web.app, other_process]
+    tokens = [form_token_of(processes[n % 2]) for n in range(racers)]
+    start = threading.Barrier(racers)
+
+    def sign_up(n: int) -> int:
+        start.wait()
+        return sign_up_at(processes[n % 2], f"r{n}@example.org", token=tokens[n]).status
+
+    with ThreadPoolExecutor(racers) as pool:
+        statuses = list(pool.map(sign_up, range(racers)))
+    assert statuses.count(200) == per_hour and statuses.count(429) == racers - per_hour
+    assert len(web.outbox.sent) == per_hour
+    [(_, value)] = signup_rows(web)
+    assert json.loads(value) == {"at": [T0] * per_hour}
+
+
+def test_the_shared_count_names_no_client_and_is_forgotten_after_a_quiet_hour(web):
+    assert sign_up_at(web.app, "a@example.org").status == 200
+    [(name, value)] = signup_rows(web)
+    assert ONE_CLIENT[0] not in name and ONE_CLIENT[0] not in value
+    assert json.loads(value) == {"at": [T0]}
+    web.now[0] = T0 + 3600  # the next sign-up, from anyone, prunes the quiet client's row
+    assert sign_up_at(web.app, "b@example.org", ("198.51.100.20", 40000)).status == 200
+    [(other, value)] = signup_rows(web)
+    assert other != name and json.loads(value) == {"at": [T0 + 3600]}
+
+
+def test_two_processes_share_the_confirmation_mails_of_one_address(web, other_process):
+    """Already so before the per-client limit moved: the count per address is in the
+    state store, taken in the transaction that locks the address's subscriber row."""
+    processes = [web.app, other_process]
+    for n in range(6):
+        client = (f"198.51.100.{n + 1}", 40000)  # the per-client limit stays out of the way
+        assert sign_up_at(processes[n % 2], "victim@example.org", client).status == 200
+    assert web.outbox.to() == ["victim@example.org"] * 3

@@ -5,7 +5,8 @@
   only shows a page with a button, because mail scanners follow links.
 - ``GET/POST /subscribe``: the sign-up form (double opt-in, see ``pipeline.signup``),
   with a signed form token and an Origin check against cross-site posting, and a limit
-  per client address. Topics are checkboxes of the ones the digests name
+  per client address shared by every web process on the state store
+  (``SharedRateLimit``). Topics are checkboxes of the ones the digests name
   (``offered_topics``); a posted topic not among them is refused (400, the form again).
 - ``GET/POST /confirm?token=…``: the page the confirmation email links to; the button
   confirms (again, a GET alone changes nothing).
@@ -19,7 +20,6 @@ feed files included, carries ``X-Content-Type-Options: nosniff`` (``NoSniff``).
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import re
 from collections.abc import Callable
@@ -48,6 +48,7 @@ from pipeline.store import Store
 from pipeline.subscribers import Subscriber, SubscriberStore
 from pipeline.tokens import UNSUBSCRIBE_TOKEN, InvalidToken, link_secret, sign, verify
 from pipeline.web.feedfiles import FeedFiles
+from pipeline.web.limits import SharedRateLimit
 from pipeline.web.pages import Pages
 
 MAX_BODY = 16 * 1024  # a sign-up form is a few hundred bytes
@@ -96,7 +97,11 @@ class _Endpoints:
         self.topics = offered_topics(settings)
         self.secret = link_secret(settings.email.unsubscribe.secret, store)
         self.origins = {settings.email.unsubscribe.origin.lower(), *settings.web.allowed_origins}
-        self.limit = RateLimit(settings.web.subscribe_per_hour, clock)
+        # Counted in the state store, not in memory: every web process on this store
+        # (several `serve --web-only` behind a balancer) shares one count per client.
+        self.limit = SharedRateLimit(
+            store.engine, settings.web.subscribe_per_hour, secret=self.secret, clock=clock
+        )
         self.digests = parts.digests(transport)
 
     # -- unsubscribe ------------------------------------------------------------------------
@@ -156,7 +161,7 @@ class _Endpoints:
         except InvalidToken:
             return self._message(language, "subscribe_title", "form_expired", status=403)
         client = request.client.host if request.client else "unknown"
-        if not self.limit.allow(client):
+        if not await run_in_threadpool(self.limit.allow, client):
             words = i18n.words(language, site=self.settings.site.name)
             return self.pages.render(
                 "error",
@@ -351,28 +356,6 @@ async def _form(request: Request, max_fields: int = 20) -> FormData | Response:
         return await request.form(max_files=0, max_fields=max_fields)
     except Exception:  # python-multipart's errors have no common base worth naming
         return PlainTextResponse("The form body could not be read.", 400)
-
-
-class RateLimit:
-    """At most ``per_hour`` events per key in any hour (sliding window, in memory: one
-    ``pipeline serve`` process serves the web)."""
-
-    def __init__(self, per_hour: int, clock: Clock):
-        self.per_hour = per_hour
-        self.clock = clock
-        self.seen: dict[str, collections.deque[float]] = {}
-
-    def allow(self, key: str) -> bool:
-        now = self.clock().timestamp()
-        for other in [k for k, times in self.seen.items() if times and times[-1] < now - 3600]:
-            del self.seen[other]  # forget clients quiet for an hour: memory stays bounded
-        times = self.seen.setdefault(key, collections.deque())
-        while times and times[0] <= now - 3600:
-            times.popleft()
-        if len(times) >= self.per_hour:
-            return False
-        times.append(now)
-        return True
 
 
 NOSNIFF = (b"x-content-type-options", b"nosniff")

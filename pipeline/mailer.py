@@ -140,11 +140,12 @@ def _fold_words(line: str, after: int) -> list[str]:
     return pieces
 
 
-def wire_bytes(message: EmailMessage) -> bytes:
+def wire_bytes(message: EmailMessage, addresses: tuple[str, str] | None = None) -> bytes:
     """The message as both transports send it: no Bcc, CRLF line ends, headers as
     written (see the module's doc). UTF-8 headers only where an address needs SMTPUTF8,
-    as ``smtplib.send_message`` decides."""
-    sender, recipient = envelope(message)
+    as ``smtplib.send_message`` decides. ``addresses``: its ``envelope``, if the caller
+    has it already (reading the address headers again costs as much as the rest)."""
+    sender, recipient = addresses or envelope(message)
     unsent = copy.copy(message)
     del unsent["Bcc"]
     del unsent["Resent-Bcc"]
@@ -260,7 +261,8 @@ class SmtpTransport:
 
     def send(self, message: EmailMessage) -> None:
         sender, recipient = envelope(message)
-        data = wire_bytes(message)  # the outbox's bytes, not smtplib's re-folded ones
+        # the outbox's bytes, not smtplib's re-folded ones
+        data = wire_bytes(message, (sender, recipient))
         self._pace()
         try:
             self._transmit(data, sender, recipient)

@@ -80,10 +80,18 @@ def is_correction(item: str) -> bool:
     return _CORRECTION.search(item) is not None
 
 
-def abilities(channel: object) -> frozenset[str]:
-    """What a channel (or channel class) can do to a post once made; a plug-in channel
-    that says nothing can do nothing, so its posts are never corrected."""
-    return getattr(channel, "corrections", frozenset())
+def abilities(channel: object, options: ChannelOptions | None = None) -> frozenset[str]:
+    """What a channel can do to a post once made. ``channel`` is a channel, or a channel
+    class with the ``options`` it would be built with (``pipeline check``). Asked of its
+    ``abilities_for(options)`` where it has one, as what a network can do may depend on how
+    it is reached (Slack: a bot token, or an incoming webhook); else its ``corrections``.
+    A plug-in channel that says nothing can do nothing, so its posts are never corrected."""
+    if options is None:
+        options = getattr(channel, "options", None)
+    ask = getattr(channel, "abilities_for", None)
+    if options is not None and callable(ask):
+        return frozenset(ask(options))
+    return frozenset(getattr(channel, "corrections", frozenset()))
 
 
 def update_policy(channel: Channel) -> str:
@@ -100,12 +108,13 @@ def delete_policy(channel: Channel) -> str:
 
 def correction_warnings(configured: Mapping[str, ChannelOptions]) -> list[str]:
     """``pipeline check``: a policy the network cannot follow (Slack's and Teams' incoming
-    webhooks cannot touch a message once sent; Mastodon and Telegram edit, not reply)."""
+    webhooks cannot touch a message once sent, a Slack bot can; Mastodon and Telegram
+    edit, not reply)."""
     from pipeline.channels import channel_types
 
     found = []
     for name, options in configured.items():
-        can = abilities(channel_types()[options.type])
+        can = abilities(channel_types()[options.type], options)
         for setting, value in (("on_update", options.on_update), ("on_delete", options.on_delete)):
             if value in (None, "ignore") or value in can:
                 continue

@@ -85,7 +85,10 @@ class Channel(Protocol):
         ...
 
     corrections: frozenset[str]
-    """What the network can do to a post once made: ``edit``, ``reply``, ``delete``."""
+    """What the network can do to a post once made: ``edit``, ``reply``, ``delete``. A
+    class whose abilities depend on its options (Slack: a bot token or an incoming
+    webhook) answers instead through a classmethod ``abilities_for(options)``
+    (``ChannelBase`` has one that returns ``corrections``)."""
     default_on_update: str
     """What ``on_update`` means when not set: ``edit`` where the network can edit."""
     default_on_delete: str

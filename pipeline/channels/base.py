@@ -35,6 +35,13 @@ class ChannelBase(Generic[Options]):
         # from a server's answer passes through it (pipeline.channels.http.request).
         self.redact = redactor_for(options)
 
+    @classmethod
+    def abilities_for(cls, options: ChannelOptions) -> frozenset[str]:
+        """What a channel with these options can do to a post once made; by default the
+        class's ``corrections``. A network reached in more than one way answers per options
+        (Slack: a bot token can edit and delete, an incoming webhook cannot)."""
+        return cls.corrections
+
     def text(self, article: Article, *, limit: int | None, measure: Measure) -> str:
         """The channel's template for ``article``, fitted to ``limit`` by ``measure``."""
         values = template_values(article, self.context.site.name)

@@ -1,8 +1,10 @@
 """Chat webhooks (Slack, Discord, Teams): what the three share, written once.
 
 Each posts one JSON document per article to the channel's ``webhook_url`` (the URL is the
-credential). None of them recognises a retried request, so ``dedupe_window`` is None: a send
-whose fate is unknown is marked uncertain by the posting stage, never repeated blindly.
+credential; Slack may instead post through its Web API with a bot token, see
+pipeline.channels.slack). None of them recognises a retried request, so ``dedupe_window``
+is None: a send whose fate is unknown is marked uncertain by the posting stage, never
+repeated blindly.
 
 A network's class states its budgets and builds its payload; this base does the rest:
 
@@ -43,7 +45,9 @@ class IncomingWebhookOptions(ChannelOptions):
     _url = field_validator("webhook_url")(lambda v: http_url(v))
 
 
-Options = TypeVar("Options", bound=IncomingWebhookOptions)
+# ChannelOptions, not IncomingWebhookOptions: Slack's options hold either a webhook URL
+# or a bot token, so its webhook_url may be absent.
+Options = TypeVar("Options", bound=ChannelOptions)
 
 
 def shorten(text: str, limit: int, measure: Callable[[str], int]) -> str:
@@ -86,7 +90,10 @@ class ChatWebhookChannel(ChannelBase[Options]):
         raise NotImplementedError
 
     def endpoint(self) -> str:
-        return self.options.webhook_url
+        """The URL the document is POSTed to: the incoming webhook's."""
+        if isinstance(self.options, IncomingWebhookOptions):
+            return self.options.webhook_url
+        raise NotImplementedError(f"{type(self).__name__} must say where it posts")
 
     def receipt(self, response: requests.Response) -> Receipt:
         """What the network's answer says it made; plain webhooks answer with nothing."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -354,17 +354,24 @@ class Ledger:
             entry.next_attempt_at is None or entry.next_attempt_at <= moment
         )
 
-    def interrupted(self, stream: str) -> list[Entry]:
+    def interrupted(self, stream: str, items: Collection[str] | None = None) -> list[Entry]:
         """Rows a stopped process left in ``sending``: their fate is unknown. A row whose
         owner may still be running (another host, or alive here) counts only once it is
-        older than ``stale_after``."""
+        older than ``stale_after``.
+
+        ``items``: rows the caller holds exclusively (a digest batch, whose job runs on
+        one worker at a time and is run again only once that worker's heartbeat has
+        stopped): any of them still ``sending`` was left by a stopped run, whatever its
+        owner, so a worker lost on another machine holds nothing up for an hour."""
         cutoff = self.now() - self.stale_after
         return [
             e
-            for e in self.entries(stream).values()
+            for e in self.entries(stream, items).values()
             if e.state == SENDING
-            and e.owner != self.owner
-            and (owner_is_gone(e.owner) or e.updated_at < cutoff)
+            and (
+                items is not None
+                or (e.owner != self.owner and (owner_is_gone(e.owner) or e.updated_at < cutoff))
+            )
         ]
 
     def uncertain(self, stream_prefix: str = "") -> list[Entry]:

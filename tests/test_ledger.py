@@ -329,6 +329,19 @@ def test_interrupted_rows_are_those_of_a_stopped_process(store, clock):
     assert not me.reclaim(stale)  # no longer sending
 
 
+def test_rows_held_exclusively_are_interrupted_whoever_claimed_them(store, clock):
+    """A digest batch's rows: its job runs again only after its worker stopped, so a
+    row of it still sending is interrupted at once, even one claimed on another host."""
+    remote = Ledger(store.engine, clock=clock, owner="elsewhere:1")
+    me = Ledger(store.engine, clock=clock, owner="me:1")
+    for item in ("a", "b", "c"):
+        remote.take(S, item, "k")
+    remote.settle(S, "c", SENT)
+    assert me.interrupted(S) == []  # another host's: not yet (stale_after)
+    assert sorted(e.item for e in me.interrupted(S, ["a", "c", "z"])) == ["a"]
+    assert me.interrupted(S, []) == []
+
+
 def test_owner_is_gone_only_for_a_dead_process_on_this_host(monkeypatch):
     here = socket.gethostname()
     assert this_process() == f"{here}:{os.getpid()}"

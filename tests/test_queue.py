@@ -5,6 +5,7 @@ ledger still sends each message and each post once. On SQLite a queue is refused
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -217,15 +218,11 @@ def test_a_queued_cycle_ingests_per_source_then_writes_feeds_and_posts_once(proj
         assert (root / "public" / "feeds" / name).stat().st_size > 0
 
 
-def test_status_shows_jobs_workers_stalled_jobs_and_an_editions_batches(
-    queue_project, inbox, state_url
-):
-    """What `pipeline status` says of a queue: nothing runs it yet; then (the digest job
-    and one batch run here, as a worker would) the edition's batches so far; then a job
-    whose worker stopped sending heartbeats."""
+@contextlib.contextmanager
+def jobs_here(root: Path, run_id: int, scheduled: dt.datetime):
+    """The jobs a worker runs, run in this process: the digest job is run at once (the
+    edition frozen and fanned out); yields (jobs, the store)."""
     import logging
-
-    from sqlalchemy import text
 
     from pipeline.actions import Actions
     from pipeline.assembly import http_session
@@ -233,6 +230,29 @@ def test_status_shows_jobs_workers_stalled_jobs_and_an_editions_batches(
     from pipeline.runs import RunLog
     from pipeline.settings import load_settings
     from pipeline.store import Store
+
+    settings = load_settings(root / "config" / "pipeline.yaml")
+    store = Store(settings.state, settings.site.url)
+    try:
+        jobs = Jobs(
+            settings,
+            Actions(settings, store, http=http_session),
+            RunLog(store.engine),
+            logging.getLogger("test"),
+        )
+        jobs.digest(digest="weekly-en", scheduled=scheduled.isoformat(), run_id=run_id)
+        yield jobs, store
+    finally:
+        store.close()
+
+
+def test_status_shows_jobs_workers_stalled_jobs_and_an_editions_batches(
+    queue_project, inbox, state_url
+):
+    """What `pipeline status` says of a queue: nothing runs it yet; then (the digest job
+    and one batch run here, as a worker would) the edition's batches so far; then a job
+    whose worker stopped sending heartbeats."""
+    from sqlalchemy import text
 
     handler, _ = inbox
     add_readers(queue_project, READERS)  # 123 in all: 5 batches of 25
@@ -243,16 +263,7 @@ def test_status_shows_jobs_workers_stalled_jobs_and_an_editions_batches(
     assert "Queue: 1 waiting, 0 running, 0 stalled, 0 failed; 0 live workers" in result.output
     assert "no worker is running: start one with `pipeline worker`" in result.output
 
-    settings = load_settings(queue_project / "config" / "pipeline.yaml")
-    store = Store(settings.state, settings.site.url)
-    try:
-        jobs = Jobs(
-            settings,
-            Actions(settings, store, http=http_session),
-            RunLog(store.engine),
-            logging.getLogger("test"),
-        )
-        jobs.digest(digest="weekly-en", scheduled=scheduled.isoformat(), run_id=run_id)
+    with jobs_here(queue_project, run_id, scheduled) as (jobs, store):
         edition = "weekly-en@2026-12-07T14:45+05:45"
         jobs.digest_batch(edition=edition, number=0, run_id=run_id)
         assert len(handler.messages) == 25
@@ -280,9 +291,34 @@ def test_status_shows_jobs_workers_stalled_jobs_and_an_editions_batches(
                 ),
                 {"worker": worker},
             )
-    finally:
-        store.close()
     queue = json.loads(invoke(queue_project, "status", "--json").output)["queue"]
     assert [job["task"] for job in queue["stalled"]] == ["digest_batch"]
     assert queue["workers"] == []  # its heartbeat is older than stalled_after (3 s)
     assert "1 stalled" in invoke(queue_project, "status").output
+
+
+def test_a_batch_left_by_a_worker_on_another_machine_is_finished_at_once(
+    queue_project, inbox, state_url
+):
+    """The worker sending batch 0 was on another machine and is gone (its rows say
+    ``elsewhere:…``, a pid this host cannot look up): run again, the batch marks the
+    message that was on the wire uncertain, sends the rest, and closes the edition —
+    without waiting the hour a row of an unknown process otherwise waits."""
+    from pipeline.digest.editions import mail_stream
+    from pipeline.ledger import Ledger
+
+    handler, _ = inbox
+    add_readers(queue_project, 20)  # 23 in all: batches of 25 → one batch
+    scheduled = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)
+    run_id = fire(queue_project, "digest weekly-en", scheduled)
+    with jobs_here(queue_project, run_id, scheduled) as (jobs, store):
+        edition = "weekly-en@2026-12-07T14:45+05:45"
+        stream = mail_stream(edition)
+        elsewhere = Ledger(store.engine, owner="worker-7.internal:4242")
+        assert elsewhere.claim(stream, "1", key="<on-the-wire@example.org>")
+        jobs.digest_batch(edition=edition, number=0, run_id=run_id)
+        states = {item: e.state for item, e in elsewhere.entries(stream).items()}
+    assert states.pop("1") == "uncertain"
+    assert set(states.values()) == {"sent"} and len(states) == 22
+    assert len(handler.messages) == 22
+    assert edition_statuses(queue_project)[edition] == "sent"

@@ -202,13 +202,13 @@ class Digests(Editions):
     ) -> list[Subscriber]:
         """Who of ``audience`` (only ``items``, for one batch) is still to get ``edition``:
         not yet claimed while it is being walked, or due for a retry. Rows a stopped
-        process left ``sending`` become uncertain, and due rows of subscribers who left
-        the audience are dropped, on the way."""
+        process left ``sending`` become uncertain (in a batch, every such row: the batch
+        is run again only after its worker stopped), and due rows of subscribers who
+        left the audience are dropped, on the way."""
         stream = mail_stream(edition.id)
-        for entry in self.ledger.interrupted(stream):
-            if items is None or entry.item in items:
-                detail = "the run stopped during the SMTP conversation; it may have been delivered"
-                run.courier.abandon(entry, detail, about=self.address(entry.item))
+        for entry in self.ledger.interrupted(stream, items):
+            detail = "the run stopped during the SMTP conversation; it may have been delivered"
+            run.courier.abandon(entry, detail, about=self.address(entry.item))
         done = self.ledger.entries(stream, items)
         due = {item for item, entry in done.items() if self.ledger.is_due(entry)}
         members = {str(s.id) for s in audience}

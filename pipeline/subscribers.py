@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,30 +190,40 @@ class SubscriberStore:
             row = conn.execute(select(subscribers).where(condition)).first()
         return _subscriber(row) if row else None
 
-    def all(self, status: str | None = None) -> list[Subscriber]:
+    def all(
+        self, status: str | None = None, ids: Collection[int] | None = None
+    ) -> list[Subscriber]:
         query = select(subscribers).order_by(subscribers.c.email)
         if status:
             query = query.where(subscribers.c.status == status)
+        if ids is not None:
+            query = query.where(subscribers.c.id.in_(list(ids)))
         with self.engine.connect() as conn:
             return [_subscriber(row) for row in conn.execute(query)]
 
     def audience(
-        self, languages: Iterable[str] = (), topics: Iterable[str] = (), list_name: str = ""
+        self,
+        languages: Iterable[str] = (),
+        topics: Iterable[str] = (),
+        list_name: str = "",
+        ids: Collection[int] | None = None,
     ) -> list[Subscriber]:
         """Active subscribers whose language matches one of ``languages`` (RFC 4647,
         see ``language_matches``) with one of ``topics`` (empty: any), except those who
-        left ``list_name``."""
+        left ``list_name``; only those of ``ids`` if given (one batch of an edition: a
+        batch reads its own recipients, not the whole list)."""
         languages, topics = tuple(languages), tuple(topics)
+        query = select(list_unsubscribes.c.subscriber_id).where(
+            list_unsubscribes.c.list_name == list_name
+        )
+        if ids is not None:
+            query = query.where(list_unsubscribes.c.subscriber_id.in_(list(ids)))
         with self.engine.connect() as conn:
-            left = set(
-                conn.scalars(
-                    select(list_unsubscribes.c.subscriber_id).where(
-                        list_unsubscribes.c.list_name == list_name
-                    )
-                )
-            )
+            left = set(conn.scalars(query))
         return [
-            s for s in self.all(ACTIVE) if s.id not in left and in_audience(s, languages, topics)
+            s
+            for s in self.all(ACTIVE, ids)
+            if s.id not in left and in_audience(s, languages, topics)
         ]
 
     def unreached(self, digests: Mapping[str, DigestSettings]) -> list[Subscriber]:

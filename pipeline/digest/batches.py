@@ -139,7 +139,7 @@ class Batches:
         state = digests.new_run(lambda: False)
         state.report.edition = edition
         with digests.sending(state):
-            audience = digests.audience(edition.digest)
+            audience = digests.audience(edition.digest, [int(i) for i in items])
             todo = digests.outstanding(edition, state, audience, items)
             digests.deliver_all(edition, todo, state)
             digests.retry_round(state)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import zoneinfo
+from collections.abc import Collection
 from dataclasses import dataclass
 from email.message import EmailMessage
 
@@ -106,11 +107,12 @@ class Editions:
         articles = self.next_articles(name)
         return render_edition(self.settings.digests[name], self.settings.site, articles), articles
 
-    def audience(self, name: str) -> list[Subscriber]:
-        """Who gets digest ``name`` now: active, matching, and not unsubscribed from it."""
+    def audience(self, name: str, ids: Collection[int] | None = None) -> list[Subscriber]:
+        """Who gets digest ``name`` now: active, matching, and not unsubscribed from it
+        (of ``ids`` only, if given)."""
         digest = self.settings.digests[name]
         return self.subscribers.audience(
-            digest.audience.languages, digest.audience.topics, list_name=name
+            digest.audience.languages, digest.audience.topics, list_name=name, ids=ids
         )
 
     def edition(

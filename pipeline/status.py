@@ -190,6 +190,7 @@ class Status:
     queue: QueueStatus | None = None  # with a `queue:` section only
 
     def as_json(self) -> dict[str, Any]:
+        queue = {"queue": self.queue.as_json()} if self.queue is not None else {}
         return {
             "now": self.now.isoformat(),
             "schedules": [s.as_json() for s in self.schedules],
@@ -203,7 +204,7 @@ class Status:
             },
             "subscribers": [a.as_json() for a in self.audiences],
             "channels": [c.as_json() for c in self.channels],
-            "queue": self.queue.as_json() if self.queue is not None else None,
+            **queue,  # with a `queue:` section only
         }
 
 

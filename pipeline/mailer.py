@@ -64,6 +64,8 @@ FOLD_AT = 78  # RFC 5322 §2.1.1: lines SHOULD be at most 78 characters…
 MAX_LINE = 998  # …and MUST be at most 998 octets, CRLF not counted
 # Printable ASCII (and tab), perhaps already folded: a line break then whitespace.
 _AS_WRITTEN = re.compile(r"[\x20-\x7e\t]*(?:\r?\n[ \t][\x20-\x7e\t]*)*")
+# MAX_LINE + 1 octets with no CRLF among them: found without splitting the message
+_LONG_LINE = re.compile(rb"(?:[^\r]|\r(?!\n)){%d}" % (MAX_LINE + 1))
 _INJECTED = re.compile(r"\r?\n(?![ \t])|\r(?!\n)")  # a break that would start a header
 
 
@@ -109,6 +111,8 @@ def _fold_as_written(name: str, value: str, linesep: str) -> str:
     """``name: value`` folded only before whitespace, to ``FOLD_AT`` columns where the
     words allow; a value already folded keeps its own line breaks. A line over
     ``MAX_LINE`` octets (a word too long to fold) is a PermanentFailure."""
+    if len(name) + 2 + len(value) <= FOLD_AT and "\n" not in value:
+        return f"{name}: {value}{linesep}"  # most headers: short, one line as written
     lines = re.split(r"\r?\n", value)
     if len(lines) == 1:
         lines = _fold_words(f"{name}: {value}", after=len(name) + 2)
@@ -153,8 +157,8 @@ def wire_bytes(message: EmailMessage, addresses: tuple[str, str] | None = None) 
     with io.BytesIO() as out:
         BytesGenerator(out, policy=policy).flatten(unsent, linesep="\r\n")
         data = out.getvalue()
-    longest = max(data.split(b"\r\n"), key=len)
-    if len(longest) > MAX_LINE:  # a raw body part; headers were checked above
+    if _LONG_LINE.search(data):  # a raw body part; headers were checked above
+        longest = max(data.split(b"\r\n"), key=len)
         raise PermanentFailure(
             f"the message has a {len(longest)}-octet line; mail allows {MAX_LINE}"
         )

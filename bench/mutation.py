@@ -73,6 +73,19 @@ _UTC_ANYWAY = (
     "the value is only compared with or converted to other aware datetimes, which compare "
     "by instant whatever their zone"
 )
+_ABANDONED_KEY = (
+    "an abandoned row is settled at once and never sent or claimed again, so its job's key "
+    "is read by nothing: Job.key is read only when a retry round claims a job again, and "
+    "the settled callbacks read the job's stream, item and about"
+)
+_RESUMED_KEY = (
+    "a resumed job holds no claim, so no retry round claims it again with Job.key, and the "
+    "send it is given already carries the row's key"
+)
+_REFUSED_KEY = (
+    "a refused row is failed at once and never sent, resumed or checked by hand (only "
+    "uncertain rows are), so the key it is claimed with is read by nothing"
+)
 EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
     "pipeline/text.py": [
         (
@@ -199,6 +212,37 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
         *(
             (f"pipeline.triggers.xǁLocalTimeTriggerǁget_next_fire_time__mutmut_{n}", m, _UTC_ANYWAY)
             for n, m in ((3, "previous_fire_time.astimezone(None)"), (6, "now.astimezone(None)"))
+        ),
+    ],
+    "pipeline/delivery.py": [
+        *(
+            (f"pipeline.delivery.xǁCourierǁabandon__mutmut_{n}", marker, _ABANDONED_KEY)
+            for n, marker in (
+                (4, "entry.item, None, _never"),
+                (13, 'entry.key and ""'),
+                (14, 'entry.key or "XXXX"'),
+            )
+        ),
+        *(
+            (f"pipeline.delivery.xǁCourierǁresume__mutmut_{n}", marker, _RESUMED_KEY)
+            for n, marker in (
+                (7, "entry.item, None, send"),
+                (16, 'entry.key and ""'),
+                (17, 'entry.key or "XXXX"'),
+            )
+        ),
+        *(
+            (f"pipeline.delivery.xǁCourierǁrefuse__mutmut_{n}", marker, _REFUSED_KEY)
+            for n, marker in ((4, "take(stream, item, None, _never"), (12, '"XXXX", _never'))
+        ),
+        *(
+            (
+                f"pipeline.delivery.xǁCourierǁfinish__mutmut_{n}",
+                marker,
+                "the same entry: every row of the stream is read and the job's picked from "
+                "them (a slower query, the same result)",
+            )
+            for n, marker in ((22, "entries(job.stream, None)"), (24, "entries(job.stream, )"))
         ),
     ],
     "pipeline/channels/compose.py": [

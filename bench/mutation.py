@@ -245,6 +245,55 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
             for n, marker in ((22, "entries(job.stream, None)"), (24, "entries(job.stream, )"))
         ),
     ],
+    "pipeline/corrections.py": [
+        (
+            "pipeline.corrections.x_correction_item__mutmut_1",
+            'version: str = "XXXX"',
+            "the default reaches only the delete branch, which does not use it: every update "
+            "item is made with its version",
+        ),
+        (
+            "pipeline.corrections.x_fingerprint__mutmut_7",
+            'encode("UTF-8")',
+            "Python's codec names are case-insensitive: the same encoding",
+        ),
+        *(
+            (
+                f"pipeline.corrections.xǁCorrectorǁ_live__mutmut_{n}",
+                marker,
+                "the same articles found: the chunks only overlap (more or larger queries, "
+                "performance only)",
+            )
+            for n, marker in ((14, "range(0, len(ids), )"), (19, "start + 501]"))
+        ),
+        *(
+            (
+                f"pipeline.corrections.xǁCorrectorǁdue__mutmut_{n}",
+                marker,
+                "the early return is a shortcut: with both policies ignore, every later branch "
+                "checks its policy and finds (and drops) nothing, so the result is [] either way",
+            )
+            for n, marker in (
+                (6, 'updates == "XXignoreXX" and'),
+                (7, 'updates == "IGNORE" and'),
+                (9, 'deletes == "XXignoreXX"'),
+                (10, 'deletes == "IGNORE"'),
+            )
+        ),
+        (
+            "pipeline.corrections.xǁCorrectorǁdue__mutmut_99",
+            '#{UPDATE}:") or entry.item != item',
+            "drop() moves only pending rows, and here (a sent post, no delete row) the only "
+            "rows of the article that can be pending are its updates, which the left side "
+            "matches already: a sent post row never becomes pending again",
+        ),
+        (
+            "pipeline.corrections.xǁCorrectorǁrun__mutmut_23",
+            "key(None)",
+            "the fallback is never evaluated: every correction row is claimed by run() with "
+            "key(item), never empty",
+        ),
+    ],
     "pipeline/channels/compose.py": [
         (
             "pipeline.channels.compose.x_fit__mutmut_18",

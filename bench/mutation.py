@@ -73,6 +73,19 @@ _UTC_ANYWAY = (
     "the value is only compared with or converted to other aware datetimes, which compare "
     "by instant whatever their zone"
 )
+_ABANDONED_KEY = (
+    "an abandoned row is settled at once and never sent or claimed again, so its job's key "
+    "is read by nothing: Job.key is read only when a retry round claims a job again, and "
+    "the settled callbacks read the job's stream, item and about"
+)
+_RESUMED_KEY = (
+    "a resumed job holds no claim, so no retry round claims it again with Job.key, and the "
+    "send it is given already carries the row's key"
+)
+_REFUSED_KEY = (
+    "a refused row is failed at once and never sent, resumed or checked by hand (only "
+    "uncertain rows are), so the key it is claimed with is read by nothing"
+)
 EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
     "pipeline/text.py": [
         (
@@ -199,6 +212,86 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
         *(
             (f"pipeline.triggers.xǁLocalTimeTriggerǁget_next_fire_time__mutmut_{n}", m, _UTC_ANYWAY)
             for n, m in ((3, "previous_fire_time.astimezone(None)"), (6, "now.astimezone(None)"))
+        ),
+    ],
+    "pipeline/delivery.py": [
+        *(
+            (f"pipeline.delivery.xǁCourierǁabandon__mutmut_{n}", marker, _ABANDONED_KEY)
+            for n, marker in (
+                (4, "entry.item, None, _never"),
+                (13, 'entry.key and ""'),
+                (14, 'entry.key or "XXXX"'),
+            )
+        ),
+        *(
+            (f"pipeline.delivery.xǁCourierǁresume__mutmut_{n}", marker, _RESUMED_KEY)
+            for n, marker in (
+                (7, "entry.item, None, send"),
+                (16, 'entry.key and ""'),
+                (17, 'entry.key or "XXXX"'),
+            )
+        ),
+        *(
+            (f"pipeline.delivery.xǁCourierǁrefuse__mutmut_{n}", marker, _REFUSED_KEY)
+            for n, marker in ((4, "take(stream, item, None, _never"), (12, '"XXXX", _never'))
+        ),
+        *(
+            (
+                f"pipeline.delivery.xǁCourierǁfinish__mutmut_{n}",
+                marker,
+                "the same entry: every row of the stream is read and the job's picked from "
+                "them (a slower query, the same result)",
+            )
+            for n, marker in ((22, "entries(job.stream, None)"), (24, "entries(job.stream, )"))
+        ),
+    ],
+    "pipeline/corrections.py": [
+        (
+            "pipeline.corrections.x_correction_item__mutmut_1",
+            'version: str = "XXXX"',
+            "the default reaches only the delete branch, which does not use it: every update "
+            "item is made with its version",
+        ),
+        (
+            "pipeline.corrections.x_fingerprint__mutmut_7",
+            'encode("UTF-8")',
+            "Python's codec names are case-insensitive: the same encoding",
+        ),
+        *(
+            (
+                f"pipeline.corrections.xǁCorrectorǁ_live__mutmut_{n}",
+                marker,
+                "the same articles found: the chunks only overlap (more or larger queries, "
+                "performance only)",
+            )
+            for n, marker in ((14, "range(0, len(ids), )"), (19, "start + 501]"))
+        ),
+        *(
+            (
+                f"pipeline.corrections.xǁCorrectorǁdue__mutmut_{n}",
+                marker,
+                "the early return is a shortcut: with both policies ignore, every later branch "
+                "checks its policy and finds (and drops) nothing, so the result is [] either way",
+            )
+            for n, marker in (
+                (6, 'updates == "XXignoreXX" and'),
+                (7, 'updates == "IGNORE" and'),
+                (9, 'deletes == "XXignoreXX"'),
+                (10, 'deletes == "IGNORE"'),
+            )
+        ),
+        (
+            "pipeline.corrections.xǁCorrectorǁdue__mutmut_99",
+            '#{UPDATE}:") or entry.item != item',
+            "drop() moves only pending rows, and here (a sent post, no delete row) the only "
+            "rows of the article that can be pending are its updates, which the left side "
+            "matches already: a sent post row never becomes pending again",
+        ),
+        (
+            "pipeline.corrections.xǁCorrectorǁrun__mutmut_23",
+            "key(None)",
+            "the fallback is never evaluated: every correction row is claimed by run() with "
+            "key(item), never empty",
         ),
     ],
     "pipeline/channels/compose.py": [

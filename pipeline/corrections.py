@@ -72,10 +72,6 @@ def correction_kind(item: str) -> str | None:
     return (found.group(1) or found.group(2)) if found else None
 
 
-def _deletes(entry: Entry) -> bool:
-    return correction_kind(entry.item) == DELETE
-
-
 def is_correction(item: str) -> bool:
     return _CORRECTION.search(item) is not None
 

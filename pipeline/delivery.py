@@ -104,13 +104,11 @@ class Courier:
         key: str,
         send: Callable[[], Receipt],
         about: Any = None,
-        *,
-        early: bool = False,
     ) -> Job | None:
         """Claim ``item`` (None: not ours to send now). The previous outcome of the same
         stream is recorded in the same transaction, so a batch commits once per item."""
         first = self._unrecorded_of(stream)
-        claim = self.ledger.take(stream, item, key, settle_first=first, early=early)
+        claim = self.ledger.take(stream, item, key, settle_first=first)
         return None if claim is None else Job(stream, item, key, send, claim, about)
 
     def resume(self, entry: Entry, send: Callable[[], Receipt], version: str | None = None) -> bool:

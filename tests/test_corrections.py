@@ -9,19 +9,28 @@ import hashlib
 import hmac
 import json
 import threading
+from types import SimpleNamespace
 
 import pytest
 import requests
 from werkzeug import Request, Response
 
-from pipeline.channels import ChannelContext
+from pipeline.channels import ChannelContext, Receipt
 from pipeline.channels.bluesky import BlueskyChannel, BlueskyOptions, record_key
 from pipeline.channels.discord import DiscordChannel, DiscordOptions
 from pipeline.channels.file import FileChannel, FileOptions
 from pipeline.channels.mastodon import MastodonChannel, MastodonOptions
 from pipeline.channels.telegram import TelegramChannel, TelegramOptions
 from pipeline.channels.webhook import WebhookChannel, WebhookOptions
-from pipeline.corrections import correction_item, fingerprint
+from pipeline.corrections import (
+    Corrector,
+    correction_item,
+    correction_warnings,
+    delete_policy,
+    fingerprint,
+    update_policy,
+)
+from pipeline.errors import TemporaryFailure
 from pipeline.ledger import SENT, UNCERTAIN, Ledger
 from pipeline.model import Item, Scan
 from pipeline.posting import Poster, idempotency_key, post_stream
@@ -641,3 +650,398 @@ def test_a_scheduled_post_counts_its_corrections_in_the_run_history(project):
     finally:
         store.close()
     assert step.counts == {"posted": 0, "corrected": 1}
+
+
+# -- which corrections are due ---------------------------------------------------------------
+
+
+def publish_all(store, make_article, titles: dict[str, str | None]):
+    """Publish each ``slug: title`` as ``news/{slug}``; a title of None takes it down."""
+    items = []
+    for slug, title in titles.items():
+        if title is None:
+            continue
+        article = make_article(
+            id=f"news/{slug}",
+            url=f"https://news.example.org/news/{slug}/",
+            title=title,
+            published=NOW - dt.timedelta(hours=1),
+        )
+        items.append(Item(f"{slug}.md", fingerprint(article), article))
+    store.apply("news", Scan(changed=items, complete=True))
+
+
+def file_channel(tmp_path, context, name="out", **options) -> FileChannel:
+    settings = FileOptions(
+        type="file", path=tmp_path / f"{name}.jsonl", template=template("file"), **options
+    )
+    return FileChannel(name, settings, context)
+
+
+def lines(channel: FileChannel) -> list[dict]:
+    path = channel.options.path
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_only_the_changed_article_is_corrected_among_many(tmp_path, store, context, make_article):
+    """A post from before corrections, an unchanged post and a changed one, in that order:
+    each is looked at in turn, and only the changed one is corrected."""
+    out = file_channel(tmp_path, context, on_update="edit", on_delete="delete")
+    publish_all(store, make_article, {"a": "Old A", "b": "Same B", "c": "Old C"})
+    assert run(store, out).ok
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE deliveries SET version = NULL WHERE item = 'news/a'")
+    publish_all(store, make_article, {"a": "New A", "b": "Same B", "c": "New C"})
+    stream = post_stream("out")
+    due = Corrector(store, Ledger(store.engine, clock=lambda: NOW)).due(out, stream)
+    version = fingerprint(store.get("news/c"))
+    assert [(c.item, c.kind, c.article_id, c.version) for c in due] == [
+        (correction_item("news/c", "update", version), "update", "news/c", version)
+    ]
+    report = run(store, out)
+    assert report.ok and [i for i, _ in report.corrected] == [due[0].item]
+    assert [(x.get("event"), x["id"]) for x in lines(out)[3:]] == [("article.updated", "news/c")]
+
+
+def test_an_article_taken_down_holds_up_no_other_correction(tmp_path, store, context, make_article):
+    out = file_channel(tmp_path, context, on_update="edit", on_delete="delete")
+    publish_all(store, make_article, {"a": "Story A", "b": "Story B"})
+    run(store, out)
+    publish_all(store, make_article, {"a": None, "b": "Story B, corrected"})
+    report = run(store, out)
+    assert [i.split(":")[0] for i, _ in report.corrected] == ["news/a#delete", "news/b#update"]
+    assert [(x.get("event"), x["id"]) for x in lines(out)[2:]] == [
+        ("article.deleted", "news/a"),
+        ("article.updated", "news/b"),
+    ]
+
+
+def test_each_policy_alone(httpserver, store, context, publish):
+    """on_update: ignore with on_delete: delete deletes and never edits; on_update: edit
+    with on_delete: ignore edits and never deletes."""
+    from tests.test_channel_mastodon import instance_json
+
+    httpserver.expect_request("/api/v2/instance").respond_with_json(instance_json())
+    for n, status in (("1", "2201"), ("2", "2202")):
+        httpserver.expect_request(
+            "/api/v1/statuses", method="POST", headers={"Authorization": f"Bearer token-{n}"}
+        ).respond_with_json({"id": status, "url": f"https://social.example/@news/{status}"})
+        path = f"/api/v1/statuses/{status}"
+        httpserver.expect_request(path, method="GET").respond_with_json({"id": status})
+        httpserver.expect_request(path, method="PUT").respond_with_json({"id": status})
+        httpserver.expect_request(path, method="DELETE").respond_with_json({"id": status})
+
+    def channel(n, **policy):
+        settings = MastodonOptions(
+            type="mastodon",
+            instance=httpserver.url_for("").rstrip("/"),
+            access_token=f"token-{n}",
+            template=template("mastodon"),
+            images=False,
+            **policy,
+        )
+        return MastodonChannel(f"masto{n}", settings, context, poll_interval=0)
+
+    deletes = channel("1", on_update="ignore", on_delete="delete")
+    edits = channel("2", on_update="edit", on_delete="ignore")
+    publish()
+    run(store, deletes), run(store, edits)
+    publish(title=FIXED)
+    run(store, deletes), run(store, edits)
+    publish(title=None)
+    run(store, deletes), run(store, edits)
+    changes = [(r.method, r.path) for r in calls(httpserver, "PUT") + calls(httpserver, "DELETE")]
+    assert changes == [("PUT", "/api/v1/statuses/2202"), ("DELETE", "/api/v1/statuses/2201")]
+
+
+def test_after_a_delete_a_republished_article_is_left_alone(tmp_path, store, context, publish):
+    out = file_channel(tmp_path, context, on_update="edit", on_delete="delete")
+    publish()
+    run(store, out)
+    publish(title=None)
+    run(store, out)
+    publish(title=FIXED)  # back, and changed: its post is gone, so nothing to correct
+    report = run(store, out)
+    assert report.ok and report.sent == report.corrected == []
+    assert [x.get("event") for x in lines(out)] == [None, "article.deleted"]
+
+
+def test_a_delete_that_failed_for_now_is_made_on_a_later_run(httpserver, store, context, publish):
+    masto = mastodon(httpserver, context, max_attempts=1)
+    httpserver.expect_oneshot_request("/api/v1/statuses/1101", method="DELETE").respond_with_json(
+        {"error": "busy"}, status=503
+    )
+    httpserver.expect_request("/api/v1/statuses/1101", method="DELETE").respond_with_json(STATUS)
+    publish()
+    run(store, masto)
+    publish(title=None)
+    assert run(store, masto).pending
+    later = Ledger(store.engine, clock=lambda: NOW + dt.timedelta(hours=1))
+    report = Poster(store, later, sleep=lambda s: None, clock=lambda: NOW).run([masto])["masto"]
+    assert [i for i, _ in report.corrected] == ["news/glacier-report#delete"]
+    assert len(calls(httpserver, "DELETE")) == 2
+
+
+def test_a_superseded_correction_says_so(httpserver, store, context, publish):
+    masto = mastodon(httpserver, context, max_attempts=1)
+    httpserver.expect_request("/api/v1/statuses/1101", method="GET").respond_with_json(STATUS)
+    httpserver.expect_oneshot_request("/api/v1/statuses/1101", method="PUT").respond_with_json(
+        {"error": "busy"}, status=503
+    )
+    httpserver.expect_request("/api/v1/statuses/1101", method="PUT").respond_with_json(STATUS)
+    publish()
+    run(store, masto)
+    publish(title="A first correction")
+    run(store, masto)
+    first = correction_item("news/glacier-report", "update", _version(store))
+    publish(title=FIXED)
+    run(store, masto)
+    row = Ledger(store.engine).entries(post_stream("masto"))[first]
+    assert (row.state, row.detail) == ("skipped", "superseded by a newer correction")
+
+
+def test_an_edit_answered_without_a_url_keeps_the_posts(httpserver, store, context, publish):
+    masto = mastodon(httpserver, context, images=False)
+    httpserver.expect_request("/api/v1/statuses/1101", method="GET").respond_with_json(STATUS)
+    httpserver.expect_request("/api/v1/statuses/1101", method="PUT").respond_with_json(
+        {"id": "1101"}
+    )
+    publish()
+    run(store, masto)
+    publish(title=FIXED)
+    assert [url for _, url in run(store, masto).corrected] == [STATUS["url"]]
+
+
+def test_a_correction_says_what_a_new_post_would_with_the_articles_translations(
+    tmp_path, store, context, make_article
+):
+    own = tmp_path / "with-languages.txt.j2"
+    own.write_text("{{ title }} [{% for t in article.translations %}{{ t.language }}{% endfor %}]")
+    settings = FileOptions(
+        type="file", path=tmp_path / "out.jsonl", template=own, languages=("en",), on_update="edit"
+    )
+    out = FileChannel("out", settings, context)
+
+    def publish(title):
+        english = make_article(title=title, published=NOW - dt.timedelta(hours=1))
+        french = make_article(
+            id="news/glacier-report-fr",
+            url="https://news.example.org/fr/news/glacier-report/",
+            title="Les glaciers fondent",
+            language="fr",
+            translation_of="news/glacier-report",
+            published=NOW - dt.timedelta(hours=1),
+        )
+        items = [Item(f"{a.id}.md", fingerprint(a), a) for a in (english, french)]
+        store.apply("news", Scan(changed=items))
+
+    publish("Glaciers lose mass")
+    run(store, out)
+    publish(FIXED)
+    run(store, out)
+    assert [x["text"] for x in lines(out)] == ["Glaciers lose mass [fr]", f"{FIXED} [fr]"]
+
+
+def test_a_large_archive_is_looked_up_in_full(store, make_article):
+    """More than a thousand posted articles, all still live: none is taken for removed."""
+    from sqlalchemy import insert
+
+    from pipeline.schema import deliveries
+
+    count = 1001
+    articles = [
+        make_article(id=f"news/{n:04}", url=f"https://news.example.org/news/{n:04}/")
+        for n in range(count)
+    ]
+    store.apply("news", Scan(changed=[Item(f"{a.id}.md", f"fp{a.id}", a) for a in articles]))
+    moment = NOW.replace(tzinfo=None)
+    rows = [
+        {
+            "stream": "post:out",
+            "item": a.id,
+            "state": SENT,
+            "attempts": 1,
+            "key": a.id,
+            "version": fingerprint(a),
+            "created_at": moment,
+            "updated_at": moment,
+        }
+        for a in articles
+    ]
+    with store.engine.begin() as conn:
+        conn.execute(insert(deliveries), rows)
+    masto = SimpleNamespace(
+        options=SimpleNamespace(on_update="edit", on_delete="delete"),
+        corrections=frozenset({"edit", "delete"}),
+    )
+    corrector = Corrector(store, Ledger(store.engine, clock=lambda: NOW))
+    assert corrector.due(masto, "post:out") == []  # type: ignore[arg-type]
+
+
+# -- what a channel does with a change --------------------------------------------------------
+
+
+def test_policies_of_built_in_and_plug_in_channels(tmp_path, context):
+    def plug_in(**attributes):
+        options = SimpleNamespace(on_update=None, on_delete=None)
+        return SimpleNamespace(options=options, **attributes)
+
+    mute = plug_in()  # from before corrections: says nothing, so can do nothing
+    able = plug_in(corrections=frozenset({"edit", "delete"}))  # no defaults of its own
+    slack = plug_in(corrections=frozenset(), default_on_update="edit")
+    assert (update_policy(mute), delete_policy(mute)) == ("ignore", "ignore")  # type: ignore[arg-type]
+    assert (update_policy(able), delete_policy(able)) == ("edit", "delete")  # type: ignore[arg-type]
+    assert (update_policy(slack), delete_policy(slack)) == ("ignore", "ignore")  # type: ignore[arg-type]
+    out = file_channel(tmp_path, context, on_update="reply", on_delete="delete")
+    assert (update_policy(out), delete_policy(out)) == ("ignore", "delete")  # cannot reply
+
+
+def test_check_names_what_a_network_can_do_instead(httpserver):
+    def masto(**policy):
+        return MastodonOptions(
+            type="mastodon",
+            instance="https://social.example",
+            access_token=TOKEN,
+            template=template("mastodon"),
+            **policy,
+        )
+
+    assert correction_warnings({"fine": masto(on_update="edit", on_delete="delete")}) == []
+    assert correction_warnings({"masto": masto(on_update="reply")}) == [
+        "channel masto: on_update: reply is not something a mastodon channel can do (it can: "
+        "delete, edit); its posts are not corrected that way"
+    ]
+
+
+def test_the_fingerprint_of_an_article_is_the_same_in_every_release(make_article):
+    """Rows keep it: a fingerprint computed differently after an upgrade would correct
+    every post ever made."""
+    assert fingerprint(make_article()) == (
+        "2e470a82fb31146272bb7ca3720c5c64f9a030474e6e710b2d553dded1234c45"
+    )
+
+
+# -- a correction a stopped run left ``sending`` -----------------------------------------------
+
+
+def _crashed(store, stream: str, item: str, key: str) -> None:
+    """A process on another host that claimed ``item`` two hours ago and stopped."""
+    gone = Ledger(store.engine, clock=lambda: NOW - dt.timedelta(hours=2), owner="crashed-host:1")
+    assert gone.claim(stream, item, key)
+
+
+def test_an_interrupted_reply_is_made_again_with_its_own_key_and_never_twice(
+    pds, store, context, make_article
+):
+    """Bluesky makes a reply under a record key derived from the key it was sent with:
+    sent again with that key, a reply that had arrived is found, not made again."""
+    sky = bluesky(pds, context)
+    publish_all(store, make_article, {"a": "Story A", "b": "Story B"})
+    run(store, sky)
+    publish_all(store, make_article, {"a": "Story A, corrected", "b": "Story B, corrected"})
+    stream = post_stream("bluesky")
+    rows = Ledger(store.engine).entries(stream)
+    items = {}
+    for slug in ("a", "b"):
+        article = store.get(f"news/{slug}")
+        assert article is not None
+        items[slug] = correction_item(article.id, "update", fingerprint(article))
+        _crashed(store, stream, items[slug], f"first-key-{slug}")
+    posted = rows["news/a"]
+    sky.update(  # the stopped run's reply to A had arrived; B's had not
+        sky.prepare(store.get("news/a")),
+        Receipt(posted.remote_id, posted.remote_url),
+        "first-key-a",
+        "reply",
+    )
+    report = run(store, sky)
+    assert sorted(i for i, _ in report.corrected) == sorted(items.values()) and report.ok
+    replies = {k for k, r in pds.records.items() if "reply" in r}
+    assert replies == {record_key("first-key-a"), record_key("first-key-b")}
+    assert len(pds.records) == 4  # two posts, one reply each
+    rows = Ledger(store.engine).entries(stream)
+    for slug, item in items.items():
+        assert rows[item].state == SENT
+        assert rows[item].version == fingerprint(store.get(f"news/{slug}"))
+
+
+def test_an_interrupted_webhook_correction_is_uncertain_and_listed(
+    httpserver, store, context, publish
+):
+    """An event is a new request: one a stopped run may have sent is never repeated. The
+    interrupted post of another article is posting's to settle, not the corrector's."""
+    from types import SimpleNamespace as Project
+
+    from pipeline.cli.deliveries import _uncertain
+    from pipeline.posting import ChannelReport
+
+    httpserver.expect_request("/hook", method="POST").respond_with_json({"id": "r1"})
+    options = WebhookOptions(
+        type="webhook", url=httpserver.url_for("/hook"), template=template("webhook")
+    )
+    hook = WebhookChannel("hook", options, context)
+    stream = post_stream("hook")
+    publish()
+    run(store, hook)
+    publish(title=FIXED)
+    run(store, hook)
+    (updated,) = [
+        r for r in calls(httpserver, "POST", "/hook") if r.get_json()["event"] == "article.updated"
+    ]
+    item = correction_item("news/glacier-report", "update", _version(store))
+    assert Ledger(store.engine).entries(stream)[item].key == updated.headers["Idempotency-Key"]
+
+    publish(title=None)
+    _crashed(store, stream, "news/another", "k-other")  # a post, left for posting; first
+    _crashed(store, stream, "news/glacier-report#delete", "k-delete")
+    ledger = Ledger(store.engine, clock=lambda: NOW)
+    report = ChannelReport()
+    courier = Poster(store, ledger, sleep=lambda s: None, clock=lambda: NOW).courier(hook, report)
+    Corrector(store, ledger).run(hook, stream, courier, lambda i: idempotency_key(stream, i))
+    courier.finish()
+
+    rows = ledger.entries(stream)
+    assert (rows["news/another"].state, rows["news/another"].owner) == ("sending", "crashed-host:1")
+    deleted = rows["news/glacier-report#delete"]
+    why = "the run stopped while correcting the post; it may or may not be corrected"
+    assert (deleted.state, deleted.detail) == (UNCERTAIN, why)
+    assert report.uncertain == [("news/glacier-report#delete", why)]
+    assert len(calls(httpserver, "POST", "/hook")) == 2  # no delete event sent
+    project = Project(settings=Project(channels={"hook": options}))
+    (unsure,) = _uncertain(project, store, "hook", None)
+    assert unsure.what == (
+        "delete of the post to hook: https://news.example.org/news/glacier-report/ "
+        "(news/glacier-report#delete)"
+    )
+    assert unsure.check.endswith("whether it got Idempotency-Key k-delete")
+
+
+def test_a_correction_whose_text_cannot_be_made_now_waits_and_holds_up_nothing(
+    tmp_path, store, context, make_article
+):
+    class Flaky(FileChannel):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.failures: list[Exception] = []
+
+        def prepare(self, article):
+            if self.failures:
+                raise self.failures.pop()
+            return super().prepare(article)
+
+    settings = FileOptions(
+        type="file", path=tmp_path / "out.jsonl", template=template("file"), on_update="edit"
+    )
+    out = Flaky("out", settings, context)
+    publish_all(store, make_article, {"a": "Story A", "b": "Story B"})
+    run(store, out)
+    publish_all(store, make_article, {"a": "Story A, corrected", "b": "Story B, corrected"})
+    out.failures = [TemporaryFailure("GET /api/v2/instance: 503")]
+    first = run(store, out)
+    second = run(store, out)
+    assert [i.split("#")[0] for i, _ in first.corrected] == ["news/b"]
+    assert [i.split("#")[0] for i, _ in second.corrected] == ["news/a"]
+    assert [(x.get("event"), x["id"]) for x in lines(out)[2:]] == [
+        ("article.updated", "news/b"),
+        ("article.updated", "news/a"),
+    ]

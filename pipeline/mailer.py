@@ -64,8 +64,6 @@ FOLD_AT = 78  # RFC 5322 §2.1.1: lines SHOULD be at most 78 characters…
 MAX_LINE = 998  # …and MUST be at most 998 octets, CRLF not counted
 # Printable ASCII (and tab), perhaps already folded: a line break then whitespace.
 _AS_WRITTEN = re.compile(r"[\x20-\x7e\t]*(?:\r?\n[ \t][\x20-\x7e\t]*)*")
-# MAX_LINE + 1 octets with no CRLF among them: found without splitting the message
-_LONG_LINE = re.compile(rb"(?:[^\r]|\r(?!\n)){%d}" % (MAX_LINE + 1))
 _INJECTED = re.compile(r"\r?\n(?![ \t])|\r(?!\n)")  # a break that would start a header
 
 
@@ -157,11 +155,9 @@ def wire_bytes(message: EmailMessage, addresses: tuple[str, str] | None = None) 
     with io.BytesIO() as out:
         BytesGenerator(out, policy=policy).flatten(unsent, linesep="\r\n")
         data = out.getvalue()
-    if _LONG_LINE.search(data):  # a raw body part; headers were checked above
-        longest = max(data.split(b"\r\n"), key=len)
-        raise PermanentFailure(
-            f"the message has a {len(longest)}-octet line; mail allows {MAX_LINE}"
-        )
+    longest = max(map(len, data.split(b"\r\n")))
+    if longest > MAX_LINE:  # a raw body part; headers were checked above
+        raise PermanentFailure(f"the message has a {longest}-octet line; mail allows {MAX_LINE}")
     return data
 
 

@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import email.policy
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,7 +52,7 @@ from mailer_bench import bare, discard_server
 
 from pipeline.digest.sending import Digests, EditionReport
 from pipeline.ingest import ingest
-from pipeline.mailer import Transport, open_transport
+from pipeline.mailer import Transport, open_transport, wire_bytes
 from pipeline.schema import subscribers
 from pipeline.settings import Settings, load_settings
 from pipeline.sources import build_sources
@@ -70,7 +72,6 @@ NAMES = ("Pema Gyamtsho", "Anna Berg", "Sonam Wangchuk", "Zoë Ünal-Brontë", "
 def make_project(root: Path, port: int, count: int) -> tuple[Settings, Store]:
     """The example project sending to 127.0.0.1:port, ingested, with ``count`` subscribers."""
     (root / "config").mkdir(parents=True)
-    shutil.copytree(REPO / "templates", root / "templates")
     shutil.copytree(REPO / "examples", root / "examples")
     config = root / "config" / "pipeline.yaml"
     smtp = f"  delivery: smtp\n  smtp:\n    host: 127.0.0.1\n    port: {port}\n"
@@ -183,9 +184,12 @@ def main() -> None:
             messages = prepare(settings, store, args.count)
         finally:
             store.close()
-        html = messages[0].get_body(("html",))
+        wire_data = wire_bytes(messages[0])
+        received = BytesParser(policy=email.policy.default).parsebytes(wire_data)
+        assert isinstance(received, EmailMessage)
+        html = received.get_body(("html",))
         size = len(html.get_content().encode()) if html else 0
-        wire = len(messages[0].as_bytes())
+        wire = len(wire_data)
         print(f"edition {DIGEST}: HTML {size / 1024:.1f} KB, {wire / 1024:.1f} KB on the wire")
         print(
             f"{'messages':>9} {'ours s':>7} {'ours/s':>7} {'bare s':>7} {'bare/s':>7} "

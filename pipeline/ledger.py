@@ -31,9 +31,10 @@ import os
 import socket
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -210,9 +211,9 @@ class Ledger:
         with self.engine.begin() as conn:
             if settle_first is not None:
                 self._settle(conn, stream, settle_first)
-            new = _insert_unless_present(conn.dialect.name, values)
+            new = _insert_unless_present(conn.dialect.name)
             # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT.
-            if new is not None and conn.execute(new).first() is not None:
+            if new is not None and conn.execute(new, values).first() is not None:
                 return Claim(stream, item, 1)
         if new is None:  # a database without INSERT … ON CONFLICT: let the key refuse it
             try:
@@ -300,18 +301,19 @@ class Ledger:
         if outcome.state not in (SENT, PENDING, FAILED, UNCERTAIN):
             raise ValueError(f"cannot settle a delivery as {outcome.state!r}")
         conn.execute(
-            update(deliveries)
-            .where(_row(stream, outcome.item), deliveries.c.state == SENDING)
-            .values(
-                state=outcome.state,
-                detail=outcome.detail,
-                remote_id=outcome.remote_id,
-                remote_url=outcome.remote_url,
-                next_attempt_at=outcome.next_attempt_at,
-                failing_since=outcome.failing_since,
-                version=outcome.version,
-                updated_at=self.now(),
-            )
+            _settle_statement(),
+            {
+                "row_stream": stream,
+                "row_item": outcome.item,
+                "new_state": outcome.state,
+                "new_detail": outcome.detail,
+                "new_remote_id": outcome.remote_id,
+                "new_remote_url": outcome.remote_url,
+                "new_next_attempt_at": outcome.next_attempt_at,
+                "new_failing_since": outcome.failing_since,
+                "new_version": outcome.version,
+                "new_updated_at": self.now(),
+            },
         )
 
     def skip(self, stream: str, reasons: dict[str, str]) -> None:
@@ -419,9 +421,27 @@ class Ledger:
             return [Entry(**row._mapping) for row in conn.execute(query)]
 
 
-def _insert_unless_present(dialect: str, values: dict) -> Any:
+@cache
+def _settle_statement() -> Any:
+    """The UPDATE that settles a claimed row, built once: a batch settles a row per
+    message, and building the statement each time cost as much as running it."""
+    settled = "state detail remote_id remote_url next_attempt_at failing_since version updated_at"
+    return (
+        update(deliveries)
+        .where(
+            deliveries.c.stream == bindparam("row_stream"),
+            deliveries.c.item == bindparam("row_item"),
+            deliveries.c.state == SENDING,
+        )
+        .values({name: bindparam(f"new_{name}") for name in settled.split()})
+    )
+
+
+@cache
+def _insert_unless_present(dialect: str) -> Any:
     """INSERT … ON CONFLICT DO NOTHING where the database has it (no exception, so it
-    can share a transaction), else None."""
+    can share a transaction), else None. Built once per dialect; the values are the
+    execution's parameters."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     # Two unrelated Insert classes, each with its own on_conflict_do_nothing.
@@ -432,12 +452,7 @@ def _insert_unless_present(dialect: str, values: dict) -> Any:
         dialect_insert = postgresql.insert
     else:
         return None
-    return (
-        dialect_insert(deliveries)
-        .values(**values)
-        .on_conflict_do_nothing()
-        .returning(deliveries.c.item)
-    )
+    return dialect_insert(deliveries).on_conflict_do_nothing().returning(deliveries.c.item)
 
 
 def _row(stream: str, item: str):

@@ -87,6 +87,15 @@ def envelope(message: EmailMessage) -> tuple[str, str]:
     return sender, recipients[0]
 
 
+class EncodedMessage(EmailMessage):
+    """A message whose payload is its body exactly as it goes on the wire (ASCII, CRLF
+    line ends, parts already encoded and delimited by the Content-Type's boundary).
+
+    A digest is built this way for each recipient (pipeline.digest.message): ``wire_bytes``
+    then writes its headers and appends the body, instead of having the email package
+    flatten (and parse the headers of) every part again."""
+
+
 class _WirePolicy(EmailPolicy):
     """The standard policy, except that printable-ASCII headers go out as written
     (``_fold_as_written``) instead of being re-folded and perhaps RFC 2047-encoded."""
@@ -152,9 +161,13 @@ def wire_bytes(message: EmailMessage, addresses: tuple[str, str] | None = None) 
     del unsent["Bcc"]
     del unsent["Resent-Bcc"]
     policy = _WIRE[not (sender + recipient).isascii()]
-    with io.BytesIO() as out:
-        BytesGenerator(out, policy=policy).flatten(unsent, linesep="\r\n")
-        data = out.getvalue()
+    if isinstance(message, EncodedMessage):
+        headers = b"".join(policy.fold_binary(name, value) for name, value in unsent.raw_items())
+        data = headers + b"\r\n" + str(message.get_payload()).encode("ascii")
+    else:
+        with io.BytesIO() as out:
+            BytesGenerator(out, policy=policy).flatten(unsent, linesep="\r\n")
+            data = out.getvalue()
     longest = max(map(len, data.split(b"\r\n")))
     if longest > MAX_LINE:  # a raw body part; headers were checked above
         raise PermanentFailure(f"the message has a {longest}-octet line; mail allows {MAX_LINE}")

@@ -135,13 +135,13 @@ def test_a_claim_can_record_the_previous_outcome_in_the_same_transaction(ledger)
 def test_without_insert_on_conflict_the_primary_key_refuses_a_second_claim(
     ledger, clock, monkeypatch
 ):
-    monkeypatch.setattr(ledger_module, "_insert_unless_present", lambda dialect, values: None)
+    monkeypatch.setattr(ledger_module, "_insert_unless_present", lambda dialect: None)
     assert ledger.take(S, "a", "k") == Claim(S, "a", 1, None)
     assert ledger.take(S, "a", "k") is None
     ledger.record(S, ledger.retry_later(Claim(S, "a", 1), "500"))
     clock.advance(minutes=5)
     assert ledger.take(S, "a", "k") == Claim(S, "a", 2, T0)
-    assert ledger_module._insert_unless_present("mysql", {}) is None
+    assert ledger_module._insert_unless_present("mysql") is None
 
 
 # -- retries across runs ------------------------------------------------------------------
@@ -369,8 +369,8 @@ def test_the_insert_is_one_statement_that_says_whether_it_inserted():
 
     values = {"stream": S, "item": "a", "state": SENDING, "attempts": 1}
     for name, dialect in (("sqlite", sqlite.dialect()), ("postgresql", postgresql.dialect())):
-        statement = ledger_module._insert_unless_present(name, values)
-        sql = " ".join(str(statement.compile(dialect=dialect)).split())
+        statement = ledger_module._insert_unless_present(name)
+        sql = " ".join(str(statement.compile(dialect=dialect, column_keys=list(values))).split())
         assert re.search(r"ON CONFLICT DO NOTHING RETURNING (deliveries\.)?item$", sql), sql
 
 

@@ -8,6 +8,7 @@ only at whitespace, lines at most 998 octets, CRLF line ends; non-ASCII ones are
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from email.header import decode_header, make_header
 from email.message import EmailMessage
@@ -292,3 +293,48 @@ def test_the_preview_eml_is_what_smtp_would_send(project) -> None:
     raw = (root / "var" / "preview" / "weekly-en.eml").read_bytes()
     [line] = split(raw).fields["list-unsubscribe"]
     assert line.startswith(b"List-Unsubscribe: <" + LONG_URL.encode()) and ENCODED not in str(line)
+
+
+_BODY_TEXT = st.lists(
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
+    | st.sampled_from(["=_", "--=_", "\r\n", "\r", "\n", "山地新闻 ", "a" * 90]),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=80, deadline=None)
+@given(text=_BODY_TEXT, html=_BODY_TEXT)
+def test_a_digest_body_parses_back_to_its_parts(text: str, html: str) -> None:
+    """The digest's body is written already encoded (not by the email package's
+    generator): a mail client still finds the text and HTML parts, each decoding to what
+    was rendered (one kind of line end), whatever they contain — Chinese (base64), lines
+    that look like the boundary — in lines of CRLF at most 76 octets."""
+    from email.parser import BytesParser
+    from email.policy import default
+
+    from pipeline.digest.message import build_message
+    from pipeline.digest.render import RenderedEdition
+    from pipeline.subscribers import Subscriber
+
+    settings = load_settings(Path(__file__).parent.parent / "config" / "pipeline.yaml")
+    digest = settings.digests["weekly-en"]
+    rendered = RenderedEdition(subject="Weekly", preheader="", html=html, text=text)
+    reader = Subscriber(7, "pema@example.org", "Pema", "en", (), "active")
+    now = dt.datetime(2026, 11, 3, 10, 0, tzinfo=dt.UTC)
+    args = ("weekly-en@x", "weekly-en", rendered, digest, reader, "s", now)
+    message = build_message(settings, *args)
+    raw = wire_bytes(message)
+    body = raw.partition(b"\r\n\r\n")[2]
+    assert b"\n" not in body.replace(b"\r\n", b"") and b"\r" not in body.replace(b"\r\n", b"")
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    received = BytesParser(policy=default).parsebytes(raw)
+    parts = [(p.get_content_type(), p.get_content()) for p in received.iter_parts()]
+
+    def lines(value: str) -> str:
+        return value.replace("\r\n", "\n").replace("\r", "\n")
+
+    assert [kind for kind, _ in parts] == ["text/plain", "text/html"]
+    assert [lines(content).rstrip("\n") for _, content in parts] == [
+        lines(text).rstrip("\n"),
+        lines(html).rstrip("\n"),
+    ]

@@ -62,8 +62,10 @@ def test_one_connection_stays_one_connection(project, sink):
 
 
 def test_the_rate_holds_across_connections(project, sink):
-    """20 messages at 40 a second take at least 19/40 s however many connections send
-    them (a lower bound: a slow machine only makes it longer)."""
+    """20 messages at 40 a second take about 19/40 s however many connections send them;
+    a rate kept per connection would take 19/160 s. The bound leaves room for the first
+    message, whose connection is opened after its turn (a loaded machine makes that slow
+    and so the measured span shorter)."""
     root = project()
     smtp_project(root, sink.port, connections=4, rate=40)
     assert invoke(root, "ingest").exit_code == 0
@@ -71,7 +73,7 @@ def test_the_rate_holds_across_connections(project, sink):
     assert invoke(root, "digest", "send", "weekly-en").exit_code == 0
     arrivals = sorted(sink.sink.arrivals)
     assert len(arrivals) == 20 and sink.sink.connections() == 4
-    assert arrivals[-1] - arrivals[0] >= 19 / 40 - 0.03  # the first turn is not waited for
+    assert arrivals[-1] - arrivals[0] >= 19 / 40 - 0.15  # the first turn is not waited for
 
 
 class FakeTime:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +58,16 @@ def digest_preview(project: Project, name: str, out_dir: Path | None) -> int:
         edition = Edition(f"{name}@preview", name, digests.clock(), "preview", (), rendered)
         message = digests.message(edition, settings.digests[name], sample, "preview-secret")
     out.mkdir(parents=True, exist_ok=True)
-    html_part, text_part = message.get_body(("html",)), message.get_body(("plain",))
+    data = wire_bytes(message)
+    # the parts as a mail client reads them from those bytes
+    received = BytesParser(policy=default_policy).parsebytes(data)
+    assert isinstance(received, EmailMessage)
+    html_part, text_part = received.get_body(("html",)), received.get_body(("plain",))
     assert html_part is not None and text_part is not None  # Digests.message writes both
     html, text = html_part.get_content(), text_part.get_content()
     (out / f"{name}.html").write_text(html, encoding="utf-8")
     (out / f"{name}.txt").write_text(text, encoding="utf-8")
-    (out / f"{name}.eml").write_bytes(wire_bytes(message))
+    (out / f"{name}.eml").write_bytes(data)
     click.echo(f"{name}: {len(articles)} articles, subject {rendered.subject!r}")
     for warning in rendered.warnings:
         click.echo(f"warning: {warning}", err=True)

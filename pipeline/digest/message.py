@@ -7,13 +7,14 @@ import datetime as dt
 import hashlib
 from contextlib import suppress
 from email.headerregistry import Address
-from email.message import EmailMessage, MIMEPart
+from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
 from urllib.parse import urlencode, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
 from pipeline.digest.render import RenderedEdition, personalise
+from pipeline.mailer import EncodedMessage
 from pipeline.settings import Settings
 from pipeline.settings.email import DigestSettings
 from pipeline.subscribers import Subscriber
@@ -44,7 +45,10 @@ def build_message(
     )
     domain = email.list_id or urlsplit(site.url).hostname or "localhost"
     sender_domain = parseaddr(email.from_)[1].rpartition("@")[2] or domain
-    message = EmailMessage()
+    # "=_" cannot occur in quoted-printable or base64 text, so no part can contain the
+    # boundary and there is nothing to search for (as the generator would).
+    boundary = f"=_{_digest_id(edition_id, subscriber.id)}"
+    message = EncodedMessage()
     headers = {
         "From": email.from_,
         "To": recipient(subscriber.name, subscriber.email),
@@ -58,7 +62,7 @@ def build_message(
         "Auto-Submitted": "auto-generated",
         "Content-Language": digest.language,
         "MIME-Version": "1.0",
-        "Content-Type": "multipart/alternative",  # the boundary is made on sending
+        "Content-Type": f'multipart/alternative; boundary="{boundary}"',
     }
     for name, value in headers.items():
         if not value:
@@ -70,7 +74,10 @@ def build_message(
             message.set_raw(name, value)
         else:
             message[name] = value  # encoded (RFC 2047), and line breaks refused
-    message.set_payload([_part(text, "plain"), _part(html, "html")])
+    # The body is stored already encoded: the generator writes a string payload of a
+    # multipart message as it is (pipeline.mailer.wire_bytes), instead of flattening
+    # two parts anew for every recipient.
+    message.set_payload(_alternative(boundary, ((text, "plain"), (html, "html"))))
     return message
 
 
@@ -91,8 +98,11 @@ def recipient(name: str, email: str) -> str:
 def message_id(edition_id: str, subscriber_id: int, sender_domain: str) -> str:
     """The same for every try of one edition to one subscriber (the ledger keeps it, so
     an uncertain delivery can be looked up in the mail server's log)."""
-    digest_id = hashlib.sha256(f"{edition_id}\n{subscriber_id}".encode()).hexdigest()[:32]
-    return f"<{digest_id}@{sender_domain}>"
+    return f"<{_digest_id(edition_id, subscriber_id)}@{sender_domain}>"
+
+
+def _digest_id(edition_id: str, subscriber_id: int) -> str:
+    return hashlib.sha256(f"{edition_id}\n{subscriber_id}".encode()).hexdigest()[:32]
 
 
 def view_url(settings: Settings, digest_name: str, edition_id: str) -> str:
@@ -102,22 +112,29 @@ def view_url(settings: Settings, digest_name: str, edition_id: str) -> str:
     return f"{origin}/digests/{digest_name}/{edition_id.partition('@')[2]}"
 
 
-def _part(content: str, subtype: str) -> MIMEPart:
-    """A UTF-8 text part encoded by binascii (C), not by ``set_content`` (pure Python:
-    a millisecond per 37 KB digest, for every recipient). Quoted-printable keeps the
-    markup readable; base64 where it is shorter (mostly-Chinese text), as the standard
-    library itself chooses."""
-    data = content.encode("utf-8")
-    part = MIMEPart()
-    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
-    quoted = binascii.b2a_qp(data, istext=True)
-    if len(quoted) <= len(data) * 4 // 3:
-        part["Content-Transfer-Encoding"] = "quoted-printable"
-        part.set_payload(quoted.decode("ascii"))
-    else:
-        lines = (
-            binascii.b2a_base64(data[i : i + 57], newline=False) for i in range(0, len(data), 57)
-        )
-        part["Content-Transfer-Encoding"] = "base64"
-        part.set_payload(b"\n".join(lines).decode("ascii"))
-    return part
+def _alternative(boundary: str, parts: tuple[tuple[str, str], ...]) -> str:
+    """The multipart/alternative body as it goes on the wire (CRLF), each part UTF-8
+    encoded by binascii (C), not by ``set_content`` and the generator (pure Python: with
+    the parsing of each part's headers, most of the time spent per recipient).
+    Quoted-printable keeps the markup readable; base64 where it is shorter (mostly-Chinese
+    text), as the standard library itself chooses."""
+    lines = []
+    for content, subtype in parts:
+        # one kind of line end before encoding, as the generator would have made it
+        data = content.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+        quoted = binascii.b2a_qp(data, istext=True)
+        if len(quoted) <= len(data) * 4 // 3:
+            encoding, encoded = "quoted-printable", quoted.rstrip(b"\n").replace(b"\n", b"\r\n")
+        else:
+            chunks = (data[i : i + 57] for i in range(0, len(data), 57))
+            encoding = "base64"
+            encoded = b"\r\n".join(binascii.b2a_base64(c, newline=False) for c in chunks)
+        lines += [
+            f"--{boundary}",
+            f'Content-Type: text/{subtype}; charset="utf-8"',
+            f"Content-Transfer-Encoding: {encoding}",
+            "",
+            encoded.decode("ascii"),
+        ]
+    lines.append(f"--{boundary}--")
+    return "\r\n".join(lines) + "\r\n"

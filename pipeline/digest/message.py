@@ -18,6 +18,7 @@ from pipeline.settings import Settings
 from pipeline.settings.email import DigestSettings
 from pipeline.subscribers import Subscriber
 from pipeline.tokens import UNSUBSCRIBE_TOKEN, sign
+from pipeline.verp import verp_address
 
 
 def build_message(
@@ -44,14 +45,19 @@ def build_message(
     )
     domain = email.list_id or urlsplit(site.url).hostname or "localhost"
     sender_domain = parseaddr(email.from_)[1].rpartition("@")[2] or domain
+    identifier = message_id(edition_id, subscriber.id, sender_domain)
+    bounce_domain = email.bounce_domain
     message = EmailMessage()
     headers = {
+        # only the envelope (MAIL FROM): pipeline.mailer never sends this header
+        "Return-Path": bounce_domain
+        and verp_address(secret, bounce_domain, subscriber.id, subscriber.email, identifier),
         "From": email.from_,
         "To": recipient(subscriber.name, subscriber.email),
         "Reply-To": email.reply_to,
         "Subject": rendered.subject,
         "Date": format_datetime(now.astimezone(dt.UTC)),
-        "Message-ID": message_id(edition_id, subscriber.id, sender_domain),
+        "Message-ID": identifier,
         "List-Id": f"{digest.title} <{digest_name}.{domain}>",
         "List-Unsubscribe": f"<{unsubscribe}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

@@ -104,6 +104,13 @@ class Suppressions:
     def get(self, address: str) -> Suppression | None:
         return self.among([address]).get(_normal(address) or address)
 
+    def of_subscriber(self, email: str) -> Suppression | None:
+        """``get`` for an address as the subscriber table keeps it (normalised already):
+        one primary-key lookup, for the check before every message of a send."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(suppressions).where(suppressions.c.address == email)).first()
+        return _suppression(row) if row else None
+
     def among(self, addresses: Iterable[str]) -> dict[str, Suppression]:
         """The suppressed ones of ``addresses`` (normalised), by address."""
         wanted = sorted({_normal(a) or a for a in addresses})

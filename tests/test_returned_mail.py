@@ -228,3 +228,17 @@ def test_importing_any_file_mbox_or_maildir_never_raises(tmp_path_factory, messa
         box.close()
     report = ReturnedMail(Kept(), resolve).import_path(path)
     assert sum(report.counts.values()) >= 1
+
+
+@FUZZ
+@given(st.text(max_size=200))
+def test_any_recipient_address_is_judged_without_an_exception(address):
+    import logging
+
+    from pipeline.bounce_listener import BounceHandler
+
+    handler = BounceHandler(ReturnedMail(Kept(), resolve), "news.example.org", logging.getLogger())
+    accepted = handler.accepts(address)
+    assert accepted is False or address.strip().lower().endswith("@news.example.org")
+    assert resolve(address) is None or parse(address) is not None
+    assert handler.accepts(genuine(2)) and handler.accepts("Bounces@News.Example.org")

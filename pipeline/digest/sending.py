@@ -287,7 +287,7 @@ class Digests(Editions):
                 self.pace()
             # The last look before any transport, built-in or plug-in, gets the message:
             # an address suppressed since the audience was read is refused, and said so.
-            suppressed = self.suppressions.get(subscriber.email)
+            suppressed = self.suppressions.of_subscriber(subscriber.email)
             if suppressed is not None:
                 raise PermanentFailure(f"not sent: {suppressed.describe()}")
             try:

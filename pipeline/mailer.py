@@ -78,8 +78,11 @@ class Transport(Protocol):
 
 
 def envelope(message: EmailMessage) -> tuple[str, str]:
-    """(sender, recipient) from the headers, as ``send_message`` takes them; one recipient."""
-    sender = getaddresses([str(message["Sender"] or message["From"] or "")])[0][1]
+    """(sender, recipient) from the headers, as ``send_message`` takes them; one recipient.
+    A ``Return-Path`` (a VERP address, pipeline.verp) is the sender, and never sent:
+    the receiving server writes its own from MAIL FROM (RFC 5321 §4.4)."""
+    given = message["Return-Path"] or message["Sender"] or message["From"] or ""
+    sender = getaddresses([str(given)])[0][1]
     fields = [str(v) for name in ("To", "Cc", "Bcc") for v in message.get_all(name, [])]
     recipients = [address for _, address in getaddresses(fields) if address]
     if not sender or len(recipients) != 1:
@@ -160,6 +163,7 @@ def wire_bytes(message: EmailMessage, addresses: tuple[str, str] | None = None) 
     unsent = copy.copy(message)
     del unsent["Bcc"]
     del unsent["Resent-Bcc"]
+    del unsent["Return-Path"]
     policy = _WIRE[not (sender + recipient).isascii()]
     if isinstance(message, EncodedMessage):
         headers = b"".join(policy.fold_binary(name, value) for name, value in unsent.raw_items())

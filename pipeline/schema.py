@@ -125,6 +125,33 @@ list_unsubscribes = Table(
     Column("created_at", DateTime, nullable=False),
 )
 
+suppressions = Table(
+    "suppressions",
+    metadata,
+    # an address never mailed again, subscriber or not (pipeline.suppression)
+    Column("address", String(320), primary_key=True),  # normalised like subscribers.email
+    Column("kind", String(12), nullable=False),  # bounce | complaint
+    Column("reason", Text, nullable=False),  # the report's words: "5.1.1 user unknown"
+    Column("source", String(40), nullable=False),  # dsn | arf | ses | mailgun | smtp | ...
+    Column("created_at", DateTime, nullable=False),
+)
+
+mail_feedback = Table(
+    "mail_feedback",
+    metadata,
+    # every report about an address: history, and the count of temporary failures
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("address", String(320), nullable=False),
+    Column("kind", String(12), nullable=False),  # bounce | delay | complaint
+    Column("reason", Text, nullable=False),
+    Column("source", String(40), nullable=False),
+    Column("message_id", String(300)),
+    Column("received_at", DateTime, nullable=False),
+    Column("outcome", Text, nullable=False),  # what was done, in words
+    Index("ix_mail_feedback_address", "address", "received_at"),
+    sqlite_autoincrement=True,
+)
+
 editions = Table(
     "editions",
     metadata,

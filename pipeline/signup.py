@@ -34,6 +34,7 @@ from pipeline.settings import Settings
 from pipeline.settings.base import normalise_language
 from pipeline.store import Store
 from pipeline.subscribers import PENDING, Subscriber, SubscriberStore, normalise_email
+from pipeline.suppression import COMPLAINT, Suppressions
 from pipeline.tokens import InvalidToken, link_secret, sign, verify
 
 CONFIRM = "confirm"
@@ -80,6 +81,7 @@ class SignUp:
         self.email = settings.email
         self.engine = store.engine
         self.subscribers = SubscriberStore(store.engine, clock)
+        self.suppressions = Suppressions(store.engine, clock)
         self.secret = link_secret(self.email.unsubscribe.secret, store)
         self.transport = transport
         self.clock = clock
@@ -120,6 +122,11 @@ class SignUp:
         )
         link = f"{self.email.unsubscribe.origin}/confirm?{urlencode({'token': token})}"
         message = self.message(known, link)
+        held = self.suppressions.get(address)
+        if held is not None and held.kind == COMPLAINT:
+            # They reported our mail as spam: no mail goes there again, not even this
+            # one (the page says the same as for anyone, so it reveals nothing).
+            allowed = False
         if allowed:
             transport = self.transport()
             try:
@@ -211,6 +218,9 @@ class SignUp:
     def confirm(self, token: str) -> Subscriber:
         found = self.check(token)
         when = self.clock().astimezone(dt.UTC).isoformat(timespec="seconds")
+        # Following a link mailed to the address shows the mailbox works again: a bounce
+        # suppression is lifted (a complaint's never is; no link was mailed there).
+        self.suppressions.lift(found.email)
         self.subscribers.activate(found.id, f"confirmed sign-up {when}")
         return found
 

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pipeline.clock import Clock, naive_utc, system_clock
 from pipeline.errors import Problem, display_path
-from pipeline.schema import list_unsubscribes, subscribers
+from pipeline.schema import list_unsubscribes, subscribers, suppressions
 from pipeline.settings.base import normalise_language
 from pipeline.settings.email import DigestSettings
 
@@ -58,6 +58,7 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     kept_inactive: list[str] = field(default_factory=list)  # known, unsubscribed or bounced
+    suppressed: list[str] = field(default_factory=list)  # "address (why)": kept inactive
     rejected: list[Problem] = field(default_factory=list)
     unreached: list[Problem] = field(default_factory=list)  # active, but no digest reaches them
 
@@ -220,10 +221,12 @@ class SubscriberStore:
             query = query.where(list_unsubscribes.c.subscriber_id.in_(list(ids)))
         with self.engine.connect() as conn:
             left = set(conn.scalars(query))
+            # A suppressed address (pipeline.suppression) is never mailed, whatever its status.
+            suppressed = set(conn.scalars(select(suppressions.c.address)))
         return [
             s
             for s in self.all(ACTIVE, ids)
-            if s.id not in left and in_audience(s, languages, topics)
+            if s.id not in left and s.email not in suppressed and in_audience(s, languages, topics)
         ]
 
     def unreached(self, digests: Mapping[str, DigestSettings]) -> list[Subscriber]:
@@ -351,15 +354,26 @@ class SubscriberStore:
                 continue
             seen[email] = line
             topics = [t for t in (row.get("topics") or "").replace(",", ";").split(";")]
+            # A suppressed address comes in (or stays) inactive: an old list must not
+            # bring a dead or complaining address back.
+            held = self._suppressed(email)
             try:
                 outcome, subscriber = self.add_or_update(
-                    email, name=row.get("name") or "", language=language, topics=topics
+                    email,
+                    name=row.get("name") or "",
+                    language=language,
+                    topics=topics,
+                    status=ACTIVE if held is None else held[0],
                 )
             except ValueError as exc:
                 report.rejected.append(Problem(shown, line, None, str(exc), FIX))
                 continue
             setattr(report, outcome, getattr(report, outcome) + 1)
-            if subscriber.status in (UNSUBSCRIBED, BOUNCED):
+            if held is not None:
+                if outcome == "added" or subscriber.status in (ACTIVE, PENDING):
+                    self.set_status(subscriber.id, held[0], held[1])
+                report.suppressed.append(f"{email} ({held[1]})")
+            elif subscriber.status in (UNSUBSCRIBED, BOUNCED):
                 report.kept_inactive.append(email)
             elif (
                 digests is not None
@@ -370,6 +384,15 @@ class SubscriberStore:
                 hint = "change the row's language or topics, or a digest's `audience:`"
                 report.unreached.append(Problem(shown, line, None, what, hint))
         return report
+
+    def _suppressed(self, email: str) -> tuple[str, str] | None:
+        """(the status it must keep, why) for a suppressed address, else None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(suppressions).where(suppressions.c.address == email)).first()
+        if row is None:
+            return None
+        status = UNSUBSCRIBED if row.kind == "complaint" else BOUNCED
+        return status, f"suppressed after a {row.kind} ({row.source}): {row.reason}"
 
     @staticmethod
     def _lines(text: str, shown: str, report: ImportReport) -> Iterator[str]:

@@ -19,9 +19,12 @@ from aiosmtpd.controller import Controller
 
 
 class Sink:
-    def __init__(self, delay: float = 0.0):
+    def __init__(self, delay: float = 0.0, keep: bool = False):
         self.delay = delay
+        self.keep = keep  # keep each message's bytes, as received (not for benchmarks)
         self.received: list[tuple[str, int]] = []  # (envelope recipient, connection number)
+        self.mail_from: list[str] = []  # the MAIL FROM of each message, in order
+        self.raw: list[bytes] = []  # with ``keep``: each message's bytes
         self.arrivals: list[float] = []  # time.monotonic() of each message's end of DATA
         self._connections: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -32,6 +35,9 @@ class Sink:
         with self._lock:
             connection = self._connections.setdefault(id(session), len(self._connections))
             self.received.extend((rcpt, connection) for rcpt in envelope.rcpt_tos)
+            self.mail_from.append(envelope.mail_from)
+            if self.keep:
+                self.raw.append(envelope.original_content)
             self.arrivals.append(time.monotonic())
         return "250 Message accepted"
 
@@ -50,8 +56,8 @@ class Sink:
 class SinkServer:
     """``with SinkServer(delay) as server:`` — ``server.port``, ``server.sink``."""
 
-    def __init__(self, delay: float = 0.0):
-        self.sink = Sink(delay)
+    def __init__(self, delay: float = 0.0, keep: bool = False):
+        self.sink = Sink(delay, keep)
         with socket.socket() as probe:  # a free port
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]

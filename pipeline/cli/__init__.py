@@ -1,6 +1,7 @@
 """The ``pipeline`` command line; see ``app`` for the group and error handling."""
 
 from pipeline.cli import (  # noqa: F401  (registers them)
+    bounces,
     content,
     db,
     deliveries,

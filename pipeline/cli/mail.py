@@ -163,6 +163,8 @@ def subscribers_import(project: Project, csv_file: Path) -> int:
     )
     for email in report.kept_inactive:
         click.echo(f"kept unsubscribed/bounced: {email} (only they can re-subscribe)")
+    for held in report.suppressed:
+        click.echo(f"kept suppressed: {held} (see `pipeline bounces list`)")
     for problem in report.unreached:  # imported all the same: a warning, not a failure
         click.echo(f"warning: {problem}", err=True)
     for problem in report.rejected:

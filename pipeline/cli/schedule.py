@@ -116,6 +116,7 @@ def serve(
         thread = threading.Thread(target=web.run, name="web", daemon=True) if web else None
         if thread is not None:
             thread.start()
+        listener = _bounce_listener(project, store, log)
         if web_only:
             assert web is not None and thread is not None
             stopped = threading.Event()
@@ -129,6 +130,8 @@ def serve(
             log.info("stopping the web endpoints")
             web.should_exit = True
             thread.join(10)
+            if listener is not None:
+                listener.stop()
             return EXIT_OK
         actions = Actions(settings, store, http=http_session, clock=project.clock)
         enqueuer = None
@@ -160,6 +163,8 @@ def serve(
         if web is not None and thread is not None:
             web.should_exit = True
             thread.join(10)
+        if listener is not None:
+            listener.stop()
     return EXIT_OK
 
 
@@ -183,6 +188,26 @@ def _lead(project: Project, scheduler: Any, log: Any, poll: float) -> bool:
     log.info("leading the schedules", extra=event("serve.leading"))
     scheduler.leadership = leadership  # held until this process ends
     return True
+
+
+def _bounce_listener(project: Project, store: Any, log: Any) -> Any:
+    """The SMTP listener for returned mail (``email.bounces.listen``), started; or None."""
+    email = project.settings.email
+    if email is None or email.bounces is None or email.bounces.listen is None:
+        return None
+    from pipeline.bounce_inbox import open_returned_mail
+    from pipeline.bounce_listener import bounce_listener
+    from pipeline.logs import event
+
+    inbox = open_returned_mail(project.settings, store, project.clock, log)
+    domain = email.bounce_domain
+    assert domain is not None
+    listener = bounce_listener(email.bounces.listen, inbox, domain, email.bounces.max_size, log)
+    log.info(
+        "listening for returned mail",
+        extra=event("bounces.started", listen=email.bounces.listen, domain=domain),
+    )
+    return listener
 
 
 def _web_server(project: Project, store: Any, listen: str | None) -> Any:

@@ -19,6 +19,7 @@ from pipeline.settings import Settings
 from pipeline.settings.email import DigestSettings
 from pipeline.subscribers import Subscriber
 from pipeline.tokens import UNSUBSCRIBE_TOKEN, sign
+from pipeline.verp import verp_address
 
 
 def build_message(
@@ -45,17 +46,22 @@ def build_message(
     )
     domain = email.list_id or urlsplit(site.url).hostname or "localhost"
     sender_domain = parseaddr(email.from_)[1].rpartition("@")[2] or domain
+    identifier = message_id(edition_id, subscriber.id, sender_domain)
+    bounce_domain = email.bounce_domain
     # "=_" cannot occur in quoted-printable or base64 text, so no part can contain the
     # boundary and there is nothing to search for (as the generator would).
     boundary = f"=_{_digest_id(edition_id, subscriber.id)}"
     message = EncodedMessage()
     headers = {
+        # only the envelope (MAIL FROM): pipeline.mailer never sends this header
+        "Return-Path": bounce_domain
+        and verp_address(secret, bounce_domain, subscriber.id, subscriber.email, identifier),
         "From": email.from_,
         "To": recipient(subscriber.name, subscriber.email),
         "Reply-To": email.reply_to,
         "Subject": rendered.subject,
         "Date": format_datetime(now.astimezone(dt.UTC)),
-        "Message-ID": message_id(edition_id, subscriber.id, sender_domain),
+        "Message-ID": identifier,
         "List-Id": f"{digest.title} <{digest_name}.{domain}>",
         "List-Unsubscribe": f"<{unsubscribe}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

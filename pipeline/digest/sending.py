@@ -38,12 +38,14 @@ from pipeline.digest.editions import (
 )
 from pipeline.digest.window import SKIPPED_EDITION
 from pipeline.errors import PermanentFailure
+from pipeline.feedback import Feedback
 from pipeline.ledger import FAILED, PENDING, SENDING, SENT, UNCERTAIN, Ledger, Settlement
 from pipeline.mailer import MailerBroken, Transport
 from pipeline.schema import editions
 from pipeline.settings import Settings
 from pipeline.store import Store
-from pipeline.subscribers import BOUNCED, Subscriber
+from pipeline.subscribers import Subscriber
+from pipeline.suppression import Suppressions
 from pipeline.tokens import link_secret
 
 BOUNCE_CODES = {550, 551, 553}  # the mailbox does not exist: stop mailing it
@@ -120,6 +122,7 @@ class Digests(Editions):
         self.retry_wait = retry_wait
         self.connections = connections  # SMTP connections a send keeps open at once
         self.pace = pace  # waits for the next message's turn of a rate shared by them all
+        self.suppressions = Suppressions.configured(store.engine, self.email.bounces, clock)
 
     def send(
         self,
@@ -282,11 +285,17 @@ class Digests(Editions):
                 run.transport = self.transport()
             if self.pace is not None:
                 self.pace()
+            # The last look before any transport, built-in or plug-in, gets the message:
+            # an address suppressed since the audience was read is refused, and said so.
+            suppressed = self.suppressions.of_subscriber(subscriber.email)
+            if suppressed is not None:
+                raise PermanentFailure(f"not sent: {suppressed.describe()}")
             try:
                 run.transport.send(message)
             except PermanentFailure as exc:
                 if exc.status in BOUNCE_CODES:
-                    self.subscribers.set_status(subscriber.id, BOUNCED, exc.reason)
+                    reason = exc.reason or f"{exc.status}"
+                    self.suppressions.record(Feedback(subscriber.email, "bounce", reason, "smtp"))
                 raise
             return Receipt(remote_id=message["Message-ID"])
 

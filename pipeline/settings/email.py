@@ -81,6 +81,56 @@ class UnsubscribeSettings(Strict):
         return value
 
 
+class BouncesSettings(Strict):
+    domain: str | None = Field(
+        None,
+        description="Domain of the VERP envelope sender bounces+TOKEN@DOMAIN, whose MX points "
+        "at `listen` (or at a server you import from); default: the From address's domain.",
+    )
+    listen: str | None = Field(
+        None,
+        description="host:port where `pipeline serve` accepts returned mail by SMTP, e.g. "
+        "127.0.0.1:2525; unset: no listener (use `pipeline bounces import`).",
+    )
+    max_size: int = Field(
+        1_000_000,
+        ge=10_000,
+        le=50_000_000,
+        description="Largest returned message the listener accepts, in bytes.",
+    )
+    soft_limit: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Temporary failures (4.x.x, delayed) of one address within "
+        "`soft_window_days` that mark it bounced.",
+    )
+    soft_window_days: int = Field(
+        7, ge=1, le=365, description="Days over which temporary failures are counted."
+    )
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            validate_email(f"bounces@{value}", check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ValueError(f"{value!r} is not a mail domain: {exc}") from None
+        return value.strip().lower()
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _listen(cls, value: object) -> str | None:
+        if value is None:
+            return None
+        host, _, port = str(value).rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("write host:port, e.g. 127.0.0.1:2525")
+        return str(value)
+
+
 class EmailSettings(Strict):
     from_: str = Field(alias="from", description="Sender, e.g. Mountain News <news@example.org>.")
     reply_to: str | None = Field(None, description="Where replies go, if not to the sender.")
@@ -102,6 +152,18 @@ class EmailSettings(Strict):
     list_id: str | None = Field(
         None, description="List-Id domain part; default: the site's host name."
     )
+    bounces: BouncesSettings | None = Field(
+        None,
+        description="Returned mail and complaints: a VERP envelope sender per message, an "
+        "SMTP listener in `serve`, suppression of dead and complaining addresses.",
+    )
+
+    @property
+    def bounce_domain(self) -> str | None:
+        """Where returned mail goes (None: no `bounces:` section, nothing changes)."""
+        if self.bounces is None:
+            return None
+        return self.bounces.domain or self.from_.rpartition("@")[2].strip(" >").lower()
 
     @field_validator("from_", "reply_to")
     @classmethod

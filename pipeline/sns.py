@@ -95,14 +95,14 @@ def canonical(message: dict[str, str]) -> bytes:
 def is_sns_url(url: str) -> bool:
     try:
         parts = urlsplit(url)
+        return (
+            parts.scheme == "https"
+            and SNS_HOST.fullmatch(parts.hostname or "") is not None
+            and parts.port in (None, 443)  # a port that is no number: ValueError
+            and not parts.username
+        )
     except ValueError:
         return False
-    return (
-        parts.scheme == "https"
-        and SNS_HOST.fullmatch(parts.hostname or "") is not None
-        and parts.port in (None, 443)
-        and not parts.username
-    )
 
 
 class Verifier:

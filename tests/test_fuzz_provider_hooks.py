@@ -41,7 +41,7 @@ WORDS = [
     "permanent", "temporary", "Notification", "SubscriptionConfirmation", "1", "2",
     "anna@example.org", "Anna <anna@example.org>", "@", "<x@y>", "Message-ID",
     "2026-12-05T11:59:58.000Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-05:00",
-    CERT_URL, TOPIC, "https://evil.example/x.pem",
+    CERT_URL, TOPIC, "https://evil.example/x.pem", "https://sns.eu-west-1.amazonaws.com:x/",
 ]  # fmt: skip
 SCALARS = (
     st.none()

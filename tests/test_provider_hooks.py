@@ -167,6 +167,9 @@ def test_a_subscription_is_confirmed_by_a_get_of_its_subscribe_url(hooks):
         "http://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription",
         "https://sns.eu-west-1.amazonaws.com.evil.example/",
         "https://user@sns.eu-west-1.amazonaws.com/",
+        "https://sns.eu-west-1.amazonaws.com:8443/",
+        "https://sns.eu-west-1.amazonaws.com:port/",
+        "https://[sns.eu-west-1.amazonaws.com/",
     ],
 )
 def test_a_signed_confirmation_elsewhere_than_sns_is_never_fetched(hooks, url):

@@ -129,6 +129,26 @@ def test_a_signer_given_to_the_transport_signs_what_goes_out(ses_api):
         (ses_error(400, "AccountSuspendedException", "suspended"), MailerBroken, "suspended"),
         (ses_error(400, "SendingPausedException", "paused"), MailerBroken, "paused"),
         (ses_error(400, "MailFromDomainNotVerifiedException", "x"), MailerBroken, "MAIL FROM"),
+        (
+            ses_error(
+                400,
+                "MessageRejected",
+                "Email address is not verified. The following "
+                "identities failed the check in region EU-WEST-1: news@news.example.org",
+            ),
+            MailerBroken,
+            "verify the sender's address or domain",
+        ),
+        (
+            ses_error(
+                400,
+                "MessageRejected",
+                "Email address is not verified. The following "
+                "identities failed the check in region EU-WEST-1: anna@example.org",
+            ),
+            PermanentFailure,
+            "failed the check in region EU-WEST-1: anna@example.org",
+        ),
     ],
 )
 def test_each_answer_is_the_outcome_smtp_would_give(ses_api, answer, kind, words):

@@ -10,8 +10,9 @@ Outcomes, one message at a time, as ``pipeline.mailer`` describes for SMTP:
 - connection dropped or timed out after the request went out: unknown outcome
   (``TemporaryFailure(unknown_outcome=True)``); boto3's own retries are off, so nothing
   is ever sent twice behind the ledger's back.
-- credentials missing or refused, account suspended, sending paused, the From domain or
-  configuration set unknown: ``MailerBroken`` — every message would meet it.
+- credentials missing or refused, account suspended, sending paused, the sender's
+  address or domain not verified, the MAIL FROM domain or configuration set unknown:
+  ``MailerBroken`` — every message would meet it.
 
 The first send reads the account (``GetAccount``): sending disabled is ``MailerBroken``,
 and SES's ``MaxSendRate`` caps ``email.rate`` (the lower one holds). Without the
@@ -100,7 +101,7 @@ class SesTransport:
         try:
             answer = client.send_email(**request)
         except (ClientError, BotoCoreError) as exc:
-            raise failure(exc, recipient) from None
+            raise failure(exc, recipient, sender) from None
         self.last_id = str(answer.get("MessageId") or "") or None
         log.debug("SES accepted %s for %s as %s", message["Message-ID"], recipient, self.last_id)
 
@@ -136,12 +137,12 @@ class SesTransport:
             account = client.get_account()
         except ClientError as exc:
             if _code(exc) in BROKEN or _status(exc) == 401:
-                raise failure(exc, "") from None
+                raise failure(exc) from None
             log.info("SES GetAccount refused (%s); pacing at email.rate only", _code(exc))
             return
         except BotoCoreError as exc:
             if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-                raise failure(exc, "") from None
+                raise failure(exc) from None
             log.info("SES GetAccount failed (%s); pacing at email.rate only", exc)
             return
         if account.get("SendingEnabled") is False:
@@ -155,7 +156,9 @@ class SesTransport:
             self._pace = LocalPacer(self.rate, clock=self.clock, sleep=self.sleep)
 
 
-def failure(exc: ClientError | BotoCoreError, recipient: str) -> DeliveryFailed | MailerBroken:
+def failure(
+    exc: ClientError | BotoCoreError, recipient: str = "", sender: str = ""
+) -> DeliveryFailed | MailerBroken:
     """What a failed SES call means for this message (see the module's doc)."""
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return MailerBroken(
@@ -174,12 +177,22 @@ def failure(exc: ClientError | BotoCoreError, recipient: str) -> DeliveryFailed 
     said = f"{SERVICE} answered {status} {code}: {words}"
     if code in BROKEN:
         return MailerBroken(f"{said} ({BROKEN[code]})")
+    if code == "MessageRejected" and sender and _names_sender(words, sender):
+        # "Email address is not verified ... failed the check: news@…": every message would
+        return MailerBroken(f"{said} (verify the sender's address or domain in SES)")
     if status in (401, 403):
         return MailerBroken(f"{said} (check the credentials and the IAM permission ses:SendEmail)")
     if code in THROTTLED or status_failure(status) is TemporaryFailure:
         return TemporaryFailure(said, retry_after=_retry_after(exc), status=status)
     to = f" for {recipient}" if recipient else ""
     return PermanentFailure(f"{said}{to}", status=status)
+
+
+def _names_sender(words: str, sender: str) -> bool:
+    """Whether SES's refusal names the sender's address or domain (not the recipient's)."""
+    domain = sender.rpartition("@")[2].lower()
+    named = {w.strip(".,;:'\"<>()").lower() for w in words.split()}
+    return sender.lower() in named or domain in named
 
 
 def _code(exc: ClientError) -> str:

@@ -199,6 +199,9 @@ def test_a_drop_after_the_request_leaves_that_one_uncertain_and_never_resent(sen
         "sonam@example.org": 1,
     }
     store.close()
+    listed = invoke(root, "deliveries", "uncertain", "--digest", "weekly-en")
+    where = {"ses": "Amazon SES's sending events", "mailgun": "Mailgun's logs"}[provider.name]
+    assert "pema@example.org" in listed.output and where in listed.output, listed.output
 
 
 def test_only_the_send_endpoint_is_used_by_mailgun_and_ses_reads_its_account_once(sent_through):

@@ -119,6 +119,28 @@ SEND_PATH = "/v2/email/outbound-emails"
 ACCOUNT_PATH = "/v2/email/account"
 
 
+def sigv4_valid(seen: Seen, url: str, key_id: str, secret: str, region: str) -> bool:
+    """Whether the request's SigV4 ``Authorization`` is the one ``key_id``/``secret`` make
+    for SES in ``region`` over what arrived (method, path, signed headers, body)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    auth = seen.headers["authorization"]
+    signed = re.search(r"SignedHeaders=([^,]+)", auth)
+    given = re.search(r"Signature=([0-9a-f]+)", auth)
+    if not auth.startswith(f"AWS4-HMAC-SHA256 Credential={key_id}/") or not signed or not given:
+        return False
+    headers = {name: seen.headers[name] for name in signed.group(1).split(";")}
+    request = AWSRequest(method=seen.method, url=url + seen.path, headers=headers, data=seen.body)
+    request.context["timestamp"] = seen.headers["x-amz-date"]
+    signer = SigV4Auth(Credentials(key_id, secret), "ses", region)
+    expected = signer.signature(
+        signer.string_to_sign(request, signer.canonical_request(request)), request
+    )
+    return expected == given.group(1)
+
+
 def ses_raw(seen: Seen) -> bytes:
     """The raw message of a SendEmail request, as SES decodes it."""
     return base64.b64decode(seen.json()["Content"]["Raw"]["Data"])

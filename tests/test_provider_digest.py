@@ -5,6 +5,7 @@ uncertain and never resent. On SQLite and PostgreSQL (``project`` takes ``state_
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable
@@ -27,10 +28,13 @@ from tests.provider_fakes import (
     ses_error,
     ses_raw,
     ses_recipient,
+    sigv4_valid,
 )
 from tests.rawmail import split
 from tests.test_digest import Clock, digests_of
 
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+MAILGUN_KEY = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0"
 WEEKLY = ["anna@example.org", "pema@example.org", "sonam@example.org"]
 
 
@@ -81,8 +85,8 @@ MAILGUN = Provider(
 def sent_through(request, project, monkeypatch):
     """(provider, its fake API, the script of its answers, the project mailing through it)."""
     provider: Provider = request.param
-    monkeypatch.setenv("TEST_AWS_SECRET", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
-    monkeypatch.setenv("TEST_MAILGUN_KEY", "key-3ax6xnjp29jd6fds4gc373sgvjxteol0")
+    monkeypatch.setenv("TEST_AWS_SECRET", AWS_SECRET)
+    monkeypatch.setenv("TEST_MAILGUN_KEY", MAILGUN_KEY)
     script = provider.script()
     with FakeApi(script) as fake:
         root = project()
@@ -103,6 +107,13 @@ def test_each_subscriber_gets_the_edition_once_as_smtp_would_send_it(sent_throug
     sends = provider.sends(fake)
     assert sorted(provider.recipient(s) for s in sends) == WEEKLY
     for seen in sends:
+        if provider.name == "ses":
+            assert sigv4_valid(seen, fake.url, "AKIDEXAMPLE", AWS_SECRET, "eu-west-1")
+        else:
+            assert (
+                seen.headers["authorization"]
+                == "Basic " + base64.b64encode(f"api:{MAILGUN_KEY}".encode()).decode()
+            )
         raw = provider.raw(seen)
         message = split(raw)  # the bytes as the provider will relay them
         assert message.fields["list-unsubscribe-post"] == [

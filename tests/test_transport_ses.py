@@ -22,10 +22,12 @@ from tests.provider_fakes import (
     ses_error,
     ses_raw,
     ses_recipient,
+    sigv4_valid,
 )
 from tests.provider_fakes import ses_api as ses_api  # the fixture
 
 KEY_ID = "AKIDEXAMPLE"
+SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 LONG_LINK = "https://news.example.org/unsubscribe?token=" + "T" * 150
 
 
@@ -38,7 +40,7 @@ def email_settings(url: str, **ses: object) -> EmailSettings:
             "ses": {
                 "region": "eu-west-1",
                 "access_key_id": KEY_ID,
-                "secret_access_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                "secret_access_key": SECRET,
                 "endpoint_url": url,
                 "timeout": 5,
                 **ses,
@@ -84,6 +86,9 @@ def test_sendemail_carries_the_wire_bytes_signed_for_the_key_and_region(ses_api)
         r"SignedHeaders=[a-z0-9;-]*host;[a-z0-9;-]*x-amz-date[a-z0-9;-]*, Signature=[0-9a-f]{64}",
         auth,
     ), auth
+    assert sigv4_valid(send, fake.url, KEY_ID, SECRET, "eu-west-1")
+    assert not sigv4_valid(send, fake.url, KEY_ID, SECRET, "us-east-1")
+    assert not sigv4_valid(send, fake.url, KEY_ID, SECRET[:-1], "eu-west-1")
     assert ses_raw(send) == wire_bytes(message())
     assert f"List-Unsubscribe: <{LONG_LINK}>\r\n".encode() in ses_raw(send)
     assert send.json()["Destination"] == {"ToAddresses": ["anna@example.org"]}

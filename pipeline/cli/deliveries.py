@@ -220,6 +220,12 @@ def _post_check(project: Project, channel: str, url: str, key: str | None) -> st
     return f"look wherever channel {channel} posted for {url} (it is no longer configured)"
 
 
+PROVIDER_LOGS = {
+    "ses": "Amazon SES's sending events (the configuration set's event destination)",
+    "mailgun": "Mailgun's logs (Sending → Logs)",
+}
+
+
 def _mail_check(project: Project, address: str, message_id: str | None) -> str:
     email = project.settings.email
     smtp = email.smtp if email is not None and email.delivery == "smtp" else None
@@ -228,6 +234,8 @@ def _mail_check(project: Project, address: str, message_id: str | None) -> str:
         if smtp
         else ("the outbox folder")
     )
+    if email is not None and email.delivery in PROVIDER_LOGS:
+        server = PROVIDER_LOGS[email.delivery]
     return f"ask {address}, or look in {server} for Message-ID {message_id}"
 
 

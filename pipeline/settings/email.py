@@ -11,6 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.settings.base import Filters, OptionalSecret, Strict, normalise_language
+from pipeline.settings.providers import SECTIONS, MailgunSettings, SesSettings
 from pipeline.urls import WEB_URL
 
 _ADDRESS = re.compile(r"^\s*(?:(?P<name>[^<>]*?)\s*<(?P<addr>[^<>]+)>|(?P<bare>[^<>\s]+))\s*$")
@@ -136,11 +137,13 @@ class EmailSettings(Strict):
     reply_to: str | None = Field(None, description="Where replies go, if not to the sender.")
     delivery: str = Field(
         "outbox",
-        description="outbox: write .eml files (no network); smtp: send; or a plug-in's "
-        "transport (pipeline.transports).",
+        description="outbox: write .eml files (no network); smtp: send; ses: Amazon SES; "
+        "mailgun: Mailgun; or a plug-in's transport (pipeline.transports).",
     )
     outbox: Path = Field(Path("var/outbox"), description="Folder for .eml files (outbox delivery).")
     smtp: SmtpSettings | None = Field(None, description="The SMTP server (smtp delivery).")
+    ses: SesSettings | None = Field(None, description="Amazon SES (ses delivery).")
+    mailgun: MailgunSettings | None = Field(None, description="Mailgun (mailgun delivery).")
     rate: float = Field(
         0,
         ge=0,
@@ -174,6 +177,11 @@ class EmailSettings(Strict):
     def _smtp_given(self) -> EmailSettings:
         if self.delivery == "smtp" and self.smtp is None:
             raise ValueError("delivery: smtp needs an `smtp:` section with at least `host:`")
+        needs = SECTIONS.get(self.delivery)
+        if needs and getattr(self, self.delivery) is None:
+            raise ValueError(
+                f"delivery: {self.delivery} needs a `{self.delivery}:` section with {needs}"
+            )
         return self
 
 

@@ -40,16 +40,20 @@ from pipeline.clock import Clock, system_clock
 from pipeline.digest.editions import SKIPPED_EDITION
 from pipeline.digest.render import personalise
 from pipeline.errors import DeliveryFailed
+from pipeline.feedback import FeedbackRecorder
 from pipeline.mailer import MailerBroken, Transport
 from pipeline.plugins import Plugins
 from pipeline.settings import Settings
 from pipeline.signup import SignUp, offered_topics
+from pipeline.sns import Fetch, fetch_https
 from pipeline.store import Store
 from pipeline.subscribers import Subscriber, SubscriberStore
+from pipeline.suppression import Suppressions
 from pipeline.tokens import UNSUBSCRIBE_TOKEN, InvalidToken, link_secret, sign, verify
 from pipeline.web.feedfiles import FeedFiles
 from pipeline.web.limits import SharedRateLimit
 from pipeline.web.pages import Pages
+from pipeline.web.provider_hooks import ProviderHooks
 
 MAX_BODY = 16 * 1024  # a sign-up form is a few hundred bytes
 FORM = "form"
@@ -67,16 +71,25 @@ def create_app(
     transport: Callable[[], Transport] | None = None,
     clock: Clock = system_clock,
     plugins: Plugins | None = None,
+    feedback: FeedbackRecorder | None = None,
+    sns_fetch: Fetch = fetch_https,
 ) -> ASGIApp:
     """The ASGI app; everything it uses is passed in (``transport`` defaults to the
-    configured mail server)."""
+    configured mail server; ``feedback`` records the providers' bounce and complaint
+    notifications, by default into the store's suppressions, as returned mail is;
+    ``sns_fetch`` GETs SNS certificates and confirmation links)."""
     parts = Assembly(settings, store, clock=clock, plugins=plugins)
     endpoints = _Endpoints(parts, transport)
+    if feedback is None and settings.email is not None:
+        feedback = Suppressions.configured(store.engine, settings.email.bounces, clock)
+    hooks = ProviderHooks(settings.email, feedback, clock=clock, fetch=sns_fetch)
     routes = [
         Route("/unsubscribe", endpoints.unsubscribe, methods=["GET", "POST"]),
         Route("/subscribe", endpoints.subscribe, methods=["GET", "POST"]),
         Route("/confirm", endpoints.confirm, methods=["GET", "POST"]),
         Route("/digests/{digest}/{edition}", endpoints.edition, methods=["GET"]),
+        Route("/hooks/ses", hooks.ses_hook, methods=["POST"]),
+        Route("/hooks/mailgun", hooks.mailgun_hook, methods=["POST"]),
         Route("/healthz", lambda request: PlainTextResponse("ok"), methods=["GET"]),
         Mount("/feeds", app=FeedFiles(settings.feeds.output, parts.feed_content_types())),
     ]

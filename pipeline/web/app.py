@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -56,6 +56,11 @@ from pipeline.web.pages import Pages
 from pipeline.web.provider_hooks import ProviderHooks
 
 MAX_BODY = 16 * 1024  # a sign-up form is a few hundred bytes
+# An SNS message is up to 256 KB, its JSON-escaped Message inside a JSON body: an SES
+# notification listing many recipients (or carrying the headers) is far over MAX_BODY,
+# and one refused until SNS gives up is a bounce lost.
+MAX_NOTIFICATION = 640 * 1024
+LARGER_BODIES = {"/hooks/": MAX_NOTIFICATION}
 FORM = "form"
 FORM_FOR = dt.timedelta(hours=2)
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
@@ -93,7 +98,7 @@ def create_app(
         Route("/healthz", lambda request: PlainTextResponse("ok"), methods=["GET"]),
         Mount("/feeds", app=FeedFiles(settings.feeds.output, parts.feed_content_types())),
     ]
-    return NoSniff(LimitBody(Starlette(routes=routes), MAX_BODY))
+    return NoSniff(LimitBody(Starlette(routes=routes), MAX_BODY, larger=LARGER_BODIES))
 
 
 class _Endpoints:
@@ -400,20 +405,23 @@ class LimitBody:
     """Refuse request bodies over ``limit`` bytes with 413 before the app sees them,
     whether or not Content-Length was sent (chunked bodies are counted as they come)."""
 
-    def __init__(self, app: ASGIApp, limit: int):
+    def __init__(self, app: ASGIApp, limit: int, *, larger: Mapping[str, int] | None = None):
         self.app = app
         self.limit = limit
+        self.larger = dict(larger or {})  # path prefix: its own limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        limit = next((n for at, n in self.larger.items() if path.startswith(at)), self.limit)
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if not declared.isdigit():
             await PlainTextResponse("Bad Content-Length.", 400)(scope, receive, send)
             return
-        if int(declared) > self.limit:
-            await _too_large(scope, receive, send)
+        if int(declared) > limit:
+            await _too_large(limit, scope, receive, send)
             return
         chunks, size, more = [], 0, True
         while more:
@@ -422,8 +430,8 @@ class LimitBody:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.limit:
-                await _too_large(scope, receive, send)
+            if size > limit:
+                await _too_large(limit, scope, receive, send)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -437,5 +445,5 @@ class LimitBody:
         await self.app(scope, replay, send)
 
 
-async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
-    await PlainTextResponse(f"The body is over {MAX_BODY} bytes.", 413)(scope, receive, send)
+async def _too_large(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+    await PlainTextResponse(f"The body is over {limit} bytes.", 413)(scope, receive, send)

@@ -11,6 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.settings.base import Filters, OptionalSecret, Strict, normalise_language
+from pipeline.settings.dkim import DkimSettings
 from pipeline.urls import WEB_URL
 
 _ADDRESS = re.compile(r"^\s*(?:(?P<name>[^<>]*?)\s*<(?P<addr>[^<>]+)>|(?P<bare>[^<>\s]+))\s*$")
@@ -101,6 +102,9 @@ class EmailSettings(Strict):
     unsubscribe: UnsubscribeSettings = Field(description="One-click unsubscribe (RFC 8058).")
     list_id: str | None = Field(
         None, description="List-Id domain part; default: the site's host name."
+    )
+    dkim: DkimSettings | None = Field(
+        None, description="Sign every message with DKIM (domain, selector, private key)."
     )
 
     @field_validator("from_", "reply_to")

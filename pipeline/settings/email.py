@@ -8,7 +8,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from pipeline.settings.base import Filters, OptionalSecret, Strict, normalise_language
 from pipeline.settings.dkim import DkimSettings
@@ -134,7 +134,10 @@ class AudienceSettings(Strict):
 
 
 class DigestSettings(Filters):
-    title: str = Field(description="Subject line and heading, e.g. This week at Mountain News.")
+    title: str = Field(
+        description="Heading, and the subject line unless `subject` is set, e.g. This week "
+        "at Mountain News."
+    )
     language: str = Field(
         description="Language of the digest's own words and dates; also its articles' "
         "language unless `languages` says otherwise."
@@ -157,8 +160,16 @@ class DigestSettings(Filters):
     template: Path | None = Field(
         None, description="MJML template; default templates/digest.mjml.j2 (and .txt.j2)."
     )
+    subject: str | None = Field(
+        None,
+        description="Subject line as a template, e.g. `{{ lead.title }} and {{ others }} "
+        "more`; variables: lead (title, url, summary, authors, section), others, count, "
+        "date, title, site. Default: the title.",
+    )
     preheader: str | None = Field(
-        None, description="Inbox preview text; default: the newest article's title."
+        None,
+        description="Inbox preview text, a template like `subject`; default: the newest "
+        "article's title.",
     )
     corrections: bool = Field(
         True,
@@ -170,6 +181,16 @@ class DigestSettings(Filters):
     @classmethod
     def _language(cls, value: str) -> str:
         return normalise_language(value)
+
+    @field_validator("subject", "preheader")
+    @classmethod
+    def _line_template(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from pipeline.digest.subjects import check_line
+
+        if value is not None:  # rendered against a sample edition: mistakes show here
+            title, language = info.data.get("title", ""), info.data.get("language", "en")
+            check_line(value, title=title, language=language)
+        return value
 
     @model_validator(mode="after")
     def _min_below_max(self) -> DigestSettings:

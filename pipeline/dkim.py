@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import inspect
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
@@ -44,7 +43,6 @@ if TYPE_CHECKING:
     from pipeline.settings.email import EmailSettings
     from pipeline.yamlfile import YamlDocument
 
-Sign = Callable[[bytes], bytes]
 SIGNED = (
     "From",
     "Sender",
@@ -83,8 +81,8 @@ class KeyProblem(Exception):
 class DkimKey:
     kind: str  # the k= of the DNS record: rsa or ed25519
     pem: bytes = field(repr=False)  # the private key, unencrypted PKCS#8
-    public: str = ""  # the p= of the DNS record
-    bits: int = 0
+    public: str  # the p= of the DNS record
+    bits: int
 
     @property
     def algorithm(self) -> str:
@@ -104,8 +102,9 @@ def parse_key(data: bytes) -> DkimKey:
             "keep that file readable only by the pipeline's user",
         ) from None
     except (ValueError, UnsupportedAlgorithm):
-        kind = "a public key, not the private one" if b"PUBLIC KEY" in data else "no private key"
-        raise KeyProblem(f"it holds {kind} in PEM form (-----BEGIN PRIVATE KEY-----)") from None
+        if b"PUBLIC KEY" in data:
+            raise KeyProblem("it holds a public key; DKIM signs with the private one") from None
+        raise KeyProblem("it holds no PEM private key (-----BEGIN PRIVATE KEY-----)") from None
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -122,7 +121,7 @@ def parse_key(data: bytes) -> DkimKey:
         )
         return DkimKey("ed25519", pem, base64.b64encode(raw).decode("ascii"), 256)
     name = type(key).__name__.removeprefix("_").replace("PrivateKey", "")
-    raise KeyProblem(f"a {name} key; DKIM signs with RSA or Ed25519 keys only")
+    raise KeyProblem(f"it holds a key of type {name}; DKIM signs with RSA or Ed25519 keys only")
 
 
 def load_key(settings: DkimSettings) -> DkimKey:

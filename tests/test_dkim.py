@@ -218,14 +218,14 @@ def test_a_missing_key_file_is_located_and_says_how_to_make_one(project) -> None
 @pytest.mark.parametrize(
     ("make", "said"),
     [
-        (lambda: b"not a key at all\n", "no private key"),
+        (lambda: b"not a key at all\n", "no PEM private key"),
         (
             lambda: (
                 rsa.generate_private_key(public_exponent=65537, key_size=2048)
                 .public_key()
                 .public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
             ),
-            "a public key, not the private one",
+            "a public key; DKIM signs with the private one",
         ),
         (
             lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(

@@ -130,7 +130,7 @@ class Assembly:
         assert email is not None  # mail is configured only with an `email:` section
         plugins = self.plugins
         kw: dict = {} if paced or email.delivery != "smtp" else {"rate": 0}
-        kw["sign"] = signer(email)  # the key read once, for every connection
+        kw["sign"] = signer(email, self.clock)  # the key read once, for every connection
         return lambda: open_transport(email, plugins=plugins, **kw)
 
     def digests(

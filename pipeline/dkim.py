@@ -208,9 +208,9 @@ def _loaded(settings: DkimSettings) -> DkimKey:
         raise ConfigError([Problem(where, None, None, problem.message, problem.fix)]) from None
 
 
-def signer(email: EmailSettings) -> Signer | None:
+def signer(email: EmailSettings, clock: Clock = system_clock) -> Signer | None:
     """The signer ``email.dkim`` asks for, or None."""
-    return None if email.dkim is None else Signer(email.dkim)
+    return None if email.dkim is None else Signer(email.dkim, clock=clock)
 
 
 def accepts_sign(factory: Any) -> bool:

@@ -141,3 +141,12 @@ def test_any_to_argument_is_sent_or_refused_clearly(mail_project, inbox, address
         assert len(handler.raw) == count
     elif result.exit_code == 0:
         assert len(handler.raw) == count + 1
+
+
+def test_a_test_of_an_edition_a_real_send_would_skip_says_so(mail_project, inbox) -> None:
+    handler, _ = inbox
+    assert invoke(mail_project, "digest", "send", "weekly-en").exit_code == 0  # takes all
+    result = invoke(mail_project, "digest", "send", "weekly-en", "--to", "a@example.org")
+    assert result.exit_code == 0
+    assert "would skip this edition: 0 new articles; min_items is 1" in result.output
+    assert len(handler.raw) == 4  # three subscribers, then the test all the same

@@ -142,6 +142,13 @@ def _send_test(project: Project, name: str, address: str) -> int:
         f"{name}: test sent to {trial.message['To']}{who}: {len(trial.articles)} articles, "
         f"subject {trial.subject!r}; nothing was recorded"
     )
+    fewest = project.settings.digests[name].min_items
+    if len(trial.articles) < fewest:
+        click.echo(
+            f"warning: a real send now would skip this edition: {len(trial.articles)} new "
+            f"articles; min_items is {fewest}",
+            err=True,
+        )
     return EXIT_OK
 
 

@@ -123,12 +123,14 @@ class Assembly:
     def transport(self, *, paced: bool = True) -> Callable[[], Transport]:
         """Opens a connection to the configured mail server when called; ``paced=False``
         when a pacer shared by several connections keeps ``email.rate`` instead."""
+        from pipeline.dkim import signer
         from pipeline.mailer import open_transport
 
         email = self.settings.email
         assert email is not None  # mail is configured only with an `email:` section
         plugins = self.plugins
-        kw = {} if paced or email.delivery != "smtp" else {"rate": 0}
+        kw: dict = {} if paced or email.delivery != "smtp" else {"rate": 0}
+        kw["sign"] = signer(email, self.clock)  # the key read once, for every connection
         return lambda: open_transport(email, plugins=plugins, **kw)
 
     def digests(

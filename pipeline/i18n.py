@@ -31,6 +31,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "why": "You are receiving this email because you subscribed to “{digest}” from {site}.",
         "unsubscribe": "Unsubscribe",
         "view_online": "View in your browser",
+        "test_subject": "[Test] {subject}",  # `pipeline digest send NAME --to ADDRESS`
         "corrections_heading": "Corrections",
         "corrections_intro": "These articles from earlier editions have been corrected since:",
         # sign-up email and the pages of `pipeline serve`
@@ -86,6 +87,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "why": "您收到这封邮件，是因为您订阅了{site}的《{digest}》。",
         "unsubscribe": "退订",
         "view_online": "在浏览器中查看",
+        "test_subject": "[测试] {subject}",
         "corrections_heading": "更正",
         "corrections_intro": "以下往期文章此后已更正：",
         "confirm_subject": "请确认订阅{site}",

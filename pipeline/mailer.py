@@ -26,6 +26,9 @@ package's own generator would re-fold any longer line and, finding no space, enc
 link: one-click unsubscribe would be lost. A message that cannot go out as written (a
 line over 998 octets with no space to fold at) is a ``PermanentFailure``.
 
+Both take ``sign`` (``pipeline.dkim.Signer``, from ``email.dkim``): it is given those
+bytes and returns what is sent, a DKIM-Signature header added in front.
+
 The outbox writes ``<Message-ID>.eml``, the bytes SMTP sends (CRLF), through a
 temporary file and a hard link: a file is whole or absent, never overwritten, and the
 same Message-ID is the same file. Passwords never appear in a failure's text.
@@ -178,6 +181,12 @@ def wire_bytes(message: EmailMessage, addresses: tuple[str, str] | None = None) 
     return data
 
 
+def header_line(name: str, value: str) -> bytes:
+    """One printable-ASCII header as ``wire_bytes`` writes it, for a header added to
+    the bytes afterwards (a DKIM signature)."""
+    return _fold_as_written(name, value, "\r\n").encode("ascii")
+
+
 def outbox_name(message_id: str) -> str:
     """A file name for a Message-ID: the ID itself when safe, else a cleaned form + a hash."""
     raw = message_id.strip().removeprefix("<").removesuffix(">")
@@ -190,8 +199,9 @@ def outbox_name(message_id: str) -> str:
 class OutboxTransport:
     """Writes each message to ``folder/<Message-ID>.eml`` atomically; never overwrites."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, sign: Callable[[bytes], bytes] | None = None):
         self.folder = Path(folder)
+        self.sign = sign
 
     def send(self, message: EmailMessage) -> None:
         message_id = message["Message-ID"]
@@ -201,6 +211,8 @@ class OutboxTransport:
         if target.exists():
             return  # written before: the same message
         data = wire_bytes(message)
+        if self.sign is not None:
+            data = self.sign(data)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             handle, temp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
@@ -265,8 +277,10 @@ class SmtpTransport:
         clock: Callable[[], float] = time.monotonic,
         ssl_context: ssl.SSLContext | None = None,
         connect_attempts: int = CONNECT_ATTEMPTS,
+        sign: Callable[[bytes], bytes] | None = None,
     ):
         self.settings = settings
+        self.sign = sign
         self.rate = rate
         self.sleep = sleep
         self.ssl_context = ssl_context or ssl.create_default_context()
@@ -280,6 +294,8 @@ class SmtpTransport:
         sender, recipient = envelope(message)
         # the outbox's bytes, not smtplib's re-folded ones
         data = wire_bytes(message, (sender, recipient))
+        if self.sign is not None:
+            data = self.sign(data)
         self._pace()
         try:
             self._transmit(data, sender, recipient)
@@ -434,18 +450,37 @@ class TransportType(Protocol):
 
 def open_transport(email: EmailSettings, plugins: Plugins | None = None, **kw: Any) -> Transport:
     """The transport ``email.delivery`` names, found in ``plugins`` (default: the installed
-    ones); ``kw`` goes to it (for SMTP: ``rate``, which defaults to ``email.rate``)."""
+    ones); ``kw`` goes to it (for SMTP: ``rate``, which defaults to ``email.rate``).
+
+    With ``email.dkim`` it is given ``sign``: the caller's (``Assembly`` loads the key
+    once for all its connections), else one made here. Without, no ``sign`` is passed,
+    so a plug-in whose factory takes none still works."""
     opened: TransportType = (plugins or Plugins()).load(TRANSPORTS, email.delivery)
+    if email.dkim is not None:
+        from pipeline.dkim import accepts_sign, signer
+
+        if not accepts_sign(opened):  # `check` says so first; never send unsigned
+            raise MailerBroken(
+                f"the transport {email.delivery!r} cannot DKIM-sign; see `pipeline check`"
+            )
+        if kw.get("sign") is None:
+            kw["sign"] = signer(email)
+    elif "sign" in kw and kw["sign"] is None:
+        del kw["sign"]
     return opened(email, **kw)
 
 
-def outbox_transport(email: EmailSettings) -> OutboxTransport:
+def outbox_transport(
+    email: EmailSettings, *, sign: Callable[[bytes], bytes] | None = None
+) -> OutboxTransport:
     """``delivery: outbox``: .eml files in ``email.outbox``, no network."""
-    return OutboxTransport(email.outbox)
+    return OutboxTransport(email.outbox, sign)
 
 
-def smtp_transport(email: EmailSettings, **kw: Any) -> SmtpTransport:
+def smtp_transport(
+    email: EmailSettings, *, sign: Callable[[bytes], bytes] | None = None, **kw: Any
+) -> SmtpTransport:
     """``delivery: smtp``: the ``email.smtp`` server (settings require it)."""
     assert email.smtp is not None
     kw.setdefault("rate", email.rate)
-    return SmtpTransport(email.smtp, **kw)
+    return SmtpTransport(email.smtp, sign=sign, **kw)

@@ -222,3 +222,35 @@ def test_only_the_send_endpoint_is_used_by_mailgun_and_ses_reads_its_account_onc
         assert {s.path for s in provider.sends(fake)} == {SEND_PATH}
     else:
         assert others == []
+
+
+def test_a_digest_through_each_provider_carries_a_dkim_signature_that_verifies(sent_through):
+    """The provider relays the bytes it was given: the signature made over them verifies
+    with the key of the TXT record `pipeline check` prints, List-Unsubscribe signed."""
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tests.test_dkim import dns, published, signed_headers, with_dkim
+
+    provider, fake, _, root = sent_through
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    with_dkim(root, pem)
+    checked = invoke(root, "check")
+    assert checked.exit_code == 0, checked.output
+    records = published(checked.output)
+    result = invoke(root, "digest", "send", "weekly-en")
+    assert result.exit_code == 0, result.output + result.stderr
+    sends = provider.sends(fake)
+    assert len(sends) == len(WEEKLY)
+    for seen in sends:
+        raw = provider.raw(seen)
+        assert dkim.verify(raw, dnsfunc=dns(records)), raw[:600]
+        assert {"list-unsubscribe", "list-unsubscribe-post"} <= set(signed_headers(raw))
+        tampered = raw.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"X: y", 1)
+        assert not dkim.verify(tampered, dnsfunc=dns(records))

@@ -81,6 +81,10 @@ def check(project: Project) -> int:
     from pipeline.corrections import correction_warnings
 
     warnings += correction_warnings(settings.channels)
+    from pipeline.dkim import check_lines
+
+    dkim_lines, dkim_warnings = check_lines(settings.email)
+    warnings += dkim_warnings
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     extra = len(settings.feeds.extra)
@@ -89,6 +93,8 @@ def check(project: Project) -> int:
         f"{1 + extra} feeds × {len(settings.feeds.formats)} formats, "
         f"{len(settings.channels)} channels, {len(settings.digests)} digests"
     )
+    for line in dkim_lines:
+        click.echo(line)
     if schedules is not None:
         click.echo(
             f"{shown(project.schedules_file)}: OK — {len(schedules.enabled())} schedules "

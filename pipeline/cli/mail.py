@@ -78,15 +78,27 @@ def digest_preview(project: Project, name: str, out_dir: Path | None) -> int:
 @digest.command("send")
 @click.argument("name")
 @click.option("--dry-run", is_flag=True, help="Show the edition and its recipients; send nothing.")
+@click.option(
+    "--to",
+    "address",
+    metavar="ADDRESS",
+    help="Send a test of the next edition to this one address only; record nothing.",
+)
 @pass_project
 @command
-def digest_send(project: Project, name: str, dry_run: bool) -> int:
+def digest_send(project: Project, name: str, dry_run: bool, address: str | None) -> int:
     """Send the next edition of NAME now (or finish one a crash interrupted), and retry
-    the recipients of earlier editions whose next attempt has come."""
+    the recipients of earlier editions whose next attempt has come. With --to, send a
+    test of it to one address instead (subject marked as a test; nothing is recorded,
+    so the real edition is unchanged)."""
 
     from pipeline.digest.sending import SendStopped
 
     _known_digest(project.settings, name)
+    if address is not None:
+        if dry_run:
+            raise click.UsageError("--to sends one test message; leave out --dry-run")
+        return _send_test(project, name, address)
     with project.assembly() as parts:
         digests = parts.digests()
         if dry_run:
@@ -111,6 +123,40 @@ def digest_send(project: Project, name: str, dry_run: bool) -> int:
             return EXIT_PARTIAL
     print_report(name, report)
     return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def _send_test(project: Project, name: str, address: str) -> int:
+    from pipeline.digest.trial import send_trial, trial_message
+    from pipeline.errors import DeliveryFailed
+    from pipeline.subscribers import normalise_email
+
+    try:
+        normalise_email(address)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{address!r} is not an email address ({exc}); write e.g. you@example.org",
+            param_hint="--to",
+        ) from None
+    with project.assembly() as parts:
+        trial = trial_message(parts.digests(), name, address)
+        try:
+            send_trial(parts.transport(), trial)
+        except DeliveryFailed as exc:
+            click.echo(f"error: {name}: the test to {address} was not sent: {exc}", err=True)
+            return EXIT_PARTIAL
+    who = "" if trial.subscriber else " (not a subscriber: sent as a new reader)"
+    click.echo(
+        f"{name}: test sent to {trial.message['To']}{who}: {len(trial.articles)} articles, "
+        f"subject {trial.subject!r}; nothing was recorded"
+    )
+    fewest = project.settings.digests[name].min_items
+    if len(trial.articles) < fewest:
+        click.echo(
+            f"warning: a real send now would skip this edition: {len(trial.articles)} new "
+            f"articles; min_items is {fewest}",
+            err=True,
+        )
+    return EXIT_OK
 
 
 def print_report(name: str, report: Any) -> None:

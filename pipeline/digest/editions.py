@@ -105,7 +105,8 @@ class Editions:
 
     def preview(self, name: str) -> tuple[RenderedEdition, list[Article]]:
         articles = self.next_articles(name)
-        return render_edition(self.settings.digests[name], self.settings.site, articles), articles
+        digest, site = self.settings.digests[name], self.settings.site
+        return render_edition(digest, site, articles, date=self.clock()), articles
 
     def audience(self, name: str, ids: Collection[int] | None = None) -> list[Subscriber]:
         """Who gets digest ``name`` now: active, matching, and not unsubscribed from it
@@ -155,7 +156,7 @@ class Editions:
         elif passed_over:
             detail = f"{len(passed_over)} older articles left out; max_items is {digest.max_items}"
         corrected = self.corrected(name, scheduled) if articles and digest.corrections else []
-        rendered = render_edition(digest, self.settings.site, articles, corrected)
+        rendered = render_edition(digest, self.settings.site, articles, corrected, date=scheduled)
         now = self.clock().astimezone(dt.UTC).replace(tzinfo=None)
         try:
             with self.store.engine.begin() as conn:

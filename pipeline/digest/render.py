@@ -39,6 +39,7 @@ from mjml import mjml2html
 
 from pipeline import i18n
 from pipeline.clock import system_clock
+from pipeline.digest.subjects import line_values, render_line
 from pipeline.errors import ConfigError, Problem, display_path
 from pipeline.model import Article, Translation
 from pipeline.settings import SiteSettings
@@ -91,12 +92,15 @@ def render_edition(
     site: SiteSettings,
     articles: Sequence[Article],
     corrected: Sequence[Article] = (),
+    *,
+    date: dt.datetime | None = None,
 ) -> RenderedEdition:
     """One edition, compiled once; per-subscriber parts are still placeholders.
-    ``corrected``: articles of earlier editions corrected since the previous one."""
+    ``corrected``: articles of earlier editions corrected since the previous one;
+    ``date``: the edition's (default now), for a subject template's ``date``."""
     mjml_path, text_path = template_paths(digest)
     key = secrets.token_hex(16)  # drawn after the content exists: it cannot contain it
-    values = _values(digest, site, articles, key)
+    values = _values(digest, site, articles, key, date or system_clock())
     values["corrections"] = [
         _item(a, len(articles) + i, digest.language, site.timezone) for i, a in enumerate(corrected)
     ]
@@ -263,11 +267,24 @@ _SAMPLES = {
 
 
 def _values(
-    digest: DigestSettings, site: SiteSettings, articles: Sequence[Article], key: str
+    digest: DigestSettings,
+    site: SiteSettings,
+    articles: Sequence[Article],
+    key: str,
+    date: dt.datetime,
 ) -> dict[str, Any]:
     """What the templates see (listed at the top of templates/digest.mjml.j2)."""
     language = digest.language
     newest = max(articles, key=lambda a: a.published, default=None)
+    line = line_values(
+        articles,
+        title=digest.title,
+        site=site.name,
+        language=language,
+        timezone=site.timezone,
+        date=date,
+    )
+    default_preheader = newest.title if newest else digest.title
     count_key = "intro_one" if len(articles) == 1 else "intro_many"
     ph = placeholders(key)
     names = {"site": site.name, "digest": digest.title, "name": ph["name"]}
@@ -277,12 +294,23 @@ def _values(
         "site": site,
         "digest": digest,
         "language": language,
-        "subject": digest.title,
-        "preheader": digest.preheader or (newest.title if newest else digest.title),
+        # An edition without articles is never sent: its subject need not name one.
+        "subject": _line(digest.subject, line, digest.title) if articles else digest.title,
+        "preheader": _line(digest.preheader, line, default_preheader),
         "t": {**t, "intro": t[count_key]},
         "ph": ph,
         "items": items,
     }
+
+
+def _line(template: str | None, values: dict[str, Any], default: str) -> str:
+    """A subject or preheader template filled in. It rendered a sample edition when the
+    settings loaded; should a real article still trip it (``lead.title[40]`` of a short
+    title), the default goes out rather than the send stopping."""
+    try:
+        return (render_line(template, values) if template else "") or default
+    except ValueError:
+        return default
 
 
 def _item(article: Article, index: int, language: str, timezone: str) -> dict[str, Any]:

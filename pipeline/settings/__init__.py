@@ -290,7 +290,8 @@ def load_settings(config_file: Path, plugins: Plugins | None = None) -> Settings
     problems: list[Problem] = []
     from_env: set[tuple] = set()
     data = expand_env(doc, doc.data, (), problems, from_env)
-    model = settings_model(plugins or Plugins())
+    plugins = plugins or Plugins()
+    model = settings_model(plugins)
     try:
         settings = model.model_validate(data)
     except ValidationError as exc:
@@ -299,7 +300,13 @@ def load_settings(config_file: Path, plugins: Plugins | None = None) -> Settings
     problems.extend(_literal_secrets(doc, settings, (), from_env))
     if problems:
         raise ConfigError(problems)
-    return _resolve_paths(settings, project_root(config_file))
+    resolved = _resolve_paths(settings, project_root(config_file))
+    from pipeline.dkim import config_problems
+
+    problems.extend(config_problems(doc, resolved, plugins))
+    if problems:
+        raise ConfigError(problems)
+    return resolved
 
 
 def settings_model(plugins: Plugins) -> type[Settings]:
@@ -509,7 +516,8 @@ def _resolve_paths(settings: Settings, root: Path) -> Settings:
     }
     email = settings.email
     if email is not None:
-        email = email.model_copy(update={"outbox": root / email.outbox})
+        dkim = email.dkim and email.dkim.resolved(root)
+        email = email.model_copy(update={"outbox": root / email.outbox, "dkim": dkim})
     digests = {
         name: digest.model_copy(
             update={"template": root / (digest.template or Path("templates/digest.mjml.j2"))}

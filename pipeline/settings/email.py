@@ -8,9 +8,10 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from pipeline.settings.base import Filters, OptionalSecret, Strict, normalise_language
+from pipeline.settings.dkim import DkimSettings
 from pipeline.settings.providers import SECTIONS, MailgunSettings, SesSettings
 from pipeline.urls import WEB_URL
 
@@ -160,6 +161,9 @@ class EmailSettings(Strict):
         description="Returned mail and complaints: a VERP envelope sender per message, an "
         "SMTP listener in `serve`, suppression of dead and complaining addresses.",
     )
+    dkim: DkimSettings | None = Field(
+        None, description="Sign every message with DKIM (domain, selector, private key)."
+    )
 
     @property
     def bounce_domain(self) -> str | None:
@@ -200,7 +204,10 @@ class AudienceSettings(Strict):
 
 
 class DigestSettings(Filters):
-    title: str = Field(description="Subject line and heading, e.g. This week at Mountain News.")
+    title: str = Field(
+        description="Heading, and the subject line unless `subject` is set, e.g. This week "
+        "at Mountain News."
+    )
     language: str = Field(
         description="Language of the digest's own words and dates; also its articles' "
         "language unless `languages` says otherwise."
@@ -223,8 +230,16 @@ class DigestSettings(Filters):
     template: Path | None = Field(
         None, description="MJML template; default templates/digest.mjml.j2 (and .txt.j2)."
     )
+    subject: str | None = Field(
+        None,
+        description="Subject line as a template, e.g. `{{ lead.title }} and {{ others }} "
+        "more`; variables: lead (title, url, summary, authors, section), others, count, "
+        "date, title, site. Default: the title.",
+    )
     preheader: str | None = Field(
-        None, description="Inbox preview text; default: the newest article's title."
+        None,
+        description="Inbox preview text, a template like `subject`; default: the newest "
+        "article's title.",
     )
     corrections: bool = Field(
         True,
@@ -236,6 +251,16 @@ class DigestSettings(Filters):
     @classmethod
     def _language(cls, value: str) -> str:
         return normalise_language(value)
+
+    @field_validator("subject", "preheader")
+    @classmethod
+    def _line_template(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from pipeline.digest.subjects import check_line
+
+        if value is not None:  # rendered against a sample edition: mistakes show here
+            title, language = info.data.get("title", ""), info.data.get("language", "en")
+            check_line(value, title=title, language=language)
+        return value
 
     @model_validator(mode="after")
     def _min_below_max(self) -> DigestSettings:

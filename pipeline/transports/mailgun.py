@@ -107,8 +107,10 @@ def _broken(exc: PermanentFailure) -> MailerBroken | None:
     return None
 
 
-def mailgun_transport(email: EmailSettings, **kw: Any) -> MailgunTransport:
+def mailgun_transport(
+    email: EmailSettings, *, sign: Sign | None = None, **kw: Any
+) -> MailgunTransport:
     """``delivery: mailgun``: the ``email.mailgun`` domain (settings require it)."""
     assert email.mailgun is not None
     kw.setdefault("rate", email.rate)
-    return MailgunTransport(email.mailgun, **kw)
+    return MailgunTransport(email.mailgun, sign=sign, **kw)  # sign named: DKIM (pipeline.dkim)

@@ -212,8 +212,8 @@ def _retry_after(exc: ClientError) -> float | None:
         return None
 
 
-def ses_transport(email: EmailSettings, **kw: Any) -> SesTransport:
+def ses_transport(email: EmailSettings, *, sign: Sign | None = None, **kw: Any) -> SesTransport:
     """``delivery: ses``: the ``email.ses`` account (settings require it)."""
     assert email.ses is not None
     kw.setdefault("rate", email.rate)
-    return SesTransport(email.ses, **kw)
+    return SesTransport(email.ses, sign=sign, **kw)  # sign named: DKIM (pipeline.dkim)

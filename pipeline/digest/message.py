@@ -95,11 +95,16 @@ def message_id(edition_id: str, subscriber_id: int, sender_domain: str) -> str:
     return f"<{digest_id}@{sender_domain}>"
 
 
-def view_url(settings: Settings, digest_name: str, edition_id: str) -> str:
-    """The edition in a browser (served by ``pipeline serve``, beside /unsubscribe)."""
+def view_url(settings: Settings, digest_name: str, edition_id: str) -> str | None:
+    """The edition in a browser (served by ``pipeline serve``, beside /unsubscribe); None
+    for one that is never stored, so has no page (a preview, ``NAME@preview``): its
+    "View in your browser" link is left out rather than lead to a 404."""
     assert settings.email is not None
     origin = settings.email.unsubscribe.origin
-    return f"{origin}/digests/{digest_name}/{edition_id.partition('@')[2]}"
+    when = edition_id.partition("@")[2]
+    if not when[:1].isdigit():
+        return None
+    return f"{origin}/digests/{digest_name}/{when}"
 
 
 def _part(content: str, subtype: str) -> MIMEPart:

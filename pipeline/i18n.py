@@ -9,6 +9,7 @@ add a dict with the same keys (``tests/test_digest_render.py`` checks the keys m
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from collections.abc import Sequence
 
@@ -219,6 +220,7 @@ def join_names(names: Sequence[str], language: str) -> str:
     return strings["list_separator"].join(names[:-1]) + strings["list_and"] + names[-1]
 
 
+@functools.lru_cache(maxsize=512)  # Babel takes milliseconds; pages ask it on every request
 def language_name(tag: str, in_language: str) -> str:
     """The name of language ``tag`` written in ``in_language`` (``中文``, ``English``)."""
     try:

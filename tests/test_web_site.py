@@ -247,6 +247,7 @@ def test_unknown_digests_and_editions_answer_a_404_page_in_the_readers_language(
     ):
         english = newsroom.get(path)
         assert english.status == 404 and "<h1>Page not found</h1>" in english.text, path
+        assert english.headers["cache-control"] == "no-cache"  # it may go out any minute
         chinese = newsroom.get(path, **{"Accept-Language": "zh-CN"})
         assert chinese.status == 404 and "<h1>找不到此页面</h1>" in chinese.text, path
         assert links(chinese)["首页"] == "/"

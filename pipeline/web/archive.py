@@ -30,6 +30,18 @@ from pipeline.schema import LIVE, articles, deliveries, editions
 
 FINISHED = (SENT_EDITION, RETRYING_EDITION)
 PAGE_SIZE = 20  # editions per archive page: a weekly digest's five months
+LISTED = [  # what a listing reads of an edition: not its html and text
+    editions.c[name]
+    for name in (
+        "id",
+        "digest",
+        "scheduled_for",
+        "subject",
+        "articles",
+        "created_at",
+        "finished_at",
+    )
+]
 MAX_PAGE = 100_000  # a page number past any archive; larger ones are not looked up
 
 
@@ -90,15 +102,20 @@ class Archive:
         return self._newest([digest], 0, limit)
 
     def _newest(self, digests: Collection[str], offset: int, limit: int) -> list[PastEdition]:
+        # Chosen by the columns stored before html and text, then read in full for the
+        # chosen few: SQLite keeps a 40 KB edition in overflow pages, which a sort over
+        # every edition's later columns (created_at, finished_at) would walk, row by row.
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(editions)
+            chosen = conn.scalars(
+                select(editions.c.id)
                 .where(*_finished(digests))
                 .order_by(editions.c.scheduled_for.desc(), editions.c.id.desc())
                 .offset(offset)
                 .limit(limit)
             ).all()
-        return self._with_leads(rows)
+            rows = conn.execute(select(*LISTED).where(editions.c.id.in_(chosen))).all()
+        by_id = {row.id: row for row in rows}
+        return self._with_leads([by_id[id_] for id_ in chosen if id_ in by_id])
 
     def is_public(self, edition_id: str, status: str) -> bool:
         """Whether the edition with this id and status has reached anyone (see above)."""

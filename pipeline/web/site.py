@@ -303,9 +303,9 @@ class PublicSite:
         )
         body = html.encode("utf-8")
         if status != 200:
-            return Response(
-                body, status, headers=PUBLIC_HEADERS, media_type="text/html; charset=utf-8"
-            )
+            # Not kept by caches: an edition's address answers as soon as it goes out.
+            missing = {**PUBLIC_HEADERS, "Cache-Control": "no-cache"}
+            return Response(body, status, headers=missing, media_type="text/html; charset=utf-8")
         return _cached(request, body, "text/html; charset=utf-8", PUBLIC_HEADERS)
 
     def _feed_entry(self, feed: ListedFeed, language: str) -> dict[str, Any]:

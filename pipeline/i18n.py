@@ -9,6 +9,7 @@ add a dict with the same keys (``tests/test_digest_render.py`` checks the keys m
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from collections.abc import Sequence
 
@@ -34,6 +35,34 @@ STRINGS: dict[str, dict[str, str]] = {
         "test_subject": "[Test] {subject}",  # `pipeline digest send NAME --to ADDRESS`
         "corrections_heading": "Corrections",
         "corrections_intro": "These articles from earlier editions have been corrected since:",
+        # the public pages of `pipeline serve` (pipeline/web/site.py) and the web version
+        "web_footer": "This is the web version of “{digest}”, an email digest from {site}.",
+        "web_subscribe": "Subscribe to receive it by email",
+        "home_intro": "Our new articles by email and in your feed reader.",
+        "digests_heading": "Email digests",
+        "feeds_heading": "Feeds",
+        "subscribe_link": "Subscribe",
+        "archive_link": "Past editions",
+        "language_is": "Language: {language_name}",
+        "all_feeds_link": "All feeds",
+        "feeds_title": "Feeds of {site}",
+        "feeds_intro": "Add one of these addresses to your feed reader.",
+        "feed_main": "All articles",
+        "feed_language": "Language: {value}",
+        "feed_section": "Section: {value}",
+        "feed_tag": "Tag: {value}",
+        "edition_feeds_heading": "Digest editions",
+        "editions_title": "Past editions",
+        "archive_title": "{digest}: past editions",
+        "no_editions": "No edition has been sent yet.",
+        "more_articles": "and {count} more",
+        "newer": "Newer",
+        "older": "Older",
+        "page_of": "Page {page} of {pages}",
+        "atom_link": "Editions as an Atom feed",
+        "not_found_title": "Page not found",
+        "not_found_text": "There is no such page here. These links lead to what there is.",
+        "home_link": "Home",
         # sign-up email and the pages of `pipeline serve`
         "confirm_subject": "Confirm your subscription to {site}",
         "confirm_body": "Someone, hopefully you, asked for {site}'s email digests to be sent "
@@ -90,6 +119,33 @@ STRINGS: dict[str, dict[str, str]] = {
         "test_subject": "[测试] {subject}",
         "corrections_heading": "更正",
         "corrections_intro": "以下往期文章此后已更正：",
+        "web_footer": "这是{site}邮件摘要《{digest}》的网页版。",
+        "web_subscribe": "订阅，通过电子邮件接收",
+        "home_intro": "通过电子邮件或阅读器获取我们的新文章。",
+        "digests_heading": "邮件摘要",
+        "feeds_heading": "订阅源",
+        "subscribe_link": "订阅",
+        "archive_link": "往期",
+        "language_is": "语言：{language_name}",
+        "all_feeds_link": "全部订阅源",
+        "feeds_title": "{site}的订阅源",
+        "feeds_intro": "将以下任一地址添加到您的阅读器。",
+        "feed_main": "全部文章",
+        "feed_language": "语言：{value}",
+        "feed_section": "栏目：{value}",
+        "feed_tag": "标签：{value}",
+        "edition_feeds_heading": "邮件摘要各期",
+        "editions_title": "往期摘要",
+        "archive_title": "《{digest}》往期",
+        "no_editions": "尚未发送任何一期。",
+        "more_articles": "另有 {count} 篇",
+        "newer": "较新",
+        "older": "较早",
+        "page_of": "第 {page} 页，共 {pages} 页",
+        "atom_link": "以 Atom 订阅各期",
+        "not_found_title": "找不到此页面",
+        "not_found_text": "此处没有这个页面。请通过以下链接浏览本站内容。",
+        "home_link": "首页",
         "confirm_subject": "请确认订阅{site}",
         "confirm_body": "有人（希望是您本人）请求将{site}的邮件摘要发送到这个地址。"
         "请在 48 小时内打开以下链接确认：\n\n{link}\n\n"
@@ -166,6 +222,7 @@ def join_names(names: Sequence[str], language: str) -> str:
     return strings["list_separator"].join(names[:-1]) + strings["list_and"] + names[-1]
 
 
+@functools.lru_cache(maxsize=512)  # Babel takes milliseconds; pages ask it on every request
 def language_name(tag: str, in_language: str) -> str:
     """The name of language ``tag`` written in ``in_language`` (``中文``, ``English``)."""
     try:

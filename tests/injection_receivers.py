@@ -69,16 +69,21 @@ def check_digest_page(
     tree: lxml.html.HtmlElement,
     articles: Sequence[Article],
     *,
-    unsubscribe: str,
+    unsubscribe: str | None,
     name: str,
     view: str | None,
+    subscribe: str | None = None,
 ) -> None:
     """A digest as a reader sees it in a mail client or a browser: the greeting, every
     article (title, link, summary, authors, image and alt text), the unsubscribe link
-    and the footer, each where the template puts it; no other link."""
+    (in the web version, which is nobody's, the subscribe link instead) and the footer,
+    each where the template puts it; no other link."""
     shown = one_line(tree.text_content())
     links = [(one_line(a.text_content()), a.get("href")) for a in tree.iter("a")]
-    assert [href for label, href in links if label == "Unsubscribe"] == [unsubscribe]
+    unsubscribing = [href for label, href in links if label == "Unsubscribe"]
+    assert unsubscribing == ([unsubscribe] if unsubscribe else [])
+    subscribing = [href for label, href in links if label == "Subscribe to receive it by email"]
+    assert subscribing == ([subscribe] if subscribe else [])
     viewing = [href for label, href in links if label == "View in your browser"]
     assert viewing == ([view] if view else [])
     assert (f"Hello {name}," if name else "Hello,") in shown
@@ -90,7 +95,8 @@ def check_digest_page(
             assert one_line(author) in shown
         if article.image:
             assert (article.image, article.image_alt or article.title) in images
-    allowed = {HOME, unsubscribe, *(a.url for a in articles), *([view] if view else [])}
+    ours = [link for link in (unsubscribe, subscribe, view) if link]
+    allowed = {HOME, *ours, *(a.url for a in articles)}
     assert {href for _, href in links} <= allowed
     assert POSTAL in shown
     # The seal is gone (personalise removes it); one written in content is only text.

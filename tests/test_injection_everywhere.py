@@ -120,7 +120,7 @@ NOW = dt.datetime(2026, 11, 3, 10, 0, tzinfo=dt.UTC)
 SECRET = "the-link-secret"
 EDITION = "weekly-en@2026-11-03T15:45+05:45"
 VIEW = "https://news.example.org/digests/weekly-en/2026-11-03T15:45+05:45"
-ARCHIVE_UNSUBSCRIBE = f"{HOME}/unsubscribe"  # the archive's link: no one's token
+ARCHIVE_SUBSCRIBE = f"{HOME}/subscribe?lang=en"  # the web version's offer: no one's token
 AFTER_TITLE = "The article after"
 READERS = (
     Subscriber(1, "pema@example.org", "Pema Gyamtsho", "en", (), "active"),
@@ -303,10 +303,14 @@ def check_everywhere(field: str, payload: str) -> None:
         unsubscribe, view = check_raw_mail(raw, articles, name=reader.name, email=reader.email)
         claims = verify(SECRET, parse_qs(urlsplit(unsubscribe).query)["token"][0], "unsubscribe")
         assert (claims.subscriber_id, claims.list_name, view) == (reader.id, "weekly-en", VIEW)
-    # The web archive: the edition as pipeline.web.app's edition() serves it.
-    archive, _ = personalise(rendered, unsubscribe_url=ARCHIVE_UNSUBSCRIBE, name="", view_url=None)
+    # The web archive: the edition as pipeline.web.site's web_version() serves it.
+    archive, _ = personalise(
+        rendered, unsubscribe_url="", name="", view_url=None, subscribe_url=ARCHIVE_SUBSCRIBE
+    )
     tree = assert_inert(archive, "web archive")
-    check_digest_page(tree, articles, unsubscribe=ARCHIVE_UNSUBSCRIBE, name="", view=None)
+    check_digest_page(
+        tree, articles, unsubscribe=None, name="", view=None, subscribe=ARCHIVE_SUBSCRIBE
+    )
     for kind, channel in channels().items():
         CHANNEL_CHECKS[kind](channel.prepare(articles[0]).body, articles[0])
 
@@ -578,8 +582,8 @@ def test_every_payload_through_the_command_line(project, httpserver, live_app, m
         assert page.status_code == 200 and "default-src 'none'" in policy
         assert "script-src" not in policy
         tree = assert_inert(page.text, "web archive")
-        unsubscribe = f"{settings.email.unsubscribe.origin}/unsubscribe"
-        check_digest_page(tree, articles, unsubscribe=unsubscribe, name="", view=None)
+        subscribe = f"{settings.email.unsubscribe.origin}/subscribe?lang=en"
+        check_digest_page(tree, articles, unsubscribe=None, name="", view=None, subscribe=subscribe)
     finally:
         store.close()
 

@@ -62,6 +62,7 @@ def test_the_wheel_carries_templates_skeleton_and_migrations(dist):
         "pipeline/templates/digest.txt.j2",
         "pipeline/templates/channels/mastodon.txt.j2",
         "pipeline/templates/web/page.html.j2",
+        "pipeline/templates/web/site.html.j2",
         "pipeline/skeleton/config/pipeline.yaml",
         "pipeline/skeleton/gitignore",
         "pipeline/migrations/env.py",

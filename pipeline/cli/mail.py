@@ -72,6 +72,8 @@ def digest_preview(project: Project, name: str, out_dir: Path | None) -> int:
     for warning in rendered.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"wrote {shown(out / (name + '.html'))}, .txt and .eml")
+    # A preview is no edition: it has no web page for "View in your browser" to open.
+    click.echo("note: a preview leaves out “View in your browser”; sent ones link to their page")
     return EXIT_OK
 
 

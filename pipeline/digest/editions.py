@@ -247,7 +247,7 @@ class Editions:
         args = (edition.id, edition.digest, edition.rendered, digest, subscriber, secret)
         return build_message(self.settings, *args, self.clock())
 
-    def view_url(self, edition: Edition) -> str:
+    def view_url(self, edition: Edition) -> str | None:
         """The edition in a browser (served by ``pipeline serve``, beside /unsubscribe)."""
         return view_url(self.settings, edition.digest, edition.id)
 

@@ -111,11 +111,16 @@ def _digest_id(edition_id: str, subscriber_id: int) -> str:
     return hashlib.sha256(f"{edition_id}\n{subscriber_id}".encode()).hexdigest()[:32]
 
 
-def view_url(settings: Settings, digest_name: str, edition_id: str) -> str:
-    """The edition in a browser (served by ``pipeline serve``, beside /unsubscribe)."""
+def view_url(settings: Settings, digest_name: str, edition_id: str) -> str | None:
+    """The edition in a browser (served by ``pipeline serve``, beside /unsubscribe); None
+    for one that is never stored, so has no page (a preview, ``NAME@preview``): its
+    "View in your browser" link is left out rather than lead to a 404."""
     assert settings.email is not None
     origin = settings.email.unsubscribe.origin
-    return f"{origin}/digests/{digest_name}/{edition_id.partition('@')[2]}"
+    when = edition_id.partition("@")[2]
+    if not when[:1].isdigit():
+        return None
+    return f"{origin}/digests/{digest_name}/{when}"
 
 
 def _alternative(boundary: str, parts: tuple[tuple[str, str], ...]) -> str:

@@ -48,8 +48,10 @@ from pipeline.suggest import did_you_mean
 from pipeline.templating import find_template, load_template, packaged_folder
 from pipeline.text import excerpt
 
-TOKENS = ("UNSUBSCRIBE_URL", "NAME", "VIEW_URL")  # filled with the subscriber's values
-CONDITIONS = ("NAME", "VIEW_URL")  # %%IF_…%% blocks: kept when the value is not empty
+TOKENS = ("UNSUBSCRIBE_URL", "NAME", "VIEW_URL", "SUBSCRIBE_URL")  # filled per reader
+# %%IF_…%% blocks: kept when the value is not empty. The web version of an edition has no
+# unsubscribe URL (nobody's token): its IF_UNSUBSCRIBE_URL blocks take their ELSE part.
+CONDITIONS = ("NAME", "VIEW_URL", "UNSUBSCRIBE_URL")
 SEAL = "<!--personalise:"  # + key + "-->" ends every rendered document
 _KEY = re.compile(r"[0-9a-f]{32}")
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -128,14 +130,29 @@ def placeholders(key: str) -> dict[str, str]:
 
 
 def personalise(
-    rendered: RenderedEdition, *, unsubscribe_url: str, name: str, view_url: str | None
+    rendered: RenderedEdition,
+    *,
+    unsubscribe_url: str,
+    name: str,
+    view_url: str | None,
+    subscribe_url: str = "",
 ) -> tuple[str, str]:
     """(html, text) for one subscriber: values escaped in the HTML, raw in the text.
-    An empty name takes the greeting without a name; no view_url drops that link.
+    An empty name takes the greeting without a name; no view_url drops that link; an
+    empty unsubscribe_url is the web version's footer (with ``subscribe_url``).
     Only the tokens carrying the document's key are filled (see the module's doc)."""
     name = " ".join(name.split())
-    present = {"NAME": bool(name), "VIEW_URL": bool(view_url)}
-    values = {"UNSUBSCRIBE_URL": unsubscribe_url, "NAME": name, "VIEW_URL": view_url or ""}
+    present = {
+        "NAME": bool(name),
+        "VIEW_URL": bool(view_url),
+        "UNSUBSCRIBE_URL": bool(unsubscribe_url),
+    }
+    values = {
+        "UNSUBSCRIBE_URL": unsubscribe_url,
+        "NAME": name,
+        "VIEW_URL": view_url or "",
+        "SUBSCRIBE_URL": subscribe_url,
+    }
 
     def fill(document: str, escape: Callable[[str], str]) -> str:
         body, key = _unseal(document)
@@ -144,6 +161,14 @@ def personalise(
         return token.sub(lambda m: escape(values[m.group(1)]), body)  # one pass
 
     return fill(rendered.html, lambda v: html.escape(v, quote=True)), fill(rendered.text, str)
+
+
+def has_web_footer(rendered: RenderedEdition) -> bool:
+    """Whether the edition's HTML has a footer for readers of its web version (an
+    ``IF_UNSUBSCRIBE_URL`` block of its own key): editions stored before it existed, and
+    project templates without one, do not."""
+    body, key = _unseal(rendered.html)
+    return key is not None and f"%%IF_UNSUBSCRIBE_URL.{key}%%" in body
 
 
 def _unseal(document: str) -> tuple[str, str | None]:

@@ -10,7 +10,9 @@
   (``offered_topics``); a posted topic not among them is refused (400, the form again).
 - ``GET/POST /confirm?token=…``: the page the confirmation email links to; the button
   confirms (again, a GET alone changes nothing).
-- ``GET /digests/NAME/EDITION``: a sent edition, without any recipient's token.
+- ``/``, ``/feeds/``, ``/digests/``, ``/digests/NAME/`` (and its ``feed.atom``) and
+  ``/digests/NAME/EDITION``: the public pages and the web version of editions
+  (``PublicSite``, pipeline.web.site).
 - ``/feeds/…``: the feed files, with conditional GET and gzip (``FeedFiles``).
 
 Every refusal has a clear status (400 bad, forged, empty or malformed link, 403 forged
@@ -21,7 +23,6 @@ feed files included, carries ``X-Content-Type-Options: nosniff`` (``NoSniff``).
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,15 +31,13 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline import i18n
 from pipeline.assembly import Assembly
 from pipeline.clock import Clock, system_clock
-from pipeline.digest.editions import SKIPPED_EDITION
-from pipeline.digest.render import personalise
 from pipeline.errors import DeliveryFailed
 from pipeline.feedback import FeedbackRecorder
 from pipeline.mailer import MailerBroken, Transport
@@ -54,6 +53,7 @@ from pipeline.web.feedfiles import FeedFiles
 from pipeline.web.limits import SharedRateLimit
 from pipeline.web.pages import Pages
 from pipeline.web.provider_hooks import ProviderHooks
+from pipeline.web.site import PublicSite
 
 MAX_BODY = 16 * 1024  # a sign-up form is a few hundred bytes
 # An SNS message is up to 256 KB, its JSON-escaped Message inside a JSON body: an SES
@@ -64,9 +64,6 @@ LARGER_BODIES = {"/hooks/": MAX_NOTIFICATION}
 FORM = "form"
 FORM_FOR = dt.timedelta(hours=2)
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
-# What an edition's time looks like in its address (2026-11-23T09:00+05:45); anything
-# else is no edition, and is not sent to the database (PostgreSQL refuses NUL in text).
-EDITION_TIME = re.compile(r"^[0-9T:+.-]{1,40}$")
 
 
 def create_app(
@@ -88,17 +85,24 @@ def create_app(
     if feedback is None and settings.email is not None:
         feedback = Suppressions.configured(store.engine, settings.email.bounces, clock)
     hooks = ProviderHooks(settings.email, feedback, clock=clock, fetch=sns_fetch)
+    site = PublicSite(parts, endpoints.pages)
     routes = [
         Route("/unsubscribe", endpoints.unsubscribe, methods=["GET", "POST"]),
         Route("/subscribe", endpoints.subscribe, methods=["GET", "POST"]),
         Route("/confirm", endpoints.confirm, methods=["GET", "POST"]),
-        Route("/digests/{digest}/{edition}", endpoints.edition, methods=["GET"]),
+        Route("/", site.home, methods=["GET"]),
+        Route("/feeds/", site.feed_list, methods=["GET"]),
+        Route("/digests/", site.all_editions, methods=["GET"]),
+        Route("/digests/{digest}/", site.digest_editions, methods=["GET"]),
+        Route("/digests/{digest}/feed.atom", site.digest_feed, methods=["GET"]),
+        Route("/digests/{digest}/{edition}", site.edition, methods=["GET"]),
         Route("/hooks/ses", hooks.ses_hook, methods=["POST"]),
         Route("/hooks/mailgun", hooks.mailgun_hook, methods=["POST"]),
         Route("/healthz", lambda request: PlainTextResponse("ok"), methods=["GET"]),
         Mount("/feeds", app=FeedFiles(settings.feeds.output, parts.feed_content_types())),
     ]
-    return NoSniff(LimitBody(Starlette(routes=routes), MAX_BODY, larger=LARGER_BODIES))
+    app = Starlette(routes=routes, exception_handlers={404: site.not_found})
+    return NoSniff(LimitBody(app, MAX_BODY, larger=LARGER_BODIES))
 
 
 class _Endpoints:
@@ -120,7 +124,6 @@ class _Endpoints:
         self.limit = SharedRateLimit(
             store.engine, settings.web.subscribe_per_hour, secret=self.secret, clock=clock
         )
-        self.digests = parts.digests(transport)
 
     # -- unsubscribe ------------------------------------------------------------------------
 
@@ -311,33 +314,6 @@ class _Endpoints:
         await run_in_threadpool(act)
         return self.pages.render(
             "done", subscriber.language, title=words[f"{done}_title"], text=words[f"{done}_text"]
-        )
-
-    # -- the digest archive -----------------------------------------------------------------
-
-    async def edition(self, request: Request) -> Response:
-        name, when = request.path_params["digest"], request.path_params["edition"]
-        if name not in self.settings.digests or not EDITION_TIME.match(when):
-            return PlainTextResponse("No such edition.", 404)
-        found = await run_in_threadpool(self.digests.load, f"{name}@{when}")
-        if found is None or found.status == SKIPPED_EDITION:
-            return PlainTextResponse("No such edition.", 404)
-        assert self.settings.email is not None
-        html, _ = personalise(
-            found.rendered,
-            unsubscribe_url=f"{self.settings.email.unsubscribe.origin}/unsubscribe",
-            name="",
-            view_url=None,
-        )
-        return HTMLResponse(
-            html,
-            headers={
-                # The email's own markup: inline styles and remote images, never scripts.
-                "Content-Security-Policy": "default-src 'none'; img-src https: data:; "
-                "style-src 'unsafe-inline'; frame-ancestors 'self'",
-                "X-Content-Type-Options": "nosniff",
-                "Cache-Control": "public, max-age=3600",
-            },
         )
 
     # -- shared -----------------------------------------------------------------------------

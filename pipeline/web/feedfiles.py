@@ -89,7 +89,7 @@ class FeedFiles:
             ("cache-control", CACHE_CONTROL),
             ("vary", "Accept-Encoding"),
         ]
-        if _not_modified(headers, tag, version.mtime):
+        if not_modified(headers, tag, version.mtime):
             await _send(send, 304, common)
             return
         body = version.gzipped if zipped and version.gzipped is not None else version.body
@@ -167,7 +167,7 @@ def _accepts_gzip(headers: Headers) -> bool:
     return weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0))) > 0
 
 
-def _not_modified(headers: Headers, tag: str, mtime: int) -> bool:
+def not_modified(headers: Headers, tag: str, mtime: int) -> bool:
     """RFC 9110 13.2.2: If-None-Match decides when present, else If-Modified-Since."""
     if_none_match = ",".join(headers.getlist("if-none-match"))
     if if_none_match.strip():

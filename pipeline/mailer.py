@@ -187,6 +187,16 @@ def header_line(name: str, value: str) -> bytes:
     return _fold_as_written(name, value, "\r\n").encode("ascii")
 
 
+def outgoing(
+    message: EmailMessage, sign: Callable[[bytes], bytes] | None
+) -> tuple[str, str, bytes]:
+    """(sender, recipient, the bytes to send): ``wire_bytes``, DKIM-signed when the
+    transport was given a signer. Every transport sends what this gives."""
+    sender, recipient = envelope(message)
+    data = wire_bytes(message, (sender, recipient))
+    return sender, recipient, data if sign is None else sign(data)
+
+
 def outbox_name(message_id: str) -> str:
     """A file name for a Message-ID: the ID itself when safe, else a cleaned form + a hash."""
     raw = message_id.strip().removeprefix("<").removesuffix(">")
@@ -210,9 +220,7 @@ class OutboxTransport:
         target = self.folder / outbox_name(str(message_id))
         if target.exists():
             return  # written before: the same message
-        data = wire_bytes(message)
-        if self.sign is not None:
-            data = self.sign(data)
+        _, _, data = outgoing(message, self.sign)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             handle, temp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
@@ -291,11 +299,8 @@ class SmtpTransport:
         self._failed_connects = 0
 
     def send(self, message: EmailMessage) -> None:
-        sender, recipient = envelope(message)
         # the outbox's bytes, not smtplib's re-folded ones
-        data = wire_bytes(message, (sender, recipient))
-        if self.sign is not None:
-            data = self.sign(data)
+        sender, recipient, data = outgoing(message, self.sign)
         self._pace()
         try:
             self._transmit(data, sender, recipient)

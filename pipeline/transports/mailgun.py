@@ -26,7 +26,7 @@ import requests
 
 from pipeline.channels.http import request
 from pipeline.errors import PermanentFailure
-from pipeline.mailer import MailerBroken, envelope, wire_bytes
+from pipeline.mailer import MailerBroken, outgoing
 from pipeline.pacing import LocalPacer
 from pipeline.redact import Redactor
 from pipeline.settings.email import EmailSettings
@@ -67,10 +67,7 @@ class MailgunTransport:
         self._redact = Redactor([settings.api_key])
 
     def send(self, message: EmailMessage) -> None:
-        sender, recipient = envelope(message)
-        data = wire_bytes(message, (sender, recipient))
-        if self.sign is not None:
-            data = self.sign(data)
+        _, recipient, data = outgoing(message, self.sign)
         self._pace()
         try:
             response = request(

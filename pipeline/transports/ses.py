@@ -40,7 +40,7 @@ from botocore.exceptions import (
 
 from pipeline.errors import DeliveryFailed, PermanentFailure, TemporaryFailure
 from pipeline.http_errors import status_failure
-from pipeline.mailer import MailerBroken, envelope, wire_bytes
+from pipeline.mailer import MailerBroken, outgoing
 from pipeline.pacing import LocalPacer
 from pipeline.settings.email import EmailSettings
 from pipeline.settings.providers import SesSettings
@@ -86,10 +86,7 @@ class SesTransport:
         self._pace = LocalPacer(rate, clock=clock, sleep=sleep)
 
     def send(self, message: EmailMessage) -> None:
-        sender, recipient = envelope(message)
-        data = wire_bytes(message, (sender, recipient))
-        if self.sign is not None:
-            data = self.sign(data)
+        sender, recipient, data = outgoing(message, self.sign)
         client = self._client or self._open()
         request: dict[str, Any] = {
             "Destination": {"ToAddresses": [recipient]},

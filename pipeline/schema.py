@@ -110,6 +110,9 @@ subscribers = Table(
     Column("status_detail", Text),  # why it changed: "one-click unsubscribe", "550 5.1.1 …"
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    Column("paused_until", DateTime),  # UTC; no digest until then (the preference page)
+    Column("consent_source", String(200)),  # "sign-up form", "mailchimp import", ...
+    Column("consent_at", DateTime),  # UTC, when that consent was given
     Index("ix_subscribers_status", "status"),
     sqlite_autoincrement=True,  # never reuse a deleted subscriber's id
 )

@@ -15,6 +15,7 @@ but ``zh-TW`` and ``zh-CN`` never match each other.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from collections.abc import Collection, Iterable, Iterator, Mapping
@@ -50,6 +51,10 @@ class Subscriber:
     topics: tuple[str, ...]
     status: str
     status_detail: str | None = None
+    paused_until: dt.datetime | None = None  # naive UTC; no digest before it
+    consent_source: str | None = None  # how the address was given: "sign-up form", ...
+    consent_at: dt.datetime | None = None  # naive UTC
+    created_at: dt.datetime | None = None  # naive UTC
 
 
 @dataclass
@@ -415,4 +420,8 @@ def _subscriber(row) -> Subscriber:
         topics=tuple(json.loads(row.topics)),
         status=row.status,
         status_detail=row.status_detail,
+        paused_until=row.paused_until,
+        consent_source=row.consent_source,
+        consent_at=row.consent_at,
+        created_at=row.created_at,
     )

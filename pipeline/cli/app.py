@@ -14,13 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import requests
 
 from pipeline import redact
-from pipeline.assembly import Assembly
 from pipeline.clock import system_clock
 from pipeline.errors import (
     ConfigError,
@@ -30,8 +28,11 @@ from pipeline.errors import (
     StoreError,
     describe_os_error,
 )
-from pipeline.plugins import Plugins
-from pipeline.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # imported when a command first needs them: `--help` stays instant
+    from pipeline.assembly import Assembly
+    from pipeline.plugins import Plugins
+    from pipeline.settings import Settings
 
 EXIT_OK, EXIT_PARTIAL, EXIT_CONFIG = 0, 1, 2
 
@@ -43,8 +44,17 @@ class Project:
     config_file: Path
     schedules_given: Path | None = None
     _settings: Settings | None = field(default=None, init=False)
-    # Read once per command: the settings' models and every stage come from the same plug-ins.
-    plugins: Plugins = field(default_factory=Plugins, init=False)
+    _plugins: Plugins | None = field(default=None, init=False)
+
+    @property
+    def plugins(self) -> Plugins:
+        """Read once per command: the settings' models and every stage come from the
+        same plug-ins."""
+        if self._plugins is None:
+            from pipeline.plugins import Plugins
+
+            self._plugins = Plugins()
+        return self._plugins
 
     @property
     def schedules_file(self) -> Path:
@@ -59,6 +69,8 @@ class Project:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from pipeline.settings import load_settings
+
             self._settings = load_settings(self.config_file, self.plugins)
             redact.install(self._settings)
         return self._settings
@@ -90,6 +102,8 @@ class Project:
     @contextmanager
     def assembly(self, *, adopting: bool = False) -> Iterator[Assembly]:
         """The project's stages on its state store."""
+        from pipeline.assembly import Assembly
+
         with self.store(adopting=adopting) as store:
             yield Assembly(self.settings, store, clock=self.clock, plugins=self.plugins)
 
@@ -156,7 +170,10 @@ def storage_fault(exc: BaseException) -> str | None:
         except PipelineError:
             url = "(the configured state store)"
         return str(store_fault(exc, url))
-    if isinstance(exc, OSError) and not isinstance(exc, requests.RequestException):
+    # requests' errors are OSErrors too, but name a remote fault; when requests was never
+    # imported, the error cannot be one of them (and --help need not import it).
+    requests = sys.modules.get("requests")
+    if isinstance(exc, OSError) and not (requests and isinstance(exc, requests.RequestException)):
         return describe_os_error(exc, "cannot use")
     return None
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipeline.assembly import Assembly
 from pipeline.cli.app import (
     ADOPT_KEY,
     EXIT_CONFIG,
@@ -25,7 +24,9 @@ from pipeline.cli.app import (
     shown,
 )
 from pipeline.errors import ConfigError, PipelineError, Problem, StorageError, StoreError
-from pipeline.sources.markdown import MarkdownSourceSettings
+
+if TYPE_CHECKING:
+    from pipeline.assembly import Assembly
 
 
 @main.command()
@@ -33,6 +34,8 @@ from pipeline.sources.markdown import MarkdownSourceSettings
 @command
 def check(project: Project) -> int:
     """Validate config, schedules and templates; list every problem."""
+    from pipeline.sources.markdown import MarkdownSourceSettings
+
     settings = project.settings
     problems = [
         Problem(

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.cli.app import EXIT_OK, Project, command, main, pass_project
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 @main.group()
@@ -82,6 +84,8 @@ def upgrade_command(project: Project) -> int:
 @contextmanager
 def _engine(project: Project) -> Iterator[Engine]:
     """The store's engine; a database error becomes its one-line message (exit 2)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from pipeline.store import open_engine, store_fault
 
     url = project.settings.state

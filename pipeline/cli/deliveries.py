@@ -19,19 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
-from sqlalchemy import select
 
-from pipeline.channels.bluesky import BlueskyOptions
-from pipeline.channels.discord import DiscordOptions
-from pipeline.channels.file import FileOptions
-from pipeline.channels.mastodon import MastodonOptions
-from pipeline.channels.slack import SlackOptions
-from pipeline.channels.teams import TeamsOptions
-from pipeline.channels.telegram import TelegramOptions
-from pipeline.channels.webhook import WebhookOptions
 from pipeline.cli.app import EXIT_OK, EXIT_PARTIAL, Project, command, main, pass_project
-from pipeline.schema import subscribers
-from pipeline.settings.channels import ChannelOptions
 
 POST, MAIL = "post:", "mail:"
 
@@ -187,6 +176,10 @@ def _of_digest(stream: str, digest: str) -> bool:
 
 
 def _addresses(engine: Any, ids: set[int]) -> dict[str, str]:
+    from sqlalchemy import select
+
+    from pipeline.schema import subscribers
+
     found: dict[str, str] = {}
     wanted = sorted(ids)
     with engine.connect() as conn:
@@ -200,6 +193,16 @@ def _addresses(engine: Any, ids: set[int]) -> dict[str, str]:
 
 def _post_check(project: Project, channel: str, url: str, key: str | None) -> str:
     """Where a person looks to see whether a post went out, by network."""
+    from pipeline.channels.bluesky import BlueskyOptions
+    from pipeline.channels.discord import DiscordOptions
+    from pipeline.channels.file import FileOptions
+    from pipeline.channels.mastodon import MastodonOptions
+    from pipeline.channels.slack import SlackOptions
+    from pipeline.channels.teams import TeamsOptions
+    from pipeline.channels.telegram import TelegramOptions
+    from pipeline.channels.webhook import WebhookOptions
+    from pipeline.settings.channels import ChannelOptions
+
     options = project.settings.channels.get(channel)
     match options:
         case MastodonOptions():

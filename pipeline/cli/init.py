@@ -12,7 +12,6 @@ import click
 from pipeline.cli.app import EXIT_CONFIG, EXIT_OK, command, main, print_error, shown
 from pipeline.clock import system_clock
 from pipeline.scaffold import Answers, init_project
-from pipeline.settings import load_settings
 
 
 @main.command("init")
@@ -37,6 +36,8 @@ def init_command(folder: Path, name: str, url: str, language: str, timezone: str
         click.echo(f"wrote {shown(path)}")
     for path in done.kept:
         click.echo(f"kept  {shown(path)} (already there)")
+    from pipeline.settings import load_settings
+
     load_settings(folder / "config" / "pipeline.yaml")  # the files it leaves must be valid
     where = "" if folder.resolve() == Path.cwd() else f"cd {shown(folder)} && "
     click.echo(f"\nnext: {where}pipeline run    (then `pipeline --help` for the rest)")

@@ -6,7 +6,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default as default_policy
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,8 +21,9 @@ from pipeline.cli.app import (
     print_outcomes,
     shown,
 )
-from pipeline.mailer import wire_bytes
-from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.settings import Settings
 
 
 @main.group()
@@ -44,6 +45,7 @@ def digest() -> None:
 def digest_preview(project: Project, name: str, out_dir: Path | None) -> int:
     """Write NAME.html, NAME.txt and NAME.eml of the next edition; send nothing."""
     from pipeline.digest.editions import Edition
+    from pipeline.mailer import wire_bytes
     from pipeline.subscribers import Subscriber
 
     settings = project.settings

@@ -9,8 +9,6 @@ import click
 
 from pipeline.cli.app import EXIT_OK, Project, command, main, pass_project, shown
 from pipeline.errors import ConfigError, Problem
-from pipeline.suggest import did_you_mean
-from pipeline.templating import TEMPLATES, packaged_folder, packaged_names
 
 
 @main.group()
@@ -23,6 +21,8 @@ def templates() -> None:
 @command
 def list_command(project: Project) -> int:
     """Every template, and whether the project has its own copy of it."""
+    from pipeline.templating import TEMPLATES, packaged_names
+
     own = project.settings.root / TEMPLATES
     for name in packaged_names():
         where = f"project ({shown(own / name)})" if (own / name).is_file() else "packaged"
@@ -37,6 +37,9 @@ def list_command(project: Project) -> int:
 def copy_command(project: Project, names: tuple[str, ...]) -> int:
     """Copy packaged templates into the project's templates/ folder for editing; the
     project's copy is used from then on. An existing copy is never overwritten."""
+    from pipeline.suggest import did_you_mean
+    from pipeline.templating import TEMPLATES, packaged_folder, packaged_names
+
     known = list(packaged_names())
     unknown = [name for name in names if name not in known]
     if unknown:

@@ -8,6 +8,7 @@ only at whitespace, lines at most 998 octets, CRLF line ends; non-ASCII ones are
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import re
 from email.header import decode_header, make_header
@@ -219,18 +220,20 @@ def test_a_line_break_in_a_raw_header_is_refused(tmp_path) -> None:
 
 
 class Options(RawInbox):
-    """Keeps the MAIL FROM options too (SMTPUTF8, BODY=8BITMIME)."""
+    """Keeps the MAIL FROM options (SMTPUTF8, BODY=8BITMIME) and the RCPT TO addresses."""
 
     def __init__(self) -> None:
         super().__init__()
         self.mail_options: list[list[str]] = []
+        self.rcpt: list[list[str]] = []
 
     async def handle_DATA(self, server, session, envelope):
         self.mail_options.append(list(envelope.mail_options))
+        self.rcpt.append(list(envelope.rcpt_tos))
         return await super().handle_DATA(server, session, envelope)
 
 
-def send_to(address: str, utf8_server: bool) -> Options:
+def send_through_smtp(message: EmailMessage, utf8_server: bool = True) -> Options:
     handler = Options()
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=utf8_server)
@@ -238,12 +241,16 @@ def send_to(address: str, utf8_server: bool) -> Options:
     try:
         transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=port, security="none"))
         try:
-            transport.send(digest_like("李文", address))
+            transport.send(message)
         finally:
             transport.close()
     finally:
         controller.stop()
     return handler
+
+
+def send_to(address: str, utf8_server: bool) -> Options:
+    return send_through_smtp(digest_like("李文", address), utf8_server)
 
 
 def test_a_non_ascii_address_goes_out_as_utf8_with_the_link_as_written() -> None:
@@ -338,3 +345,74 @@ def test_a_digest_body_parses_back_to_its_parts(text: str, html: str) -> None:
         lines(text).rstrip("\n"),
         lines(html).rstrip("\n"),
     ]
+
+
+def built_for(email: str, name: str, bounces: bool) -> EmailMessage:
+    """A digest message for one subscriber, as ``Digests`` builds it."""
+    from pipeline.digest.message import build_message
+    from pipeline.digest.render import RenderedEdition
+    from pipeline.settings.email import BouncesSettings
+    from pipeline.subscribers import Subscriber
+
+    settings = load_settings(Path(__file__).parent.parent / "config" / "pipeline.yaml")
+    assert settings.email is not None
+    if bounces:
+        email_settings = settings.email.model_copy(update={"bounces": BouncesSettings()})
+        settings = settings.model_copy(update={"email": email_settings})
+    rendered = RenderedEdition(subject="Weekly", preheader="", html="<p>Hi</p>", text="Hi")
+    reader = Subscriber(7, email, name, "en", (), "active")
+    now = dt.datetime(2026, 11, 3, 10, 0, tzinfo=dt.UTC)
+    digest = settings.digests["weekly-en"]
+    return build_message(settings, "weekly-en@x", "weekly-en", rendered, digest, reader, "s", now)
+
+
+def read_from_headers(message: EmailMessage) -> tuple[str, str]:
+    """The envelope as the headers give it, not as the builder carried it."""
+    from pipeline.mailer import envelope
+
+    copied = copy.copy(message)
+    copied.addresses = None  # type: ignore[attr-defined]
+    return envelope(copied)
+
+
+_LOCAL = st.text(st.sampled_from("abcxyz0189._+-李文é"), min_size=1, max_size=12).filter(
+    lambda local: not local.startswith(".") and not local.endswith(".") and ".." not in local
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    local=_LOCAL,
+    domain=st.sampled_from(["example.org", "bücher.example", "mail.example.co.uk"]),
+    name=st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=20),
+    bounces=st.booleans(),
+)
+def test_the_carried_envelope_is_what_the_headers_say(
+    local: str, domain: str, name: str, bounces: bool
+) -> None:
+    """A digest message carries its envelope so that sending need not parse its address
+    headers back: for any subscriber address and name it must be exactly the pair the
+    headers give (VERP sender or From; the To address, IDN domain in ASCII)."""
+    from pipeline.mailer import envelope
+
+    message = built_for(f"{local}@{domain}", name, bounces)
+    assert message.addresses is not None  # type: ignore[attr-defined]
+    assert envelope(message) == read_from_headers(message)
+    assert envelope(message)[0].startswith("bounces+") == bounces
+
+
+def test_a_changed_to_header_is_where_the_message_goes() -> None:
+    """Editing an address header after building (as a test send might) forgets the
+    carried envelope: the server is asked to deliver to the new To, never the old."""
+    message = built_for("anna@example.org", "Anna", bounces=True)
+    del message["To"]
+    message["To"] = "Test <staff@example.org>"
+    handler = send_through_smtp(message)
+    assert handler.rcpt == [["staff@example.org"]]
+    for header in ("From", "Return-Path", "Cc", "Bcc", "Sender"):
+        again = built_for("anna@example.org", "Anna", bounces=False)
+        if header in again:
+            again.replace_header(header, "other@example.org")
+        else:
+            again[header] = "other@example.org"
+        assert again.addresses is None  # type: ignore[attr-defined]

@@ -45,19 +45,23 @@ def build_message(
         view_url=view_url(settings, digest_name, edition_id),
     )
     domain = email.list_id or urlsplit(site.url).hostname or "localhost"
-    sender_domain = parseaddr(email.from_)[1].rpartition("@")[2] or domain
+    from_address = parseaddr(email.from_)[1]
+    sender_domain = from_address.rpartition("@")[2] or domain
     identifier = message_id(edition_id, subscriber.id, sender_domain)
     bounce_domain = email.bounce_domain
     # "=_" cannot occur in quoted-printable or base64 text, so no part can contain the
     # boundary and there is nothing to search for (as the generator would).
     boundary = f"=_{_digest_id(edition_id, subscriber.id)}"
     message = EncodedMessage()
+    return_path = bounce_domain and verp_address(
+        secret, bounce_domain, subscriber.id, subscriber.email, identifier
+    )
+    to_address = recipient_address(subscriber.email)
     headers = {
         # only the envelope (MAIL FROM): pipeline.mailer never sends this header
-        "Return-Path": bounce_domain
-        and verp_address(secret, bounce_domain, subscriber.id, subscriber.email, identifier),
+        "Return-Path": return_path,
         "From": email.from_,
-        "To": recipient(subscriber.name, subscriber.email),
+        "To": recipient(subscriber.name, to_address),
         "Reply-To": email.reply_to,
         "Subject": rendered.subject,
         "Date": format_datetime(now.astimezone(dt.UTC)),
@@ -84,17 +88,26 @@ def build_message(
     # multipart message as it is (pipeline.mailer.wire_bytes), instead of flattening
     # two parts anew for every recipient.
     message.set_payload(_alternative(boundary, ((text, "plain"), (html, "html"))))
+    sender = return_path or from_address
+    if sender and to_address:  # else `envelope` reads the headers, and says what is wrong
+        message.addresses = (sender, to_address)
     return message
 
 
-def recipient(name: str, email: str) -> str:
-    """The To header's value. An internationalised domain goes in its ASCII (IDNA) form,
-    so only a non-ASCII local part needs a server that speaks SMTPUTF8; such an address
-    is written as is (``formataddr`` refuses it) and sent as UTF-8 (RFC 6532)."""
+def recipient_address(email: str) -> str:
+    """The address as mail goes to it: an internationalised domain in its ASCII (IDNA)
+    form, so only a non-ASCII local part needs a server that speaks SMTPUTF8."""
     if not email.isascii():
         # (An address the validator now refuses was imported earlier: the server judges.)
         with suppress(EmailNotValidError):
             email = validate_email(email, check_deliverability=False).ascii_email or email
+    return email
+
+
+def recipient(name: str, email: str) -> str:
+    """The To header's value, for ``recipient_address(email)``. A non-ASCII local part is
+    written as is (``formataddr`` refuses it) and sent as UTF-8 (RFC 6532)."""
+    email = recipient_address(email)
     if email.isascii():
         return formataddr((name, email))
     local, _, domain = email.rpartition("@")

@@ -328,10 +328,7 @@ class RowReader:
             name = str(extra.get("name") or "") or " ".join(
                 str(extra.get(k) or "").strip() for k in ("first_name", "last_name")
             )
-        if any(ord(c) < 32 or ord(c) == 127 for c in name):
-            # It becomes the display name in To:, where a line break would add headers.
-            raise ValueError("the name must be one line, without control characters")
-        person.name = name.strip()
+        person.name = one_line("name", name).strip()
         person.language = self.language(cell("language") or str(extra.get("language") or ""))
         topics = split_topics(cell("topics"))
         if not topics and extra and isinstance(extra.get("topics"), list):
@@ -345,10 +342,14 @@ class RowReader:
             )
         elif cell("status_detail").strip():
             person.status_detail = cell("status_detail").strip()
-        person.left = split_topics(cell("left"))
+        person.left = tuple(one_line("left", n)[:100] for n in split_topics(cell("left")))
         person.paused_until = parse_time(cell("paused_until"))
         person.consent_at = parse_time(cell("consent_at"))
-        person.consent_source = cell("consent_source").strip() or self.layout.source
+        person.consent_source = one_line("consent_source", cell("consent_source")).strip() or (
+            self.layout.source
+        )
+        if person.status_detail is not None:
+            person.status_detail = one_line("status_detail", person.status_detail)
         person.created_at = parse_time(cell("created_at"))
         check_widths(person)
         return person
@@ -362,6 +363,14 @@ class RowReader:
         except ValueError:
             raise ValueError("its JSON column (attributes/metadata) is not valid JSON") from None
         return found if isinstance(found, dict) else {}
+
+
+def one_line(name: str, value: str) -> str:
+    """``value`` if it has no control characters: a name becomes the display name in To:,
+    where a line break would add headers, and PostgreSQL refuses NUL in any text."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"the {name} must be one line, without control characters")
+    return value
 
 
 def check_widths(person: Incoming) -> None:

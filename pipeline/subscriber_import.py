@@ -317,7 +317,9 @@ def _changes(
         )
     if "paused_until" in given and before.paused_until != person.paused_until:
         values["paused_until"] = person.paused_until
-    if before.consent_source is None and person.consent_source:
+    # Consent is added to a known person who has none on record, when the file says
+    # something of it: a plain list is no evidence of how a sign-up form's reader agreed.
+    if before.consent_source is None and (person.consent_at or "consent_source" in given):
         values["consent_source"] = person.consent_source
         values["consent_at"] = person.consent_at
     return values

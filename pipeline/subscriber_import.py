@@ -25,7 +25,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import String, any_, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 
 from pipeline.clock import Clock, naive_utc, system_clock
@@ -258,11 +259,20 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[start : start + CHUNK]
 
 
+def _among(conn: Connection, column: Any, chunk: Sequence[str]) -> Any:
+    """``column IN chunk``. On PostgreSQL as ``= ANY(one array parameter)``: psycopg
+    prepares a statement run five times, and the server's generic plan for ``IN ($1, …,
+    $500)`` scans the table each time (0.2 s a chunk at 10,000 rows instead of 5 ms)."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam("among", list(chunk), type_=ARRAY(String)))
+    return column.in_(chunk)
+
+
 def _known(conn: Connection, emails: Sequence[str]) -> dict[str, Any]:
     """address → its subscribers row, for the known ones."""
     found: dict[str, Any] = {}
     for chunk in _chunks(emails):
-        query = select(subscribers).where(subscribers.c.email.in_(chunk))
+        query = select(subscribers).where(_among(conn, subscribers.c.email, chunk))
         found.update((row.email, row) for row in conn.execute(query))
     return found
 
@@ -271,7 +281,7 @@ def _held(conn: Connection, emails: Sequence[str]) -> dict[str, tuple[str, str]]
     """address → (the status it must keep, why) for the suppressed ones."""
     found: dict[str, tuple[str, str]] = {}
     for chunk in _chunks(emails):
-        query = select(suppressions).where(suppressions.c.address.in_(chunk))
+        query = select(suppressions).where(_among(conn, suppressions.c.address, chunk))
         for row in conn.execute(query):
             status = UNSUBSCRIBED if row.kind == "complaint" else BOUNCED
             why = f"suppressed after a {row.kind} ({row.source}): {row.reason}"

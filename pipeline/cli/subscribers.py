@@ -44,7 +44,7 @@ def subscribers_import(project: Project, csv_file: Path, mapping: str | None) ->
         report = SubscriberStore(store.engine, project.clock).import_csv(
             csv_file, settings.site.language, settings.digests, mapping
         )
-    if report.tool and report.tool != "this pipeline":
+    if report.tool in ("Mailchimp", "listmonk", "Buttondown"):
         click.echo(f"{shown(csv_file)}: read as a {report.tool} export")
     print_report(report)
     return EXIT_PARTIAL if report.rejected else EXIT_OK

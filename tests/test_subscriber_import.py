@@ -348,3 +348,21 @@ def test_list_shows_who_is_paused_until_when(root):
     assert "paused" not in lines["sonam@example.org"]
     shown = invoke(root, "subscribers", "show", "anna@example.org")
     assert "paused until:   2026-11-01T00:00:00Z (over)" in shown.output
+
+
+def test_a_bad_date_rejects_its_row_only_and_map_overrides_a_recognised_export(people, tmp_path):
+    path = tmp_path / "mailchimp.csv"
+    path.write_text(
+        '"Email Address","First Name",OPTIN_TIME,CONFIRM_TIME,LEID,Sprache\n'
+        'pema@example.org,Pema,,"2024-03-01 09:15:40",1,zh-CN\n'
+        'anna@example.org,Anna,,"01/03/2024 9:15",2,en\n'
+        "sonam@example.org,Sonam,,,3,en\n",
+        encoding="utf-8",
+    )
+    report = people.import_csv(path, "en", mapping="language=sprache")
+    assert (report.tool, report.added) == ("Mailchimp", 2)
+    ((line, message),) = [(p.line, p.message) for p in report.rejected]
+    assert line == 3 and message.startswith("'01/03/2024 9:15' is not a date and time")
+    assert people.get("pema@example.org").language == "zh-CN"
+    assert people.get("sonam@example.org").consent_at is None
+    assert people.get("sonam@example.org").consent_source == "imported from Mailchimp"

@@ -3,7 +3,8 @@
 Statuses: ``active`` (receives digests), ``pending`` (signed up, not yet confirmed),
 ``unsubscribed`` and ``bounced`` (never mailed). A CSV import adds new people and
 updates the name, language and topics of known ones, but never re-activates someone
-who unsubscribed or bounced: only that person, through a confirmed sign-up, can.
+who unsubscribed or bounced: only that person, through a confirmed sign-up, can
+(pipeline.subscriber_import; pipeline.subscriber_formats reads other tools' exports).
 
 A digest reaches an active subscriber when their language matches one of its audience's
 languages and (if it names topics) they chose one of its topics. Languages match by
@@ -14,11 +15,9 @@ but ``zh-TW`` and ``zh-CN`` never match each other.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,18 +27,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from pipeline.clock import Clock, naive_utc, system_clock
-from pipeline.errors import Problem, display_path
+from pipeline.errors import Problem
 from pipeline.schema import list_unsubscribes, subscribers, suppressions
 from pipeline.settings.base import normalise_language
 from pipeline.settings.email import DigestSettings
 
 ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED = "active", "pending", "unsubscribed", "bounced"
-COLUMNS = ("email", "name", "language", "topics")
-FIX = "fix or delete this row"
-MAX_LINE = 64 * 1024
-"""Longest CSV line read, in characters: a subscriber row is a few hundred. Longer lines
-are rejected before the csv module sees them, whose field limit (128 KB) would otherwise
-end the import with an error instead of naming the one line."""
 
 
 @dataclass(frozen=True)
@@ -59,10 +52,12 @@ class Subscriber:
 
 @dataclass
 class ImportReport:
+    tool: str = ""  # whose export the file is: "Mailchimp", ..., "this pipeline"
     added: int = 0
     updated: int = 0
     unchanged: int = 0
     kept_inactive: list[str] = field(default_factory=list)  # known, unsubscribed or bounced
+    marked_inactive: list[str] = field(default_factory=list)  # "address (why)": the file says so
     suppressed: list[str] = field(default_factory=list)  # "address (why)": kept inactive
     rejected: list[Problem] = field(default_factory=list)
     unreached: list[Problem] = field(default_factory=list)  # active, but no digest reaches them
@@ -130,6 +125,7 @@ def normalise_email(value: str) -> str:
 class SubscriberStore:
     def __init__(self, engine: Engine, clock: Clock = system_clock):
         self.engine = engine
+        self._clock = clock
         self.clock = lambda: naive_utc(clock())  # the columns hold naive UTC
 
     def add_or_update(
@@ -292,123 +288,12 @@ class SubscriberStore:
         path: Path,
         default_language: str,
         digests: Mapping[str, DigestSettings] | None = None,
+        mapping: str | None = None,
     ) -> ImportReport:
-        """Add or update every valid row; report each bad row by its line, import the rest.
-        With ``digests``, each row whose subscriber is active but reached by none of them
-        is reported too (``unreached``), by its line: it was imported all the same."""
-        shown = display_path(path)
-        report = ImportReport()
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            report.rejected.append(Problem(shown, None, None, f"cannot read it: {exc}"))
-            return report
-        reader = csv.DictReader(self._lines(text, shown, report))
-        try:
-            header = [h.strip().lower() for h in reader.fieldnames or []]
-        except csv.Error as exc:
-            report.rejected.append(Problem(shown, 1, None, f"cannot read the header: {exc}"))
-            return report
-        if "email" not in header:
-            report.rejected.append(
-                Problem(
-                    shown,
-                    1,
-                    None,
-                    "no `email` column",
-                    f"the first line names the columns: {','.join(COLUMNS)}",
-                )
-            )
-            return report
-        reader.fieldnames = header
-        seen: dict[str, int] = {}
-        while True:
-            start = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                # Only a row spanning lines gets here (an over-long line never reaches the
-                # reader), so a quote was left open and swallowed the lines after it:
-                # reading on would take pieces of that field for rows. Stop; importing
-                # the mended file again changes nothing that is already in.
-                what = f"cannot read this row: {exc}; the lines after it were not read"
-                hint = 'close the quote (") this row opens, then import the file again'
-                report.rejected.append(Problem(shown, start, None, what, hint))
-                break
-            line = reader.line_num
-            try:
-                email = normalise_email(row.get("email") or "")
-                language = normalise_language(
-                    (row.get("language") or "").strip() or default_language
-                )
-            except ValueError as exc:
-                report.rejected.append(Problem(shown, line, None, str(exc), FIX))
-                continue
-            if email in seen:
-                report.rejected.append(
-                    Problem(
-                        shown,
-                        line,
-                        None,
-                        f"{email} is already on line {seen[email]}",
-                        "keep one row per address",
-                    )
-                )
-                continue
-            seen[email] = line
-            topics = [t for t in (row.get("topics") or "").replace(",", ";").split(";")]
-            # A suppressed address comes in (or stays) inactive: an old list must not
-            # bring a dead or complaining address back.
-            held = self._suppressed(email)
-            try:
-                outcome, subscriber = self.add_or_update(
-                    email,
-                    name=row.get("name") or "",
-                    language=language,
-                    topics=topics,
-                    status=ACTIVE if held is None else held[0],
-                )
-            except ValueError as exc:
-                report.rejected.append(Problem(shown, line, None, str(exc), FIX))
-                continue
-            setattr(report, outcome, getattr(report, outcome) + 1)
-            if held is not None:
-                if outcome == "added" or subscriber.status in (ACTIVE, PENDING):
-                    self.set_status(subscriber.id, held[0], held[1])
-                report.suppressed.append(f"{email} ({held[1]})")
-            elif subscriber.status in (UNSUBSCRIBED, BOUNCED):
-                report.kept_inactive.append(email)
-            elif (
-                digests is not None
-                and subscriber.status == ACTIVE
-                and not reached_by(subscriber, digests)
-            ):
-                what = unreached_message(subscriber, digests)
-                hint = "change the row's language or topics, or a digest's `audience:`"
-                report.unreached.append(Problem(shown, line, None, what, hint))
-        return report
+        """Add or update every valid row; see pipeline.subscriber_import."""
+        from pipeline.subscriber_import import import_file
 
-    def _suppressed(self, email: str) -> tuple[str, str] | None:
-        """(the status it must keep, why) for a suppressed address, else None."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(suppressions).where(suppressions.c.address == email)).first()
-        if row is None:
-            return None
-        status = UNSUBSCRIBED if row.kind == "complaint" else BOUNCED
-        return status, f"suppressed after a {row.kind} ({row.source}): {row.reason}"
-
-    @staticmethod
-    def _lines(text: str, shown: str, report: ImportReport) -> Iterator[str]:
-        """The file's lines for the csv reader, an over-long one reported by its number
-        and replaced by an empty line (which the reader skips, keeping the count)."""
-        for number, line in enumerate(io.StringIO(text, newline=""), 1):
-            if len(line) > MAX_LINE:
-                what = f"line is {len(line):,} characters long; a row may have {MAX_LINE:,}"
-                report.rejected.append(Problem(shown, number, None, what, FIX))
-                line = "\n"
-            yield line
+        return import_file(self.engine, path, default_language, digests, mapping, self._clock)
 
 
 def _subscriber(row) -> Subscriber:

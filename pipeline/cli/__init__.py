@@ -9,6 +9,7 @@ from pipeline.cli import (  # noqa: F401  (registers them)
     mail,
     schedule,
     status,
+    subscribers,
     templates,
     worker,
 )

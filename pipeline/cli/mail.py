@@ -1,4 +1,4 @@
-"""Commands for email: digest preview|send, subscribers import|list|remove."""
+"""Commands for email: digest preview|send (subscribers: pipeline.cli.subscribers)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def digest_preview(project: Project, name: str, out_dir: Path | None) -> int:
     from pipeline.subscribers import Subscriber
 
     settings = project.settings
-    _known_digest(settings, name)
+    known_digest(settings, name)
     out = out_dir or settings.root / "var" / "preview"
     with project.assembly() as parts:
         digests = parts.digests(transport=_no_transport)
@@ -98,7 +98,7 @@ def digest_send(project: Project, name: str, dry_run: bool, address: str | None)
 
     from pipeline.digest.sending import SendStopped
 
-    _known_digest(project.settings, name)
+    known_digest(project.settings, name)
     if address is not None:
         if dry_run:
             raise click.UsageError("--to sends one test message; leave out --dry-run")
@@ -189,93 +189,7 @@ def print_report(name: str, report: Any) -> None:
         )
 
 
-@main.group()
-def subscribers() -> None:
-    """Manage subscribers: import a CSV, list, remove."""
-
-
-@subscribers.command("import")
-@click.argument("csv_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@pass_project
-@command
-def subscribers_import(project: Project, csv_file: Path) -> int:
-    """Add or update subscribers from FILE.csv (email, name, language, topics)."""
-    from pipeline.subscribers import SubscriberStore
-
-    settings = project.settings
-    with project.store() as store:
-        report = SubscriberStore(store.engine).import_csv(
-            csv_file, settings.site.language, settings.digests
-        )
-    click.echo(
-        f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged"
-        + (f", {len(report.rejected)} rejected" if report.rejected else "")
-    )
-    for email in report.kept_inactive:
-        click.echo(f"kept unsubscribed/bounced: {email} (only they can re-subscribe)")
-    for held in report.suppressed:
-        click.echo(f"kept suppressed: {held} (see `pipeline bounces list`)")
-    for problem in report.unreached:  # imported all the same: a warning, not a failure
-        click.echo(f"warning: {problem}", err=True)
-    for problem in report.rejected:
-        click.echo(f"rejected: {problem}", err=True)
-    return EXIT_PARTIAL if report.rejected else EXIT_OK
-
-
-@subscribers.command("list")
-@click.option(
-    "--status",
-    type=click.Choice(["active", "pending", "unsubscribed", "bounced"]),
-    help="Only those with this status for some digest (with --digest: for that one).",
-)
-@click.option("--digest", metavar="NAME", help="Only those this digest concerns.")
-@pass_project
-@command
-def subscribers_list(project: Project, status: str | None, digest: str | None) -> int:
-    """List subscribers: email, name, language, topics, status, and their status for
-    each digest that concerns them (e.g. `weekly-en: unsubscribed` for one who left it),
-    tab-separated."""
-    from pipeline.status import digest_statuses
-
-    settings = project.settings
-    if digest is not None:
-        _known_digest(settings, digest)
-    with project.store() as store:
-        everyone = digest_statuses(store.engine, settings.digests)
-    found = []
-    for s, states in everyone:
-        if digest is not None and digest not in states:
-            continue
-        # Matched per digest; someone no digest concerns, by their own status.
-        shown_states = [states[digest]] if digest else list(states.values()) or [s.status]
-        if status is not None and status not in shown_states:
-            continue
-        found.append(s)
-        per_digest = ", ".join(f"{name}: {state}" for name, state in states.items())
-        topics = ";".join(s.topics)
-        click.echo(f"{s.email}\t{s.name}\t{s.language}\t{topics}\t{s.status}\t{per_digest}")
-    click.echo(f"{len(found)} subscribers", err=True)
-    return EXIT_OK
-
-
-@subscribers.command("remove")
-@click.argument("email")
-@pass_project
-@command
-def subscribers_remove(project: Project, email: str) -> int:
-    """Delete a subscriber and their personal data."""
-    from pipeline.subscribers import SubscriberStore
-
-    with project.store() as store:
-        removed = SubscriberStore(store.engine).remove(email)
-    if not removed:
-        click.echo(f"no subscriber {email}", err=True)
-        return EXIT_PARTIAL
-    click.echo(f"removed {email}")
-    return EXIT_OK
-
-
-def _known_digest(settings: Settings, name: str) -> None:
+def known_digest(settings: Settings, name: str) -> None:
     if name not in settings.digests:
         known = ", ".join(settings.digests) or "none are configured"
         raise click.UsageError(f"unknown digest {name!r}; digests: {known}")

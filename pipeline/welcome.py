@@ -132,8 +132,8 @@ class Welcome:
         message["Date"] = format_datetime(self.clock().astimezone(dt.UTC))
         message["Message-ID"] = self.message_id(subscriber)
         message["Auto-Submitted"] = "auto-generated"
-        message["Content-Language"] = subscriber.language
         message.set_content(body.strip("\n") + "\n")
+        message["Content-Language"] = subscriber.language  # after: set_content clears Content-*
         return message
 
     def message_id(self, subscriber: Subscriber) -> str:

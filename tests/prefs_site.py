@@ -83,3 +83,17 @@ class Prefs(Web):
             clock=self.clock,
             sleep=lambda seconds: None,
         )
+
+
+def serve(config: str, port: int) -> None:
+    """Serve a project's endpoints with uvicorn on 127.0.0.1:``port``: another process
+    for the tests that need two (``python -c "from tests.prefs_site import serve; …"``)."""
+    import uvicorn
+
+    from pipeline.settings import load_settings
+    from pipeline.store import Store
+    from pipeline.web.app import create_app
+
+    settings = load_settings(Path(config))
+    store = Store(settings.state, settings.site.url)
+    uvicorn.run(create_app(settings, store), host="127.0.0.1", port=port, log_level="warning")

@@ -207,3 +207,21 @@ def test_eight_simultaneous_confirmations_in_two_processes_send_one_welcome(
     assert b"twice@example.org" in site.handler.raw[0]
     assert site.people.get("twice@example.org").status == ACTIVE
     site.store.close()
+
+
+def test_a_broken_welcome_template_is_logged_and_the_confirmation_stands(
+    mail_project, inbox, caplog
+):
+    configure(mail_project, welcome=True)
+    own = mail_project / "templates" / "welcome" / "en.txt.j2"
+    own.parent.mkdir(parents=True)
+    own.write_text("Subject: Hi\n\n{{ nobody }}\n", encoding="utf-8")
+    site = prefs_web(mail_project)
+    site.handler = inbox[0]
+    token = sign_up_and_confirm(site, "early@example.org")  # confirmed: 200, active
+    assert len(site.handler.raw) == 1  # the confirmation only
+    assert "welcome/en.txt.j2" in caplog.text and "nobody" in caplog.text
+    own.write_text("Subject: Hi\n\nMended.\n", encoding="utf-8")
+    assert site.post("/confirm", {"token": token}).status == 200
+    assert [subject(r) for r in site.handler.raw][1:] == ["Hi"]
+    site.store.close()

@@ -51,7 +51,7 @@ from pipeline.text import excerpt
 TOKENS = ("UNSUBSCRIBE_URL", "PREFERENCES_URL", "NAME", "VIEW_URL", "SUBSCRIBE_URL")  # per reader
 # %%IF_…%% blocks: kept when the value is not empty. The web version of an edition has no
 # unsubscribe URL (nobody's token): its IF_UNSUBSCRIBE_URL blocks take their ELSE part.
-CONDITIONS = ("NAME", "VIEW_URL", "UNSUBSCRIBE_URL")
+CONDITIONS = ("NAME", "VIEW_URL", "UNSUBSCRIBE_URL", "PREFERENCES_URL")
 SEAL = "<!--personalise:"  # + key + "-->" ends every rendered document
 _KEY = re.compile(r"[0-9a-f]{32}")
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -147,6 +147,7 @@ def personalise(
         "NAME": bool(name),
         "VIEW_URL": bool(view_url),
         "UNSUBSCRIBE_URL": bool(unsubscribe_url),
+        "PREFERENCES_URL": bool(preferences_url),  # none on the web version
     }
     values = {
         "UNSUBSCRIBE_URL": unsubscribe_url,

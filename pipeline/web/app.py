@@ -26,6 +26,7 @@ feed files included, carries ``X-Content-Type-Options: nosniff`` (``NoSniff``).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -39,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pipeline import i18n
 from pipeline.assembly import Assembly
 from pipeline.clock import Clock, system_clock
-from pipeline.errors import DeliveryFailed
+from pipeline.errors import ConfigError, DeliveryFailed
 from pipeline.feedback import FeedbackRecorder
 from pipeline.mailer import MailerBroken, Transport
 from pipeline.plugins import Plugins
@@ -60,6 +61,7 @@ from pipeline.web.provider_hooks import ProviderHooks
 from pipeline.web.site import PublicSite
 from pipeline.welcome import Welcome
 
+log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024  # a sign-up form is a few hundred bytes
 # An SNS message is up to 256 KB, its JSON-escaped Message inside a JSON body: an SES
 # notification listing many recipients (or carrying the headers) is far over MAX_BODY,
@@ -295,8 +297,15 @@ class _Endpoints:
         )
 
     def _confirm(self, token: str) -> None:
-        """Confirm, then welcome (once ever, whoever else presses the button)."""
-        self.welcome.send(self.signup.confirm(token))
+        """Confirm, then welcome (once ever, whoever else presses the button). A mistake
+        in the project's welcome template is logged with its file and line: the
+        subscriber is confirmed all the same, and nothing is claimed, so the welcome
+        goes at their next press once the template is mended."""
+        subscriber = self.signup.confirm(token)
+        try:
+            self.welcome.send(subscriber)
+        except ConfigError as exc:
+            log.error("the welcome email was not sent: %s", exc)
 
     async def _ask_then_act(
         self,

@@ -12,6 +12,8 @@ pages are in the subscriber's language (after a change, the new one).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from typing import Any
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -108,7 +110,8 @@ class PreferencePage:
             view = await run_in_threadpool(self.preferences.view, subscriber)
             return self._page(view, token, [words[k] for k in rejected.problems], status=400)
         saved = await run_in_threadpool(self.preferences.save, subscriber, choices)
-        return self._done(saved, "saved_title", "saved_text")
+        back = f"/preferences?{urlencode({'token': token})}"
+        return self._done(saved, "saved_title", "saved_text", back=back)
 
     def _page(self, view: View, token: str, errors: list[str], status: int = 200) -> Response:
         language = view.subscriber.language
@@ -121,17 +124,16 @@ class PreferencePage:
         for weeks in PAUSE_WEEKS:
             label = words["pause_one"] if weeks == 1 else words["pause_weeks"]
             pauses.append((str(weeks), label.format(weeks=weeks)))
-        paused_text = ""
+        paused_date = ""
         if view.paused_until is not None:
-            date = i18n.format_date(view.paused_until, language, self.site.timezone)
-            paused_text = i18n.words(language, date=date)["paused_until"]
+            paused_date = i18n.format_date(view.paused_until, language, self.site.timezone)
         return self.pages.render(
             "preferences",
             language,
             title=words["preferences_title"],
             intro=words["preferences_intro"],
             come_back_text=words["come_back_text"],
-            paused_text=paused_text,
+            paused_date=paused_date,
             view=view,
             token=token,
             form_token=self.form_token(),
@@ -143,9 +145,13 @@ class PreferencePage:
             headers={"Referrer-Policy": "same-origin"},
         )
 
-    def _done(self, subscriber: Subscriber, title: str, text: str) -> Response:
+    def _done(self, subscriber: Subscriber, title: str, text: str, back: str = "") -> Response:
+        """A page saying what was done; ``back``: a link to the preference page again."""
         words = i18n.words(subscriber.language, site=self.site.name, email=subscriber.email)
-        return self.pages.render("done", subscriber.language, title=words[title], text=words[text])
+        more: dict[str, Any] = {"back": back} if back else {}
+        return self.pages.render(
+            "done", subscriber.language, title=words[title], text=words[text], **more
+        )
 
     def _say(self, language: str, title: str, text: str, status: int) -> Response:
         words = i18n.words(language, site=self.site.name)

@@ -20,6 +20,7 @@ from pipeline.store import Store
 from pipeline.subscribers import SubscriberStore
 from pipeline.web.app import create_app
 from tests.prefs_site import configure, prefs_web
+from tests.test_web_browser import CONTRAST
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and os.environ.get("PIPELINE_REQUIRE_BROWSER"):
@@ -83,6 +84,20 @@ def test_an_english_reader_changes_their_preferences(served, browser, shots, wid
     assert people.left(pema.id) == {"weekly-en"}
     assert pema.topics == ("Climate", "Nepal") and pema.language == "en"
     assert pema.paused_until == dt.datetime(2026, 12, 15, 9, 0)
+
+    page.get_by_role("link", name="Manage your subscription").click()  # back to the page
+    assert not page.get_by_label("This week at Mountain News").is_checked()
+    for selector in ("h1", "legend", "label[for=pause]", "button", "button.secondary", ".note"):
+        assert page.eval_on_selector(selector, CONTRAST) >= 4.5, selector
+    page.get_by_role("button", name="Unsubscribe from everything").click()
+    page.wait_for_selector("text=You are unsubscribed")
+    assert people.get("pema@example.org").status == "unsubscribed"
+    page.goto(f"{base}/preferences?token={links.token('pema@example.org')}")
+    assert page.get_by_role("button", name="Save preferences").count() == 0
+    page.screenshot(path=str(shots / f"en-{width}-come-back.png"), full_page=True)
+    page.get_by_role("button", name="Subscribe again").click()
+    page.wait_for_selector("text=Check your inbox")
+    assert people.get("pema@example.org").status == "unsubscribed"  # until confirmed
 
 
 @pytest.mark.parametrize("width", [375, 1280])

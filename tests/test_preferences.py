@@ -264,3 +264,19 @@ def test_a_chinese_reader_has_the_page_and_its_answer_in_chinese(prefs):
     )
     assert done.status == 200 and "设置已保存" in done.text
     assert prefs.people.get("li.wen@example.org").paused_until == dt.datetime(2026, 11, 8, 6)
+
+
+def test_a_projects_own_page_template_still_frames_the_preference_page(mail_project, inbox):
+    """A project that copied web/page.html.j2 before the preference page existed keeps
+    it: the page fills that template's blocks."""
+    from pipeline.templating import packaged_folder
+
+    own = mail_project / "templates" / "web" / "page.html.j2"
+    own.parent.mkdir(parents=True)
+    packaged = (packaged_folder() / "web" / "page.html.j2").read_text(encoding="utf-8")
+    own.write_text(packaged.replace("<main>", "<main data-ours>"), encoding="utf-8")
+    site = prefs_web(mail_project)
+    page = site.page("anna@example.org")
+    assert page.status == 200 and "<main data-ours>" in page.text
+    assert "Save preferences" in page.text
+    site.store.close()

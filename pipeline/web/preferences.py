@@ -26,6 +26,7 @@ from pipeline.errors import DeliveryFailed
 from pipeline.mailer import MailerBroken
 from pipeline.preferences import KEEP, NO_PAUSE, PAUSE_WEEKS, Preferences, Rejected, View
 from pipeline.subscribers import Subscriber
+from pipeline.templating import TEMPLATES, load_template
 from pipeline.tokens import InvalidToken, verify
 from pipeline.web.forms import same_site, token_and_form
 from pipeline.web.pages import Pages
@@ -53,6 +54,10 @@ class PreferencePage:
         self.bad_link = bad_link
         self.clock = clock
         self.site = preferences.settings.site
+        # The project's templates/web/preferences.html.j2 if it has one, else ours; it
+        # extends page.html.j2, the project's own if it has one.
+        path = preferences.settings.root / TEMPLATES / "web" / "preferences.html.j2"
+        self.template = load_template(path, autoescape=True)
 
     async def page(self, request: Request) -> Response:
         language = self.pages.choose_language(None, request.headers.get("accept-language", ""))
@@ -130,6 +135,7 @@ class PreferencePage:
         return self.pages.render(
             "preferences",
             language,
+            template=self.template,
             title=words["preferences_title"],
             intro=words["preferences_intro"],
             come_back_text=words["come_back_text"],

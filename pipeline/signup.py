@@ -66,6 +66,16 @@ def offered_topics(settings: Settings) -> tuple[str, ...]:
     return tuple(v for v in found.values() if v)
 
 
+def chosen_topics(offered: Iterable[str], posted: Iterable[str]) -> list[str] | None:
+    """The ``offered`` topics among ``posted`` (any case), spelt as configured; None if
+    one is not offered (a stale or forged form: nothing is guessed)."""
+    spelt = {t.lower(): t for t in offered}
+    chosen = [spelt.get(t.strip().lower()) for t in posted if t.strip()]
+    if any(t is None for t in chosen):
+        return None
+    return list(dict.fromkeys(t for t in chosen if t is not None))
+
+
 class SignUp:
     def __init__(
         self,

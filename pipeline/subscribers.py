@@ -63,6 +63,12 @@ class ImportReport:
     unreached: list[Problem] = field(default_factory=list)  # active, but no digest reaches them
 
 
+def is_paused(subscriber: Subscriber, now: dt.datetime) -> bool:
+    """Whether the subscriber paused their digests (on the preference page) until after
+    ``now`` (naive UTC, as the column holds it)."""
+    return subscriber.paused_until is not None and now < subscriber.paused_until
+
+
 def language_matches(first: str, second: str) -> bool:
     """RFC 4647 basic filtering, either way round: one tag equals the other or is a
     prefix of it ending at a ``-`` (``zh`` ~ ``zh-CN``, ``en`` ~ ``en-GB``; not
@@ -212,8 +218,9 @@ class SubscriberStore:
     ) -> list[Subscriber]:
         """Active subscribers whose language matches one of ``languages`` (RFC 4647,
         see ``language_matches``) with one of ``topics`` (empty: any), except those who
-        left ``list_name``; only those of ``ids`` if given (one batch of an edition: a
-        batch reads its own recipients, not the whole list)."""
+        left ``list_name`` and those paused until later than now; only those of ``ids``
+        if given (one batch of an edition: a batch reads its own recipients, not the
+        whole list)."""
         languages, topics = tuple(languages), tuple(topics)
         query = select(list_unsubscribes.c.subscriber_id).where(
             list_unsubscribes.c.list_name == list_name
@@ -224,10 +231,14 @@ class SubscriberStore:
             left = set(conn.scalars(query))
             # A suppressed address (pipeline.suppression) is never mailed, whatever its status.
             suppressed = set(conn.scalars(select(suppressions.c.address)))
+        now = self.clock()
         return [
             s
             for s in self.all(ACTIVE, ids)
-            if s.id not in left and s.email not in suppressed and in_audience(s, languages, topics)
+            if s.id not in left
+            and s.email not in suppressed
+            and not is_paused(s, now)
+            and in_audience(s, languages, topics)
         ]
 
     def unreached(self, digests: Mapping[str, DigestSettings]) -> list[Subscriber]:
@@ -248,6 +259,46 @@ class SubscriberStore:
         except IntegrityError:
             return False
         return True
+
+    def left(self, subscriber_id: int) -> set[str]:
+        """The digests this subscriber left (by one-click or the preference page)."""
+        query = select(list_unsubscribes.c.list_name).where(
+            list_unsubscribes.c.subscriber_id == subscriber_id
+        )
+        with self.engine.connect() as conn:
+            return set(conn.scalars(query))
+
+    def rejoin(self, subscriber_id: int, list_name: str) -> bool:
+        """Undo ``leave`` for one digest; False if they had not left it."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                delete(list_unsubscribes).where(
+                    list_unsubscribes.c.subscriber_id == subscriber_id,
+                    list_unsubscribes.c.list_name == list_name,
+                )
+            )
+        return done.rowcount == 1
+
+    def set_preferences(
+        self,
+        subscriber_id: int,
+        *,
+        language: str,
+        topics: Iterable[str],
+        paused_until: dt.datetime | None,
+    ) -> None:
+        """What the subscriber chose on the preference page (status untouched)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id)
+                .values(
+                    language=normalise_language(language),
+                    topics=json.dumps(sorted({t.strip() for t in topics if t.strip()})),
+                    paused_until=paused_until,
+                    updated_at=self.clock(),
+                )
+            )
 
     def activate(self, subscriber_id: int, detail: str) -> None:
         """A confirmed sign-up: active again, on every digest they had left."""

@@ -1,5 +1,5 @@
-"""Signed tokens for links in emails and forms: unsubscribe, confirm a sign-up, and the
-subscribe form's anti-forgery token.
+"""Signed tokens for links in emails and forms: unsubscribe, confirm a sign-up, the
+preference page, and the subscribe form's anti-forgery token.
 
 A token names a purpose, a subscriber, a list and (a hash of) the address it was made
 for, and is signed with HMAC-SHA256, so it cannot be forged, altered, or used for
@@ -21,6 +21,7 @@ from pipeline.errors import PipelineError
 
 SECRET_NAME = "email:link-secret"
 UNSUBSCRIBE_TOKEN = "unsubscribe"  # the purpose of a one-click unsubscribe link's token
+PREFERENCES_TOKEN = "preferences"  # the preference page's link, in every digest's footer
 # Claims are only ever what ``sign`` wrote, so anything else in a genuinely signed
 # payload (a list, a float id, an id past the database's integers, a list name longer
 # than the column) is refused here rather than reaching the database.

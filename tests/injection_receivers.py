@@ -28,6 +28,7 @@ from tests.rawmail import MAX_LINE, split, unfolded
 from tests.test_channel_escaping import DISCORD_ESCAPE, DISCORD_LINK, MARKUP
 
 HOME = "https://news.example.org"
+PREFERENCES = "https://news.example.org/preferences?token="  # the footer's link
 POSTAL = "GPO Box 3226, Kathmandu, Nepal"
 
 # -- a browser or mail client ---------------------------------------------------------------
@@ -86,6 +87,10 @@ def check_digest_page(
     assert subscribing == ([subscribe] if subscribe else [])
     viewing = [href for label, href in links if label == "View in your browser"]
     assert viewing == ([view] if view else [])
+    # Every reader's own copy links to their preference page, beside the unsubscribe link.
+    managing = [href for label, href in links if label == "Manage your subscription"]
+    assert len(managing) == (1 if unsubscribe else 0)
+    assert all(h.startswith(PREFERENCES) for h in managing), managing
     assert (f"Hello {name}," if name else "Hello,") in shown
     images = {(img.get("src"), img.get("alt")) for img in tree.iter("img")}
     for article in articles:
@@ -95,7 +100,7 @@ def check_digest_page(
             assert one_line(author) in shown
         if article.image:
             assert (article.image, article.image_alt or article.title) in images
-    ours = [link for link in (unsubscribe, subscribe, view) if link]
+    ours = [link for link in (unsubscribe, subscribe, view, *managing) if link]
     allowed = {HOME, *ours, *(a.url for a in articles)}
     assert {href for _, href in links} <= allowed
     assert POSTAL in shown
@@ -155,6 +160,7 @@ def check_raw_mail(
             assert one_line(author) in one_line(text)
         assert f"\nRead more: {article.url}\n" in text
     assert text.count(unsubscribe) == 1 and f"\nUnsubscribe: {unsubscribe}\n" in text
+    assert f"\nManage your subscription: {PREFERENCES}" in text
     assert text.count(view[1]) == 1
     assert (f"\nHello {name},\n" if name else "\nHello,\n") in text
     assert text.rstrip("\n").endswith("Kathmandu, Nepal")

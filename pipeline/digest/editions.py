@@ -69,7 +69,7 @@ class Editions:
         self.settings = settings
         self.email = settings.email
         self.store = store
-        self.subscribers = SubscriberStore(store.engine)
+        self.subscribers = SubscriberStore(store.engine, clock)  # a pause ends by this clock
         self.clock = clock
 
     # -- choosing and freezing an edition -------------------------------------------------------

@@ -15,6 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from pipeline.digest.render import RenderedEdition, personalise
 from pipeline.mailer import EncodedMessage
+from pipeline.preferences import preferences_url
 from pipeline.settings import Settings
 from pipeline.settings.email import DigestSettings
 from pipeline.subscribers import Subscriber
@@ -43,6 +44,7 @@ def build_message(
         unsubscribe_url=unsubscribe,
         name=subscriber.name,
         view_url=view_url(settings, digest_name, edition_id),
+        preferences_url=preferences_url(email.unsubscribe.origin, secret, subscriber),
     )
     domain = email.list_id or urlsplit(site.url).hostname or "localhost"
     from_address = parseaddr(email.from_)[1]

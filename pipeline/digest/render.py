@@ -3,7 +3,7 @@
 ``render_edition`` fills ``digest.mjml.j2`` (autoescaped) and compiles the MJML to HTML
 once; the text part comes from ``digest.txt.j2``, written for reading, not converted from
 the HTML. What differs per subscriber is left as tokens (``ph.name``, ``ph.view_url``,
-``ph.unsubscribe_url``) and blocks (``ph.if_name``…``ph.else``…``ph.end``,
+``ph.unsubscribe_url``, ``ph.preferences_url``) and blocks (``ph.if_name``…``ph.else``…``ph.end``,
 ``ph.if_view_url``…``ph.end``) that ``personalise`` fills by string replacement, so
 thousands of recipients never recompile MJML.
 
@@ -48,10 +48,10 @@ from pipeline.suggest import did_you_mean
 from pipeline.templating import find_template, load_template, packaged_folder
 from pipeline.text import excerpt
 
-TOKENS = ("UNSUBSCRIBE_URL", "NAME", "VIEW_URL", "SUBSCRIBE_URL")  # filled per reader
+TOKENS = ("UNSUBSCRIBE_URL", "PREFERENCES_URL", "NAME", "VIEW_URL", "SUBSCRIBE_URL")  # per reader
 # %%IF_…%% blocks: kept when the value is not empty. The web version of an edition has no
 # unsubscribe URL (nobody's token): its IF_UNSUBSCRIBE_URL blocks take their ELSE part.
-CONDITIONS = ("NAME", "VIEW_URL", "UNSUBSCRIBE_URL")
+CONDITIONS = ("NAME", "VIEW_URL", "UNSUBSCRIBE_URL", "PREFERENCES_URL")
 SEAL = "<!--personalise:"  # + key + "-->" ends every rendered document
 _KEY = re.compile(r"[0-9a-f]{32}")
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -136,6 +136,7 @@ def personalise(
     name: str,
     view_url: str | None,
     subscribe_url: str = "",
+    preferences_url: str = "",
 ) -> tuple[str, str]:
     """(html, text) for one subscriber: values escaped in the HTML, raw in the text.
     An empty name takes the greeting without a name; no view_url drops that link; an
@@ -146,9 +147,11 @@ def personalise(
         "NAME": bool(name),
         "VIEW_URL": bool(view_url),
         "UNSUBSCRIBE_URL": bool(unsubscribe_url),
+        "PREFERENCES_URL": bool(preferences_url),  # none on the web version
     }
     values = {
         "UNSUBSCRIBE_URL": unsubscribe_url,
+        "PREFERENCES_URL": preferences_url,
         "NAME": name,
         "VIEW_URL": view_url or "",
         "SUBSCRIBE_URL": subscribe_url,

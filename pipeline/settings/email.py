@@ -133,6 +133,14 @@ class BouncesSettings(Strict):
         return str(value)
 
 
+class WelcomeSettings(Strict):
+    enabled: bool = Field(
+        False,
+        description="Send one welcome email when a subscriber confirms their sign-up, in "
+        "their language (templates/welcome/LANGUAGE.txt.j2), at most once per address.",
+    )
+
+
 class EmailSettings(Strict):
     from_: str = Field(alias="from", description="Sender, e.g. Mountain News <news@example.org>.")
     reply_to: str | None = Field(None, description="Where replies go, if not to the sender.")
@@ -163,6 +171,9 @@ class EmailSettings(Strict):
     )
     dkim: DkimSettings | None = Field(
         None, description="Sign every message with DKIM (domain, selector, private key)."
+    )
+    welcome: WelcomeSettings = Field(
+        WelcomeSettings(), description="The welcome email after a confirmed sign-up."
     )
 
     @property

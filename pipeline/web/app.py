@@ -9,7 +9,10 @@
   (``SharedRateLimit``). Topics are checkboxes of the ones the digests name
   (``offered_topics``); a posted topic not among them is refused (400, the form again).
 - ``GET/POST /confirm?token=…``: the page the confirmation email links to; the button
-  confirms (again, a GET alone changes nothing).
+  confirms (again, a GET alone changes nothing), then sends the welcome email once
+  (``email.welcome``, pipeline.welcome).
+- ``GET/POST /preferences?token=…``: the preference page every digest links to
+  (pipeline.web.preferences).
 - ``/``, ``/feeds/``, ``/digests/``, ``/digests/NAME/`` (and its ``feed.atom``) and
   ``/digests/NAME/EDITION``: the public pages and the web version of editions
   (``PublicSite``, pipeline.web.site).
@@ -23,13 +26,12 @@ feed files included, carries ``X-Content-Type-Options: nosniff`` (``NoSniff``).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -38,23 +40,28 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pipeline import i18n
 from pipeline.assembly import Assembly
 from pipeline.clock import Clock, system_clock
-from pipeline.errors import DeliveryFailed
+from pipeline.errors import ConfigError, DeliveryFailed
 from pipeline.feedback import FeedbackRecorder
 from pipeline.mailer import MailerBroken, Transport
 from pipeline.plugins import Plugins
+from pipeline.preferences import Preferences
 from pipeline.settings import Settings
-from pipeline.signup import SignUp, offered_topics
+from pipeline.signup import SignUp, chosen_topics, offered_topics
 from pipeline.sns import Fetch, fetch_https
 from pipeline.store import Store
 from pipeline.subscribers import Subscriber, SubscriberStore
 from pipeline.suppression import Suppressions
 from pipeline.tokens import UNSUBSCRIBE_TOKEN, InvalidToken, link_secret, sign, verify
 from pipeline.web.feedfiles import FeedFiles
+from pipeline.web.forms import read_form, same_site, token_and_form
 from pipeline.web.limits import SharedRateLimit
 from pipeline.web.pages import Pages
+from pipeline.web.preferences import PreferencePage
 from pipeline.web.provider_hooks import ProviderHooks
 from pipeline.web.site import PublicSite
+from pipeline.welcome import Welcome
 
+log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024  # a sign-up form is a few hundred bytes
 # An SNS message is up to 256 KB, its JSON-escaped Message inside a JSON body: an SES
 # notification listing many recipients (or carrying the headers) is far over MAX_BODY,
@@ -90,6 +97,7 @@ def create_app(
         Route("/unsubscribe", endpoints.unsubscribe, methods=["GET", "POST"]),
         Route("/subscribe", endpoints.subscribe, methods=["GET", "POST"]),
         Route("/confirm", endpoints.confirm, methods=["GET", "POST"]),
+        Route("/preferences", endpoints.preferences.page, methods=["GET", "POST"]),
         Route("/", site.home, methods=["GET"]),
         Route("/feeds/", site.feed_list, methods=["GET"]),
         Route("/digests/", site.all_editions, methods=["GET"]),
@@ -124,11 +132,30 @@ class _Endpoints:
         self.limit = SharedRateLimit(
             store.engine, settings.web.subscribe_per_hour, secret=self.secret, clock=clock
         )
+        self.welcome = Welcome(
+            settings, store, transport=transport, secret=self.secret, clock=clock
+        )
+        preferences = Preferences(
+            settings,
+            self.signup,
+            secret=self.secret,
+            languages=self.pages.offered_languages(),
+            clock=clock,
+        )
+        self.preferences = PreferencePage(
+            preferences,
+            self.pages,
+            origins=self.origins,
+            form_token=self.new_form_token,
+            form_purpose=FORM,
+            bad_link=self._bad_link,
+            clock=clock,
+        )
 
     # -- unsubscribe ------------------------------------------------------------------------
 
     async def unsubscribe(self, request: Request) -> Response:
-        posted = await _token_and_form(request)
+        posted = await token_and_form(request)
         if isinstance(posted, Response):
             return posted
         token, form = posted
@@ -165,10 +192,10 @@ class _Endpoints:
             language = self.pages.choose_language(request.query_params.get("lang"), accept)
             return self._form_page(language, {"language": language}, [])
         language = self.pages.choose_language(None, accept)
-        if not self._same_site(request.headers.get("origin", ""), request):
+        if not same_site(self.origins, request):
             return self._message(language, "subscribe_title", "form_expired", status=403)
         # A field per checked topic besides the four others and the token.
-        form = await _form(request, max_fields=20 + len(self.topics))
+        form = await read_form(request, max_fields=20 + len(self.topics))
         if isinstance(form, Response):
             return form
         values: dict[str, Any] = {
@@ -195,7 +222,7 @@ class _Endpoints:
         errors = self._problems(values, language)
         if errors:
             return self._form_page(language, values, errors, status=400)
-        topics = self._chosen_topics(values["topics"])
+        topics = chosen_topics(self.topics, values["topics"])
         assert topics is not None  # _problems refused unknown ones
         try:
             await run_in_threadpool(
@@ -215,19 +242,6 @@ class _Endpoints:
             "done", language, title=words["check_title"], text=words["check_text"]
         )
 
-    def _same_site(self, origin: str, request: Request) -> bool:
-        """Browsers name the page a form was posted from (``Origin``, sent with every
-        POST): ours (the configured public origin, or the host this request was sent to)
-        or an allowed site. A missing or ``null`` origin (a sandboxed frame, a script
-        elsewhere) is not trusted: the form is for browsers."""
-        if origin.lower() in self.origins:
-            return True
-        host = request.headers.get("host", "").lower()
-        try:
-            return bool(host) and urlsplit(origin.lower()).netloc == host
-        except ValueError:  # e.g. "http://[::1": not a URL, so not ours
-            return False
-
     def _problems(self, values: dict[str, Any], language: str) -> list[str]:
         words = i18n.words(language)
         errors = []  # the address is checked by email-validator in SignUp.request
@@ -237,23 +251,18 @@ class _Endpoints:
             errors.append(words["error_name"])
         if values["language"] not in self.pages.offered_languages():
             errors.append(words["error_language"])
-        if self._chosen_topics(values["topics"]) is None:
+        if chosen_topics(self.topics, values["topics"]) is None:
             errors.append(words["error_topics"])
         return errors
 
-    def _chosen_topics(self, posted: list[str]) -> list[str] | None:
-        """The offered topics among ``posted`` (any case), spelt as configured; None if
-        one is not offered (a stale or forged form: nothing is guessed)."""
-        offered = {t.lower(): t for t in self.topics}
-        chosen = [offered.get(t.strip().lower()) for t in posted if t.strip()]
-        if any(t is None for t in chosen):
-            return None
-        return list(dict.fromkeys(t for t in chosen if t is not None))
+    def new_form_token(self) -> str:
+        """The anti-forgery token of a form page (sign-up, preferences), for ``FORM_FOR``."""
+        return sign(self.secret, FORM, 0, "", expires=int((self.clock() + FORM_FOR).timestamp()))
 
     def _form_page(
         self, language: str, values: dict[str, Any], errors: list[str], status: int = 200
     ) -> Response:
-        token = sign(self.secret, FORM, 0, "", expires=int((self.clock() + FORM_FOR).timestamp()))
+        token = self.new_form_token()
         words = i18n.words(language, site=self.settings.site.name)
         shown = {"email": "", "name": "", "language": language, **values}
         posted = {str(t).strip().lower() for t in values.get("topics", [])}
@@ -274,7 +283,7 @@ class _Endpoints:
         )
 
     async def confirm(self, request: Request) -> Response:
-        posted = await _token_and_form(request)
+        posted = await token_and_form(request)
         if isinstance(posted, Response):
             return posted
         token, form = posted
@@ -284,8 +293,19 @@ class _Endpoints:
         except InvalidToken:
             return self._bad_link(language)
         return await self._ask_then_act(
-            form is not None, "confirm", subscriber, token, lambda: self.signup.confirm(token)
+            form is not None, "confirm", subscriber, token, lambda: self._confirm(token)
         )
+
+    def _confirm(self, token: str) -> None:
+        """Confirm, then welcome (once ever, whoever else presses the button). A mistake
+        in the project's welcome template is logged with its file and line: the
+        subscriber is confirmed all the same, and nothing is claimed, so the welcome
+        goes at their next press once the template is mended."""
+        subscriber = self.signup.confirm(token)
+        try:
+            self.welcome.send(subscriber)
+        except ConfigError as exc:
+            log.error("the welcome email was not sent: %s", exc)
 
     async def _ask_then_act(
         self,
@@ -328,28 +348,6 @@ class _Endpoints:
     def _bad_link(self, language: str, text: str = "bad_link_text") -> Response:
         """Every token-taking page's answer to an empty, malformed, forged or stale token."""
         return self._message(language, "bad_link_title", text, status=400)
-
-
-async def _token_and_form(request: Request) -> tuple[str, FormData | None] | Response:
-    """The link's token (from the address, or the page's form) and, for a POST, the form."""
-    token = request.query_params.get("token", "")
-    if request.method != "POST":
-        return token, None
-    form = await _form(request)
-    if isinstance(form, Response):
-        return form
-    return token or str(form.get("token", "")), form
-
-
-async def _form(request: Request, max_fields: int = 20) -> FormData | Response:
-    """The posted form, or a 400/415 response for a body that is not one."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind not in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return PlainTextResponse("Send the form as application/x-www-form-urlencoded.", 415)
-    try:
-        return await request.form(max_files=0, max_fields=max_fields)
-    except Exception:  # python-multipart's errors have no common base worth naming
-        return PlainTextResponse("The form body could not be read.", 400)
 
 
 NOSNIFF = (b"x-content-type-options", b"nosniff")

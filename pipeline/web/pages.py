@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jinja2
 from starlette.responses import HTMLResponse
 
 from pipeline import i18n
@@ -58,9 +59,11 @@ class Pages:
         title: str,
         status: int = 200,
         headers: dict[str, str] | None = None,
+        template: jinja2.Template | None = None,
         **values: Any,
     ) -> HTMLResponse:
-        html = self.template.render(
+        """``template``: one extending page.html.j2 (default: that page itself)."""
+        html = (template or self.template).render(
             page=page,
             language=language,
             site=self.settings.site,

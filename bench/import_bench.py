@@ -6,7 +6,14 @@ Import: an empty store takes N rows (`email,name,language,topics`) through
 ``SubscriberStore.import_csv`` — read, validate, look up known addresses and
 suppressions, write. Again: the same file into the now full store (every row known and
 unchanged). Baseline: ``csv.reader`` over the same file plus the same email validation
-(``normalise_email``) of every row, storing nothing. Each repeat runs import, baseline
+(``normalise_email``) of every row, storing nothing.
+
+Audience: in the full store, who the Chinese digest (10 % of the list) and the English
+one (90 %) reach, through ``SubscriberStore.audience`` (the database selects), against
+the selection it replaced, done in Python over every active subscriber (read all, then
+filter by the left/suppressed sets, pause and language).
+
+Each repeat runs import, baseline
 and again back to back, so that the ratio compares runs on the same machine state; the
 table shows the median of the repeats and their spread (max − min) in seconds.
 """
@@ -24,9 +31,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.schema import metadata
+from sqlalchemy import insert, select
+
+from pipeline.schema import list_unsubscribes, metadata, subscribers, suppressions
 from pipeline.store import Store
-from pipeline.subscribers import SubscriberStore, normalise_email
+from pipeline.subscribers import (
+    ACTIVE,
+    SubscriberStore,
+    in_audience,
+    is_paused,
+    normalise_email,
+)
 
 TOPICS = ("Nepal", "China", "climate", "Bhutan", "biodiversity")
 
@@ -62,6 +77,42 @@ def bare_read(path: Path) -> int:
     return valid
 
 
+def audience_in_python(people: SubscriberStore, languages: tuple[str, ...], list_name: str):
+    """The audience as it was chosen before the database did it: every active subscriber
+    read and built, then filtered here."""
+    with people.engine.connect() as conn:
+        query = select(list_unsubscribes.c.subscriber_id)
+        left = set(conn.scalars(query.where(list_unsubscribes.c.list_name == list_name)))
+        suppressed = set(conn.scalars(select(suppressions.c.address)))
+    now = people.clock()
+    return [
+        s
+        for s in people.all(ACTIVE)
+        if s.id not in left
+        and s.email not in suppressed
+        and not is_paused(s, now)
+        and in_audience(s, languages, ())
+    ]
+
+
+def some_leave_or_bounce(people: SubscriberStore) -> None:
+    """1 in 100 left the digest, 1 in 50 addresses are suppressed: what a list has."""
+    now = people.clock()
+    with people.engine.begin() as conn:
+        rows = conn.execute(select(subscribers.c.id, subscribers.c.email)).all()
+        conn.execute(
+            insert(list_unsubscribes),
+            [dict(subscriber_id=r.id, list_name="digest", created_at=now) for r in rows[::100]],
+        )
+        conn.execute(
+            insert(suppressions),
+            [
+                dict(address=r.email, kind="bounce", reason="5.1.1", source="dsn", created_at=now)
+                for r in rows[7::50]
+            ],
+        )
+
+
 def timed(action) -> tuple[float, object]:
     start = time.perf_counter()
     result = action()
@@ -78,7 +129,15 @@ def one_repeat(path: Path, count: int, url: str) -> dict[str, float]:
         assert valid == count
         again, report = timed(lambda: people.import_csv(path, "en"))
         assert report.unchanged == count
-        return {"import": imported, "bare": bare, "again": again}
+        times = {"import": imported, "bare": bare, "again": again}
+        some_leave_or_bounce(people)
+        for language in ("zh-CN", "en"):
+            wanted = (language,)
+            sql, chosen = timed(lambda w=wanted: people.audience(w, (), "digest"))
+            python, before = timed(lambda w=wanted: audience_in_python(people, w, "digest"))
+            assert chosen == before
+            times[f"{language} sql"], times[f"{language} python"] = sql, python
+        return times
     finally:
         metadata.drop_all(store.engine)
         store.close()
@@ -93,6 +152,7 @@ def main() -> None:
     header = ("rows", "import s", "±", "bare s", "±", "ratio", "again s", "±", "ratio")
     widths = (8, 9, 6, 8, 6, 6, 8, 6, 6)
     print(" ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
+    audiences: list[tuple[int, list[dict[str, float]]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for count in args.rows:
             path = Path(tmp) / f"people-{count}.csv"
@@ -123,6 +183,18 @@ def main() -> None:
                 f"{again:.2f}",
             )
             print(" ".join(f"{v:>{w}}" for v, w in zip(row, widths, strict=True)), flush=True)
+            audiences.append((count, runs))
+    print("\naudience: rows, digest, in SQL s ±, in Python s ±, ratio (SQL / Python)")
+    for count, runs in audiences:
+        for language in ("zh-CN", "en"):
+            sql = [r[f"{language} sql"] for r in runs]
+            python = [r[f"{language} python"] for r in runs]
+            ratio = statistics.median(a / b for a, b in zip(sql, python, strict=True))
+            print(
+                f"{count:>8,} {language:>6} {statistics.median(sql):8.3f} "
+                f"{max(sql) - min(sql):6.3f} {statistics.median(python):8.3f} "
+                f"{max(python) - min(python):6.3f} {ratio:6.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -3,15 +3,20 @@ gets the ``zh-CN`` digest, and an active subscriber no digest reaches is pointed
 
 from __future__ import annotations
 
-import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+import datetime as dt
 
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import insert
+
+from pipeline.schema import suppressions
 from pipeline.settings.email import AudienceSettings, DigestSettings
 from pipeline.store import Store
 from pipeline.subscribers import (
     PENDING,
     SubscriberStore,
+    in_audience,
     language_matches,
     unreached_message,
 )
@@ -168,3 +173,79 @@ def test_check_warns_about_active_subscribers_no_digest_reaches(project):
     assert result.exit_code == 0, result.output + result.stderr
     warned = [line for line in result.stderr.splitlines() if "no digest reaches" in line]
     assert len(warned) == 1 and "taipei@example.org" in warned[0]
+
+
+# -- the audience query agrees with the definition ------------------------------------------
+
+POPULATION = [  # (language, topics, how they stand)
+    ("zh", ("Nepal",), ""),
+    ("zh-CN", (), ""),
+    ("zh-TW", ("climate",), ""),
+    ("zh-Hant", (), ""),
+    ("zh-Hant-TW", ("Nepal", "Climate"), ""),
+    ("en", (), ""),
+    ("en-GB", ("nepal",), ""),
+    ("en-US", (), "paused"),
+    ("en-US", (), "pause ended"),
+    ("en", ("Nepal",), "left"),
+    ("en-GB", (), "suppressed"),
+    ("eng", (), ""),
+    ("fr", ("Nepal",), ""),
+    ("fr-CA", (), "pending"),
+]
+WANTED = st.lists(
+    st.sampled_from(["zh", "zh-CN", "zh-Hant", "zh-hant-tw", "EN", "en-GB", "en-gb-x", "fr", "*"])
+    | TAG,
+    max_size=3,
+)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(WANTED, st.lists(st.sampled_from(["Nepal", "NEPAL", "climate", "sport"]), max_size=2))
+@example(["EN"], [])  # not "eng"
+@example(["zh-hant-tw"], ["nepal"])  # its prefixes "zh" and "zh-Hant" too
+def test_the_audience_is_exactly_who_the_matching_rules_take(people, languages, topics):
+    """The database narrows the audience by language (pipeline.subscribers); the result
+    is the same as applying ``in_audience`` to every active, unpaused, unsuppressed
+    subscriber who has not left the digest."""
+    now = people.clock()
+    if not people.all():
+        for n, (language, chosen, standing) in enumerate(POPULATION):
+            status = PENDING if standing == "pending" else "active"
+            _, person = people.add_or_update(
+                f"p{n}@example.org", language=language, topics=chosen, status=status
+            )
+            if standing == "paused":
+                people.set_preferences(
+                    person.id,
+                    language=language,
+                    topics=chosen,
+                    paused_until=now + dt.timedelta(days=7),
+                )
+            elif standing == "pause ended":
+                people.set_preferences(
+                    person.id, language=language, topics=chosen, paused_until=now
+                )
+            elif standing == "left":
+                people.leave(person.id, "weekly")
+            elif standing == "suppressed":
+                with people.engine.begin() as conn:
+                    conn.execute(
+                        insert(suppressions).values(
+                            address=person.email,
+                            kind="bounce",
+                            reason="5.1.1",
+                            source="dsn",
+                            created_at=now,
+                        )
+                    )
+    standings = {f"p{n}@example.org": s for n, (_, _, s) in enumerate(POPULATION)}
+    expected = [
+        s.email
+        for s in people.all()
+        if standings[s.email] in ("", "pause ended") and in_audience(s, languages, topics)
+    ]
+    got = [s.email for s in people.audience(languages, topics, list_name="weekly")]
+    assert got == expected
+    # someone who left another digest still gets this one
+    assert "p9@example.org" in [s.email for s in people.audience(("en",), (), list_name="monthly")]

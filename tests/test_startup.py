@@ -77,3 +77,20 @@ def test_the_probe_sees_a_heavy_import():
     code, modules = loaded_by("--config", "/nonexistent/pipeline.yaml", "check")
     assert code == 2
     assert "pipeline.settings" in modules
+
+
+def test_check_of_a_site_without_dkim_loads_no_signing_library(tmp_path):
+    """dkimpy (with dnspython) and cryptography cost ~0.1 s to import; a site that signs
+    nothing does not pay it, not even in `check`, which describes DKIM."""
+    site = tmp_path / "site"
+    made = subprocess.run(
+        [sys.executable, "-m", "pipeline", "init", str(site), "--url", "https://n.example.org"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    code, modules = loaded_by("--config", str(site / "config" / "pipeline.yaml"), "check")
+    assert code == 0
+    assert "pipeline.settings" in modules  # it did check the configuration
+    assert not {"dkim", "dns", "cryptography"} & {m.split(".")[0] for m in modules}

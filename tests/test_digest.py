@@ -353,3 +353,30 @@ def test_an_unexpected_error_mid_send_leaves_that_recipient_uncertain(mail_proje
     assert states == ["sent", "uncertain"]  # not left "sending"
     assert "unexpected RuntimeError while sending" in next(e.detail for e in rows if e.detail)
     store.close()
+
+
+def test_a_recipient_is_claimed_only_after_the_send_before_it_ended(mail_project):
+    """The next copy is built while one is on the wire, but its claim waits: during each
+    send the ledger holds exactly the rows of the sends so far, the current one alone in
+    ``sending``, so a crash leaves at most one message of a connection in doubt."""
+    from pipeline.digest.sending import Digests
+
+    settings, store = opened(mail_project)
+    seen: list[tuple[int, list[str]]] = []
+
+    class Watching:
+        def send(self, message):
+            rows = digests.ledger.history("mail:")
+            sending = [e.state for e in rows if e.state == "sending"]
+            seen.append((len(rows), sending))
+
+        def close(self):
+            pass
+
+    digests = Digests(settings, store, transport=Watching, sleep=lambda s: None)
+    try:
+        report = digests.send("weekly-en")
+    finally:
+        store.close()
+    assert len(report.sent) == len(seen) >= 3
+    assert seen == [(n, ["sending"]) for n in range(1, len(seen) + 1)]

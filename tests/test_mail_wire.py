@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiosmtpd.controller import Controller
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.digest.message import recipient
@@ -345,6 +345,72 @@ def test_a_digest_body_parses_back_to_its_parts(text: str, html: str) -> None:
         lines(text).rstrip("\n"),
         lines(html).rstrip("\n"),
     ]
+
+
+_KEY = "0123456789abcdef0123456789abcdef"
+_PIECE = st.sampled_from(
+    [f"%%{t}.{_KEY}%%" for t in ("NAME", "UNSUBSCRIBE_URL", "PREFERENCES_URL", "VIEW_URL")]
+    + [f"%%IF_NAME.{_KEY}%%Dear %%NAME.{_KEY}%%,%%ELSE.{_KEY}%%Hello,%%END.{_KEY}%%"]
+    + ["%%NAME%%", "=", " ", "a" * 74, "b" * 75, "=\n"]  # unkeyed tokens stay as written
+)
+_SEALED = st.lists(_BODY_TEXT | _PIECE, max_size=10).map(
+    lambda pieces: "".join(pieces) + f"<!--personalise:{_KEY}-->"
+)
+_NAME = st.sampled_from(["", "Pema", "李文", 'A & <B> "C"', "x" * 80, "Zoë  Ann"])
+
+
+def _sealed(*pieces: str) -> str:
+    return "".join(pieces) + f"<!--personalise:{_KEY}-->"
+
+
+@settings(max_examples=120, deadline=None)
+@given(text=_SEALED, html=_SEALED, name=_NAME)
+# a last line of 76 octets before a value, also one ending just after an =XX escape
+@example(text=_sealed("a" * 76, f"%%NAME.{_KEY}%%"), html="", name="Pema")
+@example(text=_sealed("a" * 74, "=", f"%%NAME.{_KEY}%%"), html="", name="Pema")
+@example(text=_sealed("a" * 73, "==", f"%%NAME.{_KEY}%%"), html="", name="Pema")
+@example(text=_sealed("a" * 72, "=b", f"%%NAME.{_KEY}%%"), html="", name="Pema")
+def test_each_copy_decodes_to_the_personalised_parts(text: str, html: str, name: str) -> None:
+    """Each reader's copy is the edition's fixed text, encoded once, joined to that
+    reader's encoded values: a mail client decodes exactly what ``personalise`` makes
+    for them, in CRLF lines of at most 76 octets, wherever the values fall."""
+    from email.parser import BytesParser
+    from email.policy import default
+
+    from pipeline.digest.message import build_message, view_url
+    from pipeline.digest.render import RenderedEdition, personalise
+    from pipeline.preferences import preferences_url
+    from pipeline.subscribers import Subscriber
+
+    settings = load_settings(Path(__file__).parent.parent / "config" / "pipeline.yaml")
+    assert settings.email is not None
+    digest = settings.digests["weekly-en"]
+    rendered = RenderedEdition(subject="Weekly", preheader="", html=html, text=text)
+    reader = Subscriber(7, "pema@example.org", name, "en", (), "active")
+    now = dt.datetime(2026, 11, 3, 10, 0, tzinfo=dt.UTC)
+    edition = "weekly-en@2026-11-03T10:00"
+    raw = wire_bytes(
+        build_message(settings, edition, "weekly-en", rendered, digest, reader, "s", now)
+    )
+    body = raw.partition(b"\r\n\r\n")[2]
+    assert b"\n" not in body.replace(b"\r\n", b"") and b"\r" not in body.replace(b"\r\n", b"")
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    received = BytesParser(policy=default).parsebytes(raw)
+    unsubscribe = str(received["List-Unsubscribe"]).strip("<>")
+    expected = personalise(
+        rendered,
+        unsubscribe_url=unsubscribe,
+        name=name,
+        view_url=view_url(settings, "weekly-en", edition),
+        preferences_url=preferences_url(settings.email.unsubscribe.origin, "s", reader),
+    )
+
+    def lines(value: str) -> str:
+        return value.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+
+    parts = {p.get_content_type(): p.get_content() for p in received.iter_parts()}
+    assert lines(parts["text/html"]) == lines(expected[0])
+    assert lines(parts["text/plain"]) == lines(expected[1])
 
 
 def built_for(email: str, name: str, bounces: bool) -> EmailMessage:

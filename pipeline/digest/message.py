@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
+import functools
 import hashlib
+from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
@@ -13,7 +16,7 @@ from urllib.parse import urlencode, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
-from pipeline.digest.render import RenderedEdition, personalise
+from pipeline.digest.render import Form, RenderedEdition, escape_html, forms, reader_values
 from pipeline.mailer import EncodedMessage
 from pipeline.preferences import preferences_url
 from pipeline.settings import Settings
@@ -39,13 +42,13 @@ def build_message(
     assert email is not None
     token = sign(secret, UNSUBSCRIBE_TOKEN, subscriber.id, digest_name, email=subscriber.email)
     unsubscribe = f"{email.unsubscribe.url}?{urlencode({'token': token})}"
-    html, text = personalise(
-        rendered,
+    values = reader_values(
         unsubscribe_url=unsubscribe,
         name=subscriber.name,
         view_url=view_url(settings, digest_name, edition_id),
         preferences_url=preferences_url(email.unsubscribe.origin, secret, subscriber),
     )
+    html, text = forms(rendered, values)
     domain = email.list_id or urlsplit(site.url).hostname or "localhost"
     from_address = parseaddr(email.from_)[1]
     sender_domain = from_address.rpartition("@")[2] or domain
@@ -89,7 +92,8 @@ def build_message(
     # The body is stored already encoded: the generator writes a string payload of a
     # multipart message as it is (pipeline.mailer.wire_bytes), instead of flattening
     # two parts anew for every recipient.
-    message.set_payload(_alternative(boundary, ((text, "plain"), (html, "html"))))
+    parts = ((_encoded(text), values, str, "plain"), (_encoded(html), values, escape_html, "html"))
+    message.set_payload(_alternative(boundary, parts))
     sender = return_path or from_address
     if sender and to_address:  # else `envelope` reads the headers, and says what is wrong
         message.addresses = (sender, to_address)
@@ -138,29 +142,77 @@ def view_url(settings: Settings, digest_name: str, edition_id: str) -> str | Non
     return f"{origin}/digests/{digest_name}/{when}"
 
 
-def _alternative(boundary: str, parts: tuple[tuple[str, str], ...]) -> str:
+QP_JOINABLE = 75  # octets of a last line that can still take a soft line break's "="
+
+
+@dataclass(frozen=True)
+class _EncodedForm:
+    """A form (pipeline.digest.render) with its fixed pieces encoded once for the wire:
+    quoted-printable pieces joined to each reader's encoded values by soft line breaks
+    (``=`` CRLF, which decoders remove), so a copy costs a join, not an encoding of the
+    whole part. Base64 cannot be cut like that: ``pieces`` is empty and each copy is
+    encoded whole (fast, and only for mostly-Chinese parts)."""
+
+    form: Form
+    encoding: str  # quoted-printable | base64
+    pieces: tuple[bytes, ...]
+
+    def body(self, values: dict[str, str], escape: Callable[[str], str]) -> bytes:
+        if self.encoding == "base64":
+            data = _wire_text(self.form.fill(values, escape))
+            chunks = (data[i : i + 57] for i in range(0, len(data), 57))
+            return b"\r\n".join(binascii.b2a_base64(c, newline=False) for c in chunks)
+        segments = [self.pieces[0]]
+        for name, piece in zip(self.form.names, self.pieces[1:], strict=True):
+            segments += (_quoted(escape(values[name])), piece)
+        joined = b"=\r\n".join(segment for segment in segments if segment)
+        return joined.rstrip(b"\r\n")  # the CRLF before the boundary is the boundary's
+
+
+@functools.lru_cache(maxsize=32)
+def _encoded(form: Form) -> _EncodedForm:
+    """Quoted-printable keeps the markup readable; base64 where it is shorter
+    (mostly-Chinese text), as the standard library itself chooses; judged on the fixed
+    text, which is all but a few dozen characters of a part."""
+    data = _wire_text("".join(form.pieces))
+    if len(binascii.b2a_qp(data, istext=True)) <= len(data) * 4 // 3:
+        return _EncodedForm(form, "quoted-printable", tuple(_quoted(p) for p in form.pieces))
+    return _EncodedForm(form, "base64", ())
+
+
+def _wire_text(content: str) -> bytes:
+    """One kind of line end, as the generator would have made it, in UTF-8."""
+    return content.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+
+
+def _quoted(content: str) -> bytes:
+    """Quoted-printable in CRLF lines, whose last line leaves room for the soft line
+    break that may join it to what follows (lines of at most 76 octets, RFC 2045)."""
+    quoted = binascii.b2a_qp(_wire_text(content), istext=True)
+    start = quoted.rfind(b"\n") + 1
+    if len(quoted) - start > QP_JOINABLE:
+        # A line of 76 octets ends in a literal octet: b2a_qp breaks a line before an
+        # =XX escape that would pass octet 76 (tested), so this cut splits no escape.
+        cut = start + QP_JOINABLE
+        quoted = quoted[:cut] + b"=\n" + quoted[cut:]
+    return quoted.replace(b"\n", b"\r\n")
+
+
+def _alternative(
+    boundary: str,
+    parts: tuple[tuple[_EncodedForm, dict[str, str], Callable[[str], str], str], ...],
+) -> str:
     """The multipart/alternative body as it goes on the wire (CRLF), each part UTF-8
     encoded by binascii (C), not by ``set_content`` and the generator (pure Python: with
-    the parsing of each part's headers, most of the time spent per recipient).
-    Quoted-printable keeps the markup readable; base64 where it is shorter (mostly-Chinese
-    text), as the standard library itself chooses."""
+    the parsing of each part's headers, most of the time spent per recipient)."""
     lines = []
-    for content, subtype in parts:
-        # one kind of line end before encoding, as the generator would have made it
-        data = content.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
-        quoted = binascii.b2a_qp(data, istext=True)
-        if len(quoted) <= len(data) * 4 // 3:
-            encoding, encoded = "quoted-printable", quoted.rstrip(b"\n").replace(b"\n", b"\r\n")
-        else:
-            chunks = (data[i : i + 57] for i in range(0, len(data), 57))
-            encoding = "base64"
-            encoded = b"\r\n".join(binascii.b2a_base64(c, newline=False) for c in chunks)
+    for encoded, values, escape, subtype in parts:
         lines += [
             f"--{boundary}",
             f'Content-Type: text/{subtype}; charset="utf-8"',
-            f"Content-Transfer-Encoding: {encoding}",
+            f"Content-Transfer-Encoding: {encoded.encoding}",
             "",
-            encoded.decode("ascii"),
+            encoded.body(values, escape).decode("ascii"),
         ]
     lines.append(f"--{boundary}--")
     return "\r\n".join(lines) + "\r\n"

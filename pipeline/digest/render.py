@@ -142,28 +142,63 @@ def personalise(
     An empty name takes the greeting without a name; no view_url drops that link; an
     empty unsubscribe_url is the web version's footer (with ``subscribe_url``).
     Only the tokens carrying the document's key are filled (see the module's doc)."""
-    name = " ".join(name.split())
-    present = {
-        "NAME": bool(name),
-        "VIEW_URL": bool(view_url),
-        "UNSUBSCRIBE_URL": bool(unsubscribe_url),
-        "PREFERENCES_URL": bool(preferences_url),  # none on the web version
-    }
-    values = {
+    values = reader_values(unsubscribe_url, name, view_url, subscribe_url, preferences_url)
+    html_form, text_form = forms(rendered, values)
+    return html_form.fill(values, escape_html), text_form.fill(values, str)
+
+
+def reader_values(
+    unsubscribe_url: str,
+    name: str,
+    view_url: str | None,
+    subscribe_url: str = "",
+    preferences_url: str = "",
+) -> dict[str, str]:
+    """The tokens' values for one reader (see ``personalise``); an empty one drops its
+    ``IF`` block."""
+    return {
         "UNSUBSCRIBE_URL": unsubscribe_url,
         "PREFERENCES_URL": preferences_url,
-        "NAME": name,
+        "NAME": " ".join(name.split()),
         "VIEW_URL": view_url or "",
         "SUBSCRIBE_URL": subscribe_url,
     }
 
-    def fill(document: str, escape: Callable[[str], str]) -> str:
-        body, key = _unseal(document)
-        block, token = _patterns(key)
-        body = block.sub(lambda m: m.group(2) if present[m.group(1)] else (m.group(3) or ""), body)
-        return token.sub(lambda m: escape(values[m.group(1)]), body)  # one pass
 
-    return fill(rendered.html, lambda v: html.escape(v, quote=True)), fill(rendered.text, str)
+def escape_html(value: str) -> str:
+    return html.escape(value, quote=True)
+
+
+@dataclass(frozen=True)
+class Form:
+    """A document with the reader's values left out: fixed ``pieces`` around the
+    ``names`` of the tokens between them (one piece more than names). Made once per
+    edition and kind of reader, so each copy is a join, not a search of the document."""
+
+    pieces: tuple[str, ...]
+    names: tuple[str, ...]
+
+    def fill(self, values: dict[str, str], escape: Callable[[str], str]) -> str:
+        filled = [self.pieces[0]]
+        for name, piece in zip(self.names, self.pieces[1:], strict=True):
+            filled += (escape(values[name]), piece)
+        return "".join(filled)
+
+
+def forms(rendered: RenderedEdition, values: dict[str, str]) -> tuple[Form, Form]:
+    """(html, text) forms for readers with these values present or empty."""
+    present = tuple(bool(values[condition]) for condition in CONDITIONS)
+    return _form(rendered.html, present), _form(rendered.text, present)
+
+
+@functools.lru_cache(maxsize=32)
+def _form(document: str, present: tuple[bool, ...]) -> Form:
+    body, key = _unseal(document)
+    block, token = _patterns(key)
+    shown = dict(zip(CONDITIONS, present, strict=True))
+    body = block.sub(lambda m: m.group(2) if shown[m.group(1)] else (m.group(3) or ""), body)
+    split = token.split(body)  # text, name, text, name, …, text
+    return Form(tuple(split[0::2]), tuple(split[1::2]))
 
 
 def has_web_footer(rendered: RenderedEdition) -> bool:

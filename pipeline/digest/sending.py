@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Collection, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -257,44 +257,24 @@ class Digests(Editions):
         return all([future.result() for future in futures])
 
     def _deliver_lane(self, edition: Edition, todo: list[Subscriber], run: SendState) -> bool:
-        """Claim and send to each of ``todo`` in turn, on ``run``'s one connection.
-
-        The next subscriber's copy is built while the current one is on the wire (the
-        SMTP exchange runs on a thread of its own and mostly waits for the server), so
-        building costs no time of its own. Claims stay strictly in turn: the next claim
-        is committed only after the current send has ended, so a crash still leaves at
-        most one message of the connection in doubt."""
+        """Claim and send to each of ``todo`` in turn, on ``run``'s one connection."""
         if not todo:
             return True
         stream = mail_stream(edition.id)
         digest = self.settings.digests[edition.digest]
         secret = link_secret(self.email.unsubscribe.secret, self.store)
-        in_flight: Future[Settlement | None] | None = None
-        with ThreadPoolExecutor(1, thread_name_prefix="smtp-send") as wire:
-            try:
-                message = self.message(edition, digest, todo[0], secret)
-                for index, subscriber in enumerate(todo):
-                    if in_flight is not None:
-                        done, in_flight = in_flight, None
-                        done.result()  # its outcome rides with the claim below
-                    if run.stop():
-                        return False
-                    item, key = str(subscriber.id), message["Message-ID"]
-                    send = self._sender(run, message, subscriber)
-                    job = run.courier.take(stream, item, key, send, about=subscriber.email)
-                    if job is not None:  # else another process has it, or it is not due
-                        in_flight = wire.submit(run.courier.attempt, job)
-                    if index + 1 < len(todo):
-                        message = self.message(edition, digest, todo[index + 1], secret)
-                if in_flight is not None:
-                    done, in_flight = in_flight, None
-                    done.result()
-            finally:
-                try:
-                    if in_flight is not None:  # a build failed: let the send end first
-                        in_flight.result()
-                finally:
-                    run.courier.flush()
+        try:
+            for subscriber in todo:
+                if run.stop():
+                    return False
+                message = self.message(edition, digest, subscriber, secret)
+                item, key = str(subscriber.id), message["Message-ID"]
+                send = self._sender(run, message, subscriber)
+                job = run.courier.take(stream, item, key, send, about=subscriber.email)
+                if job is not None:  # else another process has it, or it is not due
+                    run.courier.attempt(job)
+        finally:
+            run.courier.flush()
         return True
 
     def _sender(

@@ -86,10 +86,11 @@ def installed_entries() -> list[Entry]:
             names[id(point.dist)] = (point.dist, point.dist.name)
         return names[id(point.dist)][1]
 
+    every = importlib.metadata.entry_points()  # one scan of the installed distributions
     return [
         Entry(group, point.name, point.value, distribution(point))
         for group in GROUPS
-        for point in importlib.metadata.entry_points(group=group)
+        for point in every.select(group=group)
     ]
 
 

@@ -97,47 +97,65 @@ class Welcome:
         return True
 
     def message(self, subscriber: Subscriber) -> EmailMessage:
-        site = self.settings.site
-        path = welcome_template(self.settings, subscriber.language)
-        template = load_template(path, autoescape=False)
-        digests = [
-            self.settings.digests[name].title
-            for name in reached_by(subscriber, self.settings.digests)
-        ]
-        origin = self.email.unsubscribe.origin
-        try:
-            text = template.render(
-                site=site,
-                name=" ".join(subscriber.name.split()),
-                email=subscriber.email,
-                digests=digests,
-                preferences_url=preferences_url(origin, self.secret, subscriber),
-                t=i18n.words(subscriber.language, site=site.name),
-            )
-        except jinja2.TemplateError as exc:
-            raise ConfigError(
-                [Problem(display_path(path), None, None, f"template error: {exc}")]
-            ) from None
-        head, _, body = text.lstrip().partition("\n")
-        label, _, subject = head.partition(":")
-        if label.strip().lower() != "subject" or not subject.strip():
-            hint = "start the template with a line `Subject: …`, then a blank line"
-            raise ConfigError([Problem(display_path(path), 1, None, "no subject line", hint)])
-        message = EmailMessage()
-        message["From"] = self.email.from_
-        message["To"] = recipient(subscriber.name, subscriber.email)
-        if self.email.reply_to:
-            message["Reply-To"] = self.email.reply_to
-        message["Subject"] = subject.strip()
-        message["Date"] = format_datetime(self.clock().astimezone(dt.UTC))
-        message["Message-ID"] = self.message_id(subscriber)
-        message["Auto-Submitted"] = "auto-generated"
-        message.set_content(body.strip("\n") + "\n")
-        message["Content-Language"] = subscriber.language  # after: set_content clears Content-*
-        return message
+        return welcome_message(self.settings, subscriber, self.secret, self.clock())
 
-    def message_id(self, subscriber: Subscriber) -> str:
-        """The same for every attempt at one subscriber's welcome (the ledger keeps it)."""
-        domain = parseaddr(self.email.from_)[1].rpartition("@")[2] or "localhost"
-        digest = hashlib.sha256(f"welcome\n{subscriber.id}\n{subscriber.email}".encode())
-        return f"<welcome.{digest.hexdigest()[:32]}@{domain}>"
+
+def welcome_message(
+    settings: Settings, subscriber: Subscriber, secret: str, now: dt.datetime
+) -> EmailMessage:
+    """The welcome for ``subscriber``; ConfigError names the template and what is wrong
+    with it (``pipeline check`` tries each language's this way)."""
+    email, site = settings.email, settings.site
+    assert email is not None
+    path = welcome_template(settings, subscriber.language)
+    template = load_template(path, autoescape=False)
+    digests = [settings.digests[name].title for name in reached_by(subscriber, settings.digests)]
+    try:
+        text = template.render(
+            site=site,
+            name=" ".join(subscriber.name.split()),
+            email=subscriber.email,
+            digests=digests,
+            preferences_url=preferences_url(email.unsubscribe.origin, secret, subscriber),
+            t=i18n.words(subscriber.language, site=site.name),
+        )
+    except jinja2.TemplateError as exc:
+        raise ConfigError(
+            [Problem(display_path(path), None, None, f"template error: {exc}")]
+        ) from None
+    head, _, body = text.lstrip().partition("\n")
+    label, _, subject = head.partition(":")
+    if label.strip().lower() != "subject" or not subject.strip():
+        hint = "start the template with a line `Subject: …`, then a blank line"
+        raise ConfigError([Problem(display_path(path), 1, None, "no subject line", hint)])
+    message = EmailMessage()
+    message["From"] = email.from_
+    message["To"] = recipient(subscriber.name, subscriber.email)
+    if email.reply_to:
+        message["Reply-To"] = email.reply_to
+    message["Subject"] = subject.strip()
+    message["Date"] = format_datetime(now.astimezone(dt.UTC))
+    # The same for every attempt at one subscriber's welcome (the ledger keeps it).
+    domain = parseaddr(email.from_)[1].rpartition("@")[2] or "localhost"
+    digest = hashlib.sha256(f"welcome\n{subscriber.id}\n{subscriber.email}".encode())
+    message["Message-ID"] = f"<welcome.{digest.hexdigest()[:32]}@{domain}>"
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(body.strip("\n") + "\n")
+    message["Content-Language"] = subscriber.language  # after: set_content clears Content-*
+    return message
+
+
+def welcome_problems(settings: Settings) -> list[Problem]:
+    """What is wrong with the welcome template of each language a subscriber may have
+    (the digests' and the site's), tried on a sample reader; none when switched off."""
+    if settings.email is None or not settings.email.welcome.enabled:
+        return []
+    languages = {settings.site.language, *(d.language for d in settings.digests.values())}
+    problems: list[Problem] = []
+    for language in sorted(languages):
+        sample = Subscriber(1, "reader@example.org", "Sample Reader", language, (), "active")
+        try:
+            welcome_message(settings, sample, "check", system_clock())
+        except ConfigError as exc:
+            problems.extend(p for p in exc.problems if p not in problems)
+    return problems

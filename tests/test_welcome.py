@@ -225,3 +225,23 @@ def test_a_broken_welcome_template_is_logged_and_the_confirmation_stands(
     assert site.post("/confirm", {"token": token}).status == 200
     assert [subject(r) for r in site.handler.raw][1:] == ["Hi"]
     site.store.close()
+
+
+def test_check_tries_the_welcome_template_of_each_language(mail_project):
+    """A mistake in a welcome template shows in `pipeline check`, by file, before the
+    first confirmation meets it; only while welcomes are switched on."""
+    own = mail_project / "templates" / "welcome" / "zh.txt.j2"
+    own.parent.mkdir(parents=True)
+    own.write_text("Subject: 欢迎\n\n{{ nobody }}\n", encoding="utf-8")
+    assert invoke(mail_project, "check").exit_code == 0  # switched off: not used
+    configure(mail_project, welcome=True)
+    result = invoke(mail_project, "check")
+    assert result.exit_code == 2
+    assert "welcome/zh.txt.j2" in result.stderr and "nobody" in result.stderr
+    assert "welcome/en.txt.j2" not in result.stderr  # the packaged English one is fine
+    own.write_text("欢迎\n\n内容\n", encoding="utf-8")
+    result = invoke(mail_project, "check")
+    assert result.exit_code == 2 and "welcome/zh.txt.j2:1" in result.stderr
+    assert "no subject line" in result.stderr
+    own.write_text("Subject: 欢迎 {{ name }}\n\n内容\n", encoding="utf-8")
+    assert invoke(mail_project, "check").exit_code == 0

@@ -67,6 +67,9 @@ def check(project: Project) -> int:
             warnings.extend(f"digest {name}: {w}" for w in check_template(digest, settings.site))
         except ConfigError as exc:
             problems.extend(exc.problems)
+    from pipeline.welcome import welcome_problems
+
+    problems += welcome_problems(settings)
     schedules = None
     try:
         schedules = project.schedules()

@@ -372,3 +372,17 @@ def test_a_template_writing_the_placeholder_literally_is_warned_about(tmp_path):
         "the HTML part has no unsubscribe link: write {{ ph.unsubscribe_url }} in its template"
     ]
     assert check_template(digest(), SITE) == []
+
+
+def test_a_template_without_the_preference_link_is_warned_about(tmp_path):
+    """A project's copy of the template made before the preference page existed gives
+    readers no way to it: check says so, for the part that lacks it."""
+    start = shipped().index("{{ ph.if_preferences_url }}")
+    end = shipped().index("{{ ph.end }}", start) + len("{{ ph.end }}")
+    source = shipped()[:start] + shipped()[end:]
+    assert "{{ ph.preferences_url }}" not in source
+    warnings = check_template(custom(tmp_path, source), SITE)
+    assert warnings == [
+        "the HTML part has no link to the preference page: write {{ ph.preferences_url }} "
+        "in its footer (see the packaged template: `pipeline templates copy`)"
+    ]

@@ -441,19 +441,30 @@ def _tidy(text: str) -> str:
 
 def _warnings(rendered: RenderedEdition) -> list[str]:
     unsubscribe = "https://example.org/unsubscribe?token=" + "x" * 160
+    preferences = "https://example.org/preferences?token=" + "y" * 160
     html_part, text_part = personalise(
         rendered,
         unsubscribe_url=unsubscribe,
         name="Subscriber Name",
         view_url="https://example.org/digests/weekly/2026-11-23T09:00+05:45",
+        preferences_url=preferences,
     )
+    parts = (("HTML", html_part), ("text", text_part))
+    # Placeholders are only what the templates write as {{ ph.… }}: a literal
+    # %%UNSUBSCRIBE_URL%% (or none at all) leaves readers without the link.
     warnings = [
-        # Placeholders are only what the templates write as {{ ph.… }}: a literal
-        # %%UNSUBSCRIBE_URL%% (or none at all) leaves readers without the link.
         f"the {part} part has no unsubscribe link: write {{{{ ph.unsubscribe_url }}}} "
         "in its template"
-        for part, document in (("HTML", html_part), ("text", text_part))
+        for part, document in parts
         if unsubscribe not in document
+    ]
+    # A template copied before the preference page existed: readers cannot reach it.
+    warnings += [
+        f"the {part} part has no link to the preference page: write "
+        "{{ ph.preferences_url }} in its footer (see the packaged template: "
+        "`pipeline templates copy`)"
+        for part, document in parts
+        if preferences not in document
     ]
     size = len(html_part.encode("utf-8"))
     if size > GMAIL_CLIP_BYTES:

@@ -1,0 +1,104 @@
+"""The store's read queries: the articles feeds, digests and posting ask for.
+
+Each is served by an index, so its cost follows what it returns, not how many articles
+the store holds (tests/test_query_plans.py checks the plans on SQLite and PostgreSQL at
+100,000 articles). Articles come back whole, with their guid and translations filled in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import exists, select
+from sqlalchemy.engine import Connection
+
+from pipeline.clock import naive_utc
+from pipeline.model import Article, Translation
+from pipeline.schema import LIVE, article_tags, articles
+
+
+def latest(
+    conn: Connection,
+    limit: int,
+    *,
+    language: str | None = None,
+    section: str | None = None,
+    tag: str | None = None,
+) -> list[Article]:
+    """The newest live articles, newest first."""
+    query = select(articles.c.guid, articles.c.data).where(articles.c.status == LIVE)
+    if language:
+        query = query.where(articles.c.language == language.lower())
+    if section:
+        query = query.where(articles.c.section == section)
+    if tag:
+        # EXISTS, not IN (subquery): read in published order, each article's tag row is
+        # one primary-key probe, and the walk stops at ``limit``.
+        query = query.where(
+            exists().where(
+                article_tags.c.article_id == articles.c.id,
+                article_tags.c.tag_key == tag.lower(),
+            )
+        )
+    query = query.order_by(articles.c.published.desc(), articles.c.id).limit(limit)
+    return with_translations(conn, [load(guid, data) for guid, data in conn.execute(query)])
+
+
+def recent(conn: Connection, since: dt.datetime) -> list[Article]:
+    """Live articles published at or after ``since``, oldest first."""
+    query = (
+        select(articles.c.guid, articles.c.data)
+        .where(articles.c.status == LIVE, articles.c.published >= naive_utc(since))
+        .order_by(articles.c.published, articles.c.id)
+    )
+    return with_translations(conn, [load(*row) for row in conn.execute(query)])
+
+
+def get(conn: Connection, article_id: str) -> Article | None:
+    row = conn.execute(
+        select(articles.c.guid, articles.c.data).where(articles.c.id == article_id)
+    ).first()
+    return with_translations(conn, [load(*row)])[0] if row else None
+
+
+def with_translations(conn: Connection, found: list[Article]) -> list[Article]:
+    """Link each article to its other languages: the whole translation_of family."""
+    roots = sorted({a.translation_of or a.id for a in found})
+    if not roots:
+        return found
+    family: dict[str, dict[str, Article]] = {}  # root -> id -> member (once, if both match)
+    # Two lookups, each served by its own index (the primary key; translation_of). One
+    # query with ``id IN … OR translation_of IN …`` made SQLite read every live article
+    # through the status index, once per chunk. ``status`` is checked here rather than
+    # in SQL so that no planner can prefer its index (an unanalysed SQLite may).
+    for column in (articles.c.id, articles.c.translation_of):
+        for chunk in chunks(roots, 500):
+            query = select(articles.c.status, articles.c.guid, articles.c.data)
+            for status, guid, data in conn.execute(query.where(column.in_(chunk))):
+                if status == LIVE:
+                    member = load(guid, data)
+                    root = member.translation_of or member.id
+                    family.setdefault(root, {})[member.id] = member
+    linked = []
+    for article in found:
+        members = family.get(article.translation_of or article.id, {})
+        others = [
+            Translation(id=m.id, language=m.language, url=m.url, title=m.title)
+            for _, m in sorted(members.items())
+            if m.id != article.id
+        ]
+        linked.append(
+            article.model_copy(update={"translations": tuple(others)}) if others else article
+        )
+    return linked
+
+
+def load(guid: str, data: str) -> Article:
+    return Article.model_validate_json(data).model_copy(update={"guid": guid})
+
+
+def chunks(values: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

@@ -159,6 +159,29 @@ def test_filters_age_and_per_run_cap(store, channel, add, sleeps):
     assert [a for a, _ in poster(store, sleeps).run_channel(tagged).sent] == ["news/3"]
 
 
+def test_one_run_reads_the_store_once_for_every_channel(store, channel, add, sleeps):
+    """Candidates are read once per run, over the widest max_age_hours; each channel
+    still gets only its own window and filters (issue 16: not repeated per channel)."""
+    add(1, hours_ago=50, language="zh-CN")
+    add(2, hours_ago=30)
+    add(3, hours_ago=1)
+    reads = []
+    recent = store.recent
+    store.recent = lambda since: reads.append(since) or recent(since)
+    day = channel(name="day", max_age_hours=24)
+    week = channel(name="week", max_age_hours=24 * 7, languages=("en",))
+    all_zh = channel(name="zh", max_age_hours=24 * 7, languages=("zh-CN",))
+    names = []
+    reports = poster(store, sleeps).run([day, week, all_zh], on_channel=names.append)
+    assert names == ["day", "week", "zh"]
+    assert [a for a, _ in reports["day"].sent] == ["news/3"]
+    assert [a for a, _ in reports["week"].sent] == ["news/2", "news/3"]
+    assert [a for a, _ in reports["zh"].sent] == ["news/1"]
+    assert reads == [NOW - dt.timedelta(hours=24 * 7)]
+    poster(store, sleeps).run([day])  # a later run reads the store again
+    assert len(reads) == 2
+
+
 def test_rate_limit_is_honoured_then_it_succeeds(store, channel, add, sleeps):
     add(1)
     out = channel(script=[TemporaryFailure("429 slow down", retry_after=7)])

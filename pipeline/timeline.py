@@ -141,9 +141,13 @@ def _runs(engine: Engine, filters: Filters, most: int | None) -> list[Event]:
     query = select(runs).order_by(runs.c.scheduled_for.desc(), runs.c.id.desc())
     if filters.since is not None:
         query = query.where(runs.c.scheduled_for >= _naive(filters.since))
+    if most is not None and not filters.about:
+        query = query.limit(most)  # read off the (scheduled_for, id) index, newest first
     found: list[Event] = []
     with engine.connect() as conn:
-        for row in conn.execute(query):
+        # About some digests or channels, a run is told by its action, here: read in
+        # batches (a server-side cursor on PostgreSQL) until enough are found.
+        for row in conn.execution_options(yield_per=max(most or 0, 100)).execute(query):
             if filters.about and not run_touches(row.action, filters):
                 continue
             found.append(_run_event(row))

@@ -218,11 +218,17 @@ class Poster:
         recent = [
             a for a in self._recent_since(since) if options.matches(a.language, a.section, a.tags)
         ]
-        # In chunks: PostgreSQL takes at most 65,535 parameters in one statement.
-        known: set[str] = set()
-        for chunk in chunks([a.id for a in recent], 1000):
-            known.update(self.ledger.entries(stream, chunk))
-        fresh = [a for a in recent if a.id not in known]
+        # Oldest first, in chunks, until ``per_run`` have no ledger row and the rest are
+        # published later (ties are ordered by id, which a database may collate its own
+        # way): none of those can be chosen, so a channel does not look every candidate
+        # of the run up.
+        fresh: list[Article] = []
+        for chunk in chunks(recent, 500):
+            known = self.ledger.entries(stream, [a.id for a in chunk])
+            fresh += [a for a in chunk if a.id not in known]
+            enough = len(fresh) >= options.per_run
+            if enough and chunk[-1].published > fresh[options.per_run - 1].published:
+                break
         retries = []
         for entry in self.ledger.due(stream):
             if is_correction(entry.item):

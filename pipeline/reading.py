@@ -116,26 +116,28 @@ def with_translations(conn: Connection, found: list[Article]) -> list[Article]:
     roots = sorted({a.translation_of or a.id for a in found})
     if not roots:
         return found
-    family: dict[str, dict[str, Article]] = {}  # root -> id -> member (once, if both match)
+    family: dict[str, set[str]] = {}  # root -> the ids of its live members
     # Two lookups, each served by its own index (the primary key; translation_of). One
     # query with ``id IN … OR translation_of IN …`` made SQLite read every live article
     # through the status index, once per chunk. ``status`` is checked here rather than
     # in SQL so that no planner can prefer its index (an unanalysed SQLite may).
+    query = select(articles.c.id, articles.c.status, articles.c.translation_of)
     for column in (articles.c.id, articles.c.translation_of):
         for chunk in chunks(roots, 500):
-            query = select(articles.c.status, articles.c.guid, articles.c.data)
-            for status, guid, data in conn.execute(query.where(column.in_(chunk))):
+            for id_, status, translation_of in conn.execute(query.where(column.in_(chunk))):
                 if status == LIVE:
-                    member = load(guid, data)
-                    root = member.translation_of or member.id
-                    family.setdefault(root, {})[member.id] = member
+                    family.setdefault(translation_of or id_, set()).add(id_)
+    # Only members not already at hand are read whole (posting's candidates are most
+    # of their own families: reading them twice doubled its time).
+    known = {a.id: a for a in found}
+    wanted = {i for ids in family.values() if len(ids) > 1 for i in ids} - known.keys()
+    known.update((a.id, a) for a in _by_id(conn, sorted(wanted)))
     linked = []
     for article in found:
-        members = family.get(article.translation_of or article.id, {})
+        members = family.get(article.translation_of or article.id, set())
         others = [
             Translation(id=m.id, language=m.language, url=m.url, title=m.title)
-            for _, m in sorted(members.items())
-            if m.id != article.id
+            for m in (known[i] for i in sorted(members) if i != article.id and i in known)
         ]
         linked.append(
             article.model_copy(update={"translations": tuple(others)}) if others else article

@@ -65,7 +65,7 @@ from pipeline.store import Store  # noqa: E402
 
 SITE = "https://bench.example.org"
 BODY = "<p>" + "Glaciers in the Hindu Kush Himalaya are losing mass. " * 40 + "</p>"
-CACHE = Path("/tmp/feeds-bench")
+CACHE = Path("/tmp/feeds-bench")  # stores named N-REVISION.db
 EXTRA = (
     ExtraFeedSettings(language="zh-CN"),
     ExtraFeedSettings(section="blog"),
@@ -102,7 +102,8 @@ def article(n: int, count: int) -> Article:
 
 
 def _template(chinese: bool) -> str:
-    """An article's stored JSON with @N@ for its number and @T@ for its translation."""
+    """An article's stored JSON with @N@ for its number, @T@ for its translation and @P@
+    for its publication time."""
     made = Article(
         id="news/@N@",
         source="news",
@@ -119,7 +120,10 @@ def _template(chinese: bool) -> str:
         read_minutes=2,
         translation_of="news/@T@" if chinese else None,
     )
-    return made.model_dump_json(exclude={"guid", "translations"})
+    text = made.model_dump_json(exclude={"guid", "translations"})
+    text = text.replace('"published":"2020-01-01T00:00:00Z"', '"published":"@P@"')
+    assert "@P@" in text, "the stored JSON of a publication time has changed"
+    return text
 
 
 def build(path: Path, count: int) -> None:
@@ -144,8 +148,9 @@ def build(path: Path, count: int) -> None:
             f" {at}, CASE WHEN n % 4 = 0 THEN 'zh-cn' ELSE 'en' END,"
             " CASE WHEN n % 3 = 0 THEN 'blog' ELSE 'news' END,"
             " CASE WHEN n % 4 = 0 THEN 'news/' || (n + 1) END,"
-            " CASE WHEN n % 4 = 0 THEN replace(replace(:zh, '@N@', n), '@T@', n + 1)"
+            " replace(CASE WHEN n % 4 = 0 THEN replace(replace(:zh, '@N@', n), '@T@', n + 1)"
             "  ELSE replace(:en, '@N@', n) END,"
+            "  '@P@', strftime('%Y-%m-%dT%H:%M:%SZ', :now, '-' || n || ' minutes')),"
             f" {at}, {at} FROM s",
             {"now": str(now), "zh": _template(True), "en": _template(False)},
         )

@@ -114,11 +114,8 @@ class Assembly:
         from pipeline.posting import Poster
 
         poster = Poster(self.store, Ledger(self.store.engine), clock=self.clock, sleep=self.sleep)
-        reports: dict[str, ChannelReport] = {}
-        for name, channel in channels.items():
-            on_channel(name)
-            reports.update(poster.run([channel], dry_run=dry_run))
-        return reports
+        # One run for every channel: the candidates are read from the store once.
+        return poster.run(channels.values(), dry_run=dry_run, on_channel=on_channel)
 
     def transport(self, *, paced: bool = True) -> Callable[[], Transport]:
         """Opens a connection to the configured mail server when called; ``paced=False``

@@ -39,6 +39,7 @@ from pipeline.delivery import MAX_WAIT, Courier, Job, Paused, RetryPolicy
 from pipeline.errors import PermanentFailure, StoreError, TemporaryFailure
 from pipeline.ledger import FAILED, PENDING, SENT, UNCERTAIN, Entry, Ledger, Settlement, stored_time
 from pipeline.model import Article
+from pipeline.reading import chunks
 from pipeline.store import Store
 
 __all__ = ["MAX_WAIT", "ChannelReport", "Poster", "idempotency_key", "post_stream"]
@@ -94,12 +95,35 @@ class Poster:
         self.ledger = ledger
         self.clock = clock
         self.sleep = sleep
+        # The run's recent articles, read once for every channel: (since, articles).
+        self._recent: tuple[dt.datetime, list[Article]] | None = None
 
-    def run(self, channels: Iterable[Channel], dry_run: bool = False) -> dict[str, ChannelReport]:
-        """Every channel in turn; one channel's failure is recorded in its report (as a
-        failed item named ``channel``) and never stops the next channel."""
+    def run(
+        self,
+        channels: Iterable[Channel],
+        dry_run: bool = False,
+        on_channel: Callable[[str], None] = lambda name: None,
+    ) -> dict[str, ChannelReport]:
+        """Every channel in turn (``on_channel`` told each name first); one channel's
+        failure is recorded in its report (as a failed item named ``channel``) and never
+        stops the next channel. The store's recent articles are read once, over the
+        widest ``max_age_hours`` of them, and each channel takes its own part."""
+        channels = list(channels)
+        widest = max((c.options.max_age_hours for c in channels), default=0)
+        self._recent = None
+        try:
+            if channels:
+                self._recent_since(self.clock() - dt.timedelta(hours=widest))
+            return self._run(channels, dry_run, on_channel)
+        finally:
+            self._recent = None  # a later run reads the store again
+
+    def _run(
+        self, channels: list[Channel], dry_run: bool, on_channel: Callable[[str], None]
+    ) -> dict[str, ChannelReport]:
         reports = {}
         for channel in channels:
+            on_channel(channel.name)
             report = reports[channel.name] = ChannelReport()
             try:
                 self.run_channel(channel, dry_run, report)
@@ -192,10 +216,19 @@ class Poster:
         stream = post_stream(channel.name)
         since = self.clock() - dt.timedelta(hours=options.max_age_hours)
         recent = [
-            a for a in self.store.recent(since) if options.matches(a.language, a.section, a.tags)
+            a for a in self._recent_since(since) if options.matches(a.language, a.section, a.tags)
         ]
-        entries = self.ledger.entries(stream, [a.id for a in recent])
-        fresh = [a for a in recent if a.id not in entries]
+        # Oldest first, in chunks, until ``per_run`` have no ledger row and the rest are
+        # published later (ties are ordered by id, which a database may collate its own
+        # way): none of those can be chosen, so a channel does not look every candidate
+        # of the run up.
+        fresh: list[Article] = []
+        for chunk in chunks(recent, 500):
+            known = self.ledger.entries(stream, [a.id for a in chunk])
+            fresh += [a for a in chunk if a.id not in known]
+            enough = len(fresh) >= options.per_run
+            if enough and chunk[-1].published > fresh[options.per_run - 1].published:
+                break
         retries = []
         for entry in self.ledger.due(stream):
             if is_correction(entry.item):
@@ -207,6 +240,14 @@ class Poster:
                 retries.append(article)
         chosen = sorted(retries + fresh, key=lambda a: (a.published, a.id))
         return chosen[: options.per_run]
+
+    def _recent_since(self, since: dt.datetime) -> list[Article]:
+        """Live articles published at or after ``since``, oldest first: from the run's
+        one read of the store when that reaches back far enough."""
+        if self._recent is None or since < self._recent[0]:
+            self._recent = (since, self.store.recent(since))
+        found = self._recent[1]
+        return found if since == self._recent[0] else [a for a in found if a.published >= since]
 
     def _settle_interrupted(
         self, channel: Channel, courier: Courier, report: ChannelReport

@@ -50,6 +50,10 @@ articles = Table(
     Index("ix_articles_source_key", "source", "item_key"),
     Index("ix_articles_live_published", "status", "published"),
     Index("ix_articles_translation_of", "translation_of"),
+    # Feeds by language or section: the newest 50 read off the index, however many
+    # articles the store holds (migration 0007).
+    Index("ix_articles_live_language", "status", "language", "published"),
+    Index("ix_articles_live_section", "status", "section", "published"),
 )
 
 article_tags = Table(
@@ -88,6 +92,10 @@ deliveries = Table(
     Column("version", String(64)),
     Index("ix_deliveries_state", "state"),
     Index("ix_deliveries_updated", "updated_at"),
+    # A channel's due or interrupted rows, and its newest changes (``pipeline history``),
+    # without reading every row it ever had (migration 0007).
+    Index("ix_deliveries_stream_state", "stream", "state"),
+    Index("ix_deliveries_stream_updated", "stream", "updated_at"),
 )
 
 state_values = Table(
@@ -200,6 +208,7 @@ runs = Table(
     Column("detail", Text),  # what went wrong, or why it was missed or skipped
     Column("owner", String(300)),  # host:pid of the process that ran it
     Index("ix_runs_schedule", "schedule", "scheduled_for"),
+    Index("ix_runs_scheduled", "scheduled_for", "id"),  # history, newest first (0007)
 )
 
 fires = Table(

@@ -24,7 +24,6 @@ from sqlalchemy import (
     event,
     func,
     insert,
-    or_,
     select,
     update,
 )
@@ -35,6 +34,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
+from pipeline import reading
 from pipeline.clock import naive_utc, system_clock
 from pipeline.errors import (
     Problem,
@@ -44,7 +44,8 @@ from pipeline.errors import (
     display_path,
 )
 from pipeline.migrations import Upgrade, prepare
-from pipeline.model import Article, Scan, Translation
+from pipeline.model import Article, Scan
+from pipeline.reading import chunks as _chunks
 from pipeline.redact import shown_url
 from pipeline.schema import (
     LIVE,
@@ -347,38 +348,17 @@ class Store:
         tag: str | None = None,
     ) -> list[Article]:
         """The newest live articles, newest first, with guid and translations filled in."""
-        query = select(articles.c.guid, articles.c.data).where(articles.c.status == LIVE)
-        if language:
-            query = query.where(articles.c.language == language.lower())
-        if section:
-            query = query.where(articles.c.section == section)
-        if tag:
-            query = query.where(
-                articles.c.id.in_(
-                    select(article_tags.c.article_id).where(article_tags.c.tag_key == tag.lower())
-                )
-            )
-        query = query.order_by(articles.c.published.desc(), articles.c.id).limit(limit)
         with self.engine.connect() as conn:
-            found = [_load(guid, data) for guid, data in conn.execute(query)]
-            return self._with_translations(conn, found)
+            return reading.latest(conn, limit, language=language, section=section, tag=tag)
 
     def recent(self, since: dt.datetime) -> list[Article]:
         """Live articles published at or after ``since``, oldest first."""
-        query = (
-            select(articles.c.guid, articles.c.data)
-            .where(articles.c.status == LIVE, articles.c.published >= naive_utc(since))
-            .order_by(articles.c.published, articles.c.id)
-        )
         with self.engine.connect() as conn:
-            return self._with_translations(conn, [_load(*row) for row in conn.execute(query)])
+            return reading.recent(conn, since)
 
     def get(self, article_id: str) -> Article | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(articles.c.guid, articles.c.data).where(articles.c.id == article_id)
-            ).first()
-            return self._with_translations(conn, [_load(*row)])[0] if row else None
+            return reading.get(conn, article_id)
 
     def count(self) -> int:
         with self.engine.connect() as conn:
@@ -388,46 +368,6 @@ class Store:
                 )
                 or 0
             )
-
-    @staticmethod
-    def _with_translations(conn: Connection, found: list[Article]) -> list[Article]:
-        """Link each article to its other languages: the whole translation_of family."""
-        roots = {a.translation_of or a.id for a in found}
-        if not roots:
-            return found
-        family: dict[str, list[Article]] = {}
-        for chunk in _chunks(sorted(roots), 500):
-            rows = conn.execute(
-                select(articles.c.guid, articles.c.data).where(
-                    articles.c.status == LIVE,
-                    or_(articles.c.id.in_(chunk), articles.c.translation_of.in_(chunk)),
-                )
-            )
-            for guid, data in rows:
-                member = _load(guid, data)
-                family.setdefault(member.translation_of or member.id, []).append(member)
-        linked = []
-        for article in found:
-            others = [
-                Translation(id=m.id, language=m.language, url=m.url, title=m.title)
-                for m in sorted(
-                    family.get(article.translation_of or article.id, []), key=lambda m: m.id
-                )
-                if m.id != article.id
-            ]
-            linked.append(
-                article.model_copy(update={"translations": tuple(others)}) if others else article
-            )
-        return linked
-
-
-def _load(guid: str, data: str) -> Article:
-    return Article.model_validate_json(data).model_copy(update={"guid": guid})
-
-
-def _chunks(values: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 _HINTS = {  # the model checks the Article's own fields; these are made from them

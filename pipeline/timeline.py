@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import String, cast, or_, select
+from sqlalchemy import String, and_, cast, false, literal, or_, select
 from sqlalchemy.engine import Engine
 
 from pipeline.clock import system_clock
@@ -127,29 +127,30 @@ def _iso(moment: dt.datetime | None) -> str | None:
     return moment.replace(tzinfo=dt.UTC).isoformat() if moment is not None else None
 
 
-def run_touches(action: str, filters: Filters) -> bool:
-    """Whether a run of ``action`` (``cycle``, ``post a b``, ``digest weekly-en``…) sends
-    a digest or posts to a channel the filters name."""
-    kind, *names = action.split()
-    if kind == "digest":
-        return bool(names) and names[0] in filters.digests
-    posts = kind == "cycle" or kind == "post"
-    return posts and any(not names or c in names for c in filters.channels)
-
-
 def _runs(engine: Engine, filters: Filters, most: int | None) -> list[Event]:
     query = select(runs).order_by(runs.c.scheduled_for.desc(), runs.c.id.desc())
     if filters.since is not None:
         query = query.where(runs.c.scheduled_for >= _naive(filters.since))
-    found: list[Event] = []
+    if filters.about:
+        query = query.where(_touching(filters))
+    # the newest ``most`` read off the (scheduled_for, id) index
+    query = query.limit(most)
     with engine.connect() as conn:
-        for row in conn.execute(query):
-            if filters.about and not run_touches(row.action, filters):
-                continue
-            found.append(_run_event(row))
-            if most is not None and len(found) >= most:
-                break
-    return found
+        return [_run_event(row) for row in conn.execute(query)]
+
+
+def _touching(filters: Filters) -> Any:
+    """Runs that send a digest or post to a channel the filters name, in SQL so that the
+    LIMIT applies: ``digest NAME`` for a digest named; ``cycle`` or ``post`` alone, or
+    naming a channel named (``post a b``)."""
+    action = runs.c.action
+    words = literal(" ") + action + literal(" ")  # whole words: "post ab" is not about "a"
+    digest = [action == f"digest {name}" for name in filters.digests]
+    digest += [action.startswith(f"digest {name} ", autoescape=True) for name in filters.digests]
+    posts = or_(action.startswith("cycle ", autoescape=True), action.startswith("post "))
+    named = [and_(posts, words.contains(f" {name} ", autoescape=True)) for name in filters.channels]
+    everything = [action.in_(("cycle", "post"))] if filters.channels else []
+    return or_(false(), *digest, *everything, *named)
 
 
 def _run_event(row: Any) -> Event:

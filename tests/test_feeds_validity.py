@@ -168,11 +168,15 @@ JSON_ITEM_KEYS = {
 }
 
 
-def test_json_is_utf8_indented_and_ends_with_a_newline():
+def test_json_is_utf8_compact_and_ends_with_a_newline():
+    """Compact (an indent forces Python's slow encoder), indented only when asked."""
     data = render_json(SPEC, ARTICLES)
     assert ZH_TITLE.encode("utf-8") in data  # not \u escapes
-    assert data.startswith(b'{\n  "version": ')
-    assert data.endswith(b"}\n")
+    assert data.startswith(b'{"version":"https://jsonfeed.org/version/1.1","title":')
+    assert data.count(b"\n") == 1 and data.endswith(b"}\n")
+    pretty = render_json(SPEC, ARTICLES, indent=2)
+    assert pretty.startswith(b'{\n  "version": ') and pretty.endswith(b"}\n")
+    assert json.loads(pretty) == json.loads(data)
 
 
 @pytest.mark.parametrize("render", [render_rss, render_atom])

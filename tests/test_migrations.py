@@ -356,6 +356,34 @@ def test_the_revisions_build_exactly_the_schema_a_new_store_gets(state_url):
         store.close()
 
 
+def test_0007_adds_only_indexes_and_its_downgrade_drops_them(state_url):
+    """The query indexes (issue 16) come and go with 0007; nothing else changes."""
+    added = {
+        "articles": {"ix_articles_live_language", "ix_articles_live_section"},
+        "deliveries": {"ix_deliveries_stream_state", "ix_deliveries_stream_updated"},
+        "runs": {"ix_runs_scheduled"},
+    }
+
+    def indexes(engine: Engine) -> dict[str, set[str]]:
+        found = inspect(engine)
+        return {t: {i["name"] for i in found.get_indexes(t)} & names for t, names in added.items()}
+
+    engine = open_engine(state_url)
+    try:
+        with engine.begin() as conn:
+            migrations.run(conn, command.upgrade, "0007")
+        assert indexes(engine) == added
+        with_them = schema(engine)
+        with engine.begin() as conn:
+            migrations.run(conn, command.downgrade, "0006")
+        assert indexes(engine) == {t: set() for t in added}
+        with engine.begin() as conn:
+            migrations.run(conn, command.upgrade, "0007")
+        assert schema(engine) == with_them
+    finally:
+        engine.dispose()
+
+
 def test_the_revisions_are_numbered_in_one_line():
     """0001, 0002, … each revising the one before, as Alembic reads them: the pipeline
     tells the newest from the file names alone (without importing Alembic), and two

@@ -159,6 +159,56 @@ def test_filters_age_and_per_run_cap(store, channel, add, sleeps):
     assert [a for a, _ in poster(store, sleeps).run_channel(tagged).sent] == ["news/3"]
 
 
+def test_one_run_reads_the_store_once_for_every_channel(store, channel, add, sleeps):
+    """Candidates are read once per run, over the widest max_age_hours; each channel
+    still gets only its own window and filters (issue 16: not repeated per channel)."""
+    add(1, hours_ago=50, language="zh-CN")
+    add(2, hours_ago=30)
+    add(3, hours_ago=1)
+    reads = []
+    recent = store.recent
+    store.recent = lambda since: reads.append(since) or recent(since)
+    day = channel(name="day", max_age_hours=24)
+    week = channel(name="week", max_age_hours=24 * 7, languages=("en",))
+    all_zh = channel(name="zh", max_age_hours=24 * 7, languages=("zh-CN",))
+    names = []
+    reports = poster(store, sleeps).run([day, week, all_zh], on_channel=names.append)
+    assert names == ["day", "week", "zh"]
+    assert [a for a, _ in reports["day"].sent] == ["news/3"]
+    assert [a for a, _ in reports["week"].sent] == ["news/2", "news/3"]
+    assert [a for a, _ in reports["zh"].sent] == ["news/1"]
+    assert reads == [NOW - dt.timedelta(hours=24 * 7)]
+    poster(store, sleeps).run([day])  # a later run reads the store again
+    assert len(reads) == 2
+
+
+def test_a_channel_looks_up_only_the_candidates_it_may_choose(store, channel, make_article, sleeps):
+    """Oldest first, in chunks of 500: once per_run unposted ones are found (and the rest
+    are published later), the remaining candidates are not looked up in the ledger."""
+    made = [
+        make_article(
+            id=f"news/{n:04d}",
+            url=f"https://news.example.org/news/{n}/",
+            published=NOW - dt.timedelta(minutes=2000 - n),
+        )
+        for n in range(1600)
+    ]
+    store.apply("news", Scan(changed=[Item(f"{a.id}.md", "fp", a) for a in made]))
+    ledger = Ledger(store.engine)
+    ledger.skip(post_stream("out"), {a.id: "posted before" for a in made[:600]})
+    asked = []
+    entries = ledger.entries
+
+    def counted(stream, items=None, **kw):
+        asked.append(None if items is None else len(items))  # None: due()'s pending rows
+        return entries(stream, items, **kw)
+
+    ledger.entries = counted
+    found = Poster(store, ledger, sleep=sleeps, clock=lambda: NOW).candidates(channel(per_run=3))
+    assert [a.id for a in found] == ["news/0600", "news/0601", "news/0602"]
+    assert asked == [500, 500, None]  # not the third and fourth chunks
+
+
 def test_rate_limit_is_honoured_then_it_succeeds(store, channel, add, sleeps):
     add(1)
     out = channel(script=[TemporaryFailure("429 slow down", retry_after=7)])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import reading
 from pipeline.ingest import ingest
 from pipeline.sources.markdown import MarkdownSource, MarkdownSourceSettings
 from pipeline.store import Store
@@ -140,6 +141,39 @@ def test_latest_filters_orders_and_links_translations(tmp_path, site, store):
     assert [(t.id, t.language) for t in by_id["md-en"].translations] == [("news/zh", "zh-CN")]
     assert [(t.id, t.language) for t in by_id["news/zh"].translations] == [("md-en", "en")]
     assert by_id["news/blog"].translations == ()
+
+
+@pytest.mark.parametrize("rare_tag", [0, 1000])
+def test_a_tag_feed_is_the_same_read_by_date_or_by_tag(
+    tmp_path, site, store, monkeypatch, rare_tag
+):
+    """A rare tag is read through its own rows, a common one by walking the newest live
+    articles (pipeline.reading.RARE_TAG): either way the same articles, in order, in the
+    language and section asked, removed ones left out."""
+    for n, (date, language, section) in enumerate(
+        [
+            ("2024-01-03", "en", "news"),
+            ("2024-01-01", "zh-CN", "news"),
+            ("2024-01-02", "en", "blog"),
+        ]
+        * 2
+    ):
+        write_article(
+            tmp_path,
+            f"{n}.md",
+            f"title: T{n}\ndate: {date}T0{n}:00\nlanguage: {language}\nsection: {section}\n"
+            f"tags: [{'China' if n != 4 else 'Nepal'}]",
+        )
+    write_article(tmp_path, "gone.md", "title: Gone\ndate: 2025-01-01\ntags: [China]")
+    run(tmp_path, site, store)
+    (tmp_path / "gone.md").unlink()
+    run(tmp_path, site, store)
+    monkeypatch.setattr(reading, "RARE_TAG", rare_tag)
+    assert [a.title for a in store.latest(10, tag="china")] == ["T3", "T0", "T5", "T2", "T1"]
+    assert [a.title for a in store.latest(2, tag="China")] == ["T3", "T0"]
+    assert [a.title for a in store.latest(10, tag="china", language="zh-cn")] == ["T1"]
+    assert [a.title for a in store.latest(10, tag="china", section="blog")] == ["T5", "T2"]
+    assert store.latest(10, tag="nowhere") == []
 
 
 def test_source_cursor_round_trips(store):

@@ -26,6 +26,7 @@ from pipeline.model import Item, Scan
 from pipeline.settings import SiteSettings, SourceBase, normalise_language
 from pipeline.sources import SourceContext
 from pipeline.sources.build import make_article, one_line, parse_date, shorten, slugify
+from pipeline.storing import Streamed
 from pipeline.urls import UnsafeURL
 from pipeline.validation import problems_from_validation
 from pipeline.yamlfile import YamlDocument, parse_yaml
@@ -96,23 +97,38 @@ class MarkdownSource:
         )
 
     def scan(self, known: Mapping[str, str], cursor: Mapping[str, str]) -> Scan:
+        streamed = self.stream(known, cursor)
+        changed = list(streamed.items)
+        streamed.scan.changed = changed
+        return streamed.scan
+
+    def stream(self, known: Mapping[str, str], cursor: Mapping[str, str]) -> Streamed:
+        """The scan, file by file: each new or changed file's Item is yielded as it is
+        read, so no more than the store's batch is in memory at once."""
         root = self.settings.path
         if not root.is_dir():
             raise SourceUnavailable(f"source {self.name}: folder {root} does not exist")
         scan = Scan(complete=True)
+        return Streamed(self._items(root, known, scan), scan)
+
+    def _items(self, root: Path, known: Mapping[str, str], scan: Scan) -> Iterator[Item]:
         ids: dict[str, str] = {}
         unlisted: list[OSError] = []
         for path, key in self._files(root, unlisted.append):
             # Whatever one file raises, that file alone is rejected; its published
             # version (if any) is held until it is fixed.
             try:
-                self._scan_file(path, key, known, ids, scan)
+                item = self._scan_file(path, key, known, ids, scan)
             except Rejected as rejected:
                 scan.rejected.extend(rejected.problems)
                 scan.held.add(key)
+                continue
             except Exception as exc:
                 scan.rejected.append(_unexpected(_shown(path), exc))
                 scan.held.add(key)
+                continue
+            if item is not None:
+                yield item
         for error in unlisted:
             # Its files were not seen, so they must not count as deleted.
             scan.complete = False
@@ -127,11 +143,11 @@ class MarkdownSource:
                     "check its permissions; its articles stay as they were",
                 )
             )
-        return scan
 
     def _scan_file(
         self, path: Path, key: str, known: Mapping[str, str], ids: dict[str, str], scan: Scan
-    ) -> None:
+    ) -> Item | None:
+        """The file's Item if it is new or changed; None if unchanged or a draft."""
         shown = _shown(path)
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):  # a FIFO would block the run for ever
@@ -143,10 +159,10 @@ class MarkdownSource:
         fingerprint = f"{info.st_mtime_ns}:{info.st_size}"
         if known.get(key) == fingerprint:
             scan.unchanged[key] = fingerprint
-            return
+            return None
         item = self._read(path, key, fingerprint, info.st_size)
         if item is None:  # a draft: leaves the feeds
-            return
+            return None
         if item.article.id in ids:
             raise Rejected(
                 Problem(
@@ -158,7 +174,7 @@ class MarkdownSource:
                 )
             )
         ids[item.article.id] = item.article.origin
-        scan.changed.append(item)
+        return item
 
     def _files(self, root: Path, unlisted: Callable[[OSError], None]) -> Iterator[tuple[Path, str]]:
         """(path, key) of every article file below root, in a stable order."""

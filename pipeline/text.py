@@ -393,7 +393,10 @@ def _leading_graphemes(text: str, count: int) -> tuple[list[str], bool]:
         # count + 2: the last grapheme of a prefix may still grow (a combining mark after
         # it), and a whitespace run at its end may be the end of the text or a full stop
         # and a space (2 graphemes); the ones before are final.
-        head = [found[0] for found in islice(_GRAPHEME.finditer(normal), count + 2)]
+        if normal.isascii() and "\r" not in normal:  # one character, one grapheme (but CR LF)
+            head = list(normal[: count + 2])
+        else:
+            head = [found[0] for found in islice(_GRAPHEME.finditer(normal), count + 2)]
         if whole or len(head) == count + 2:
             return head[:count], whole and len(head) <= count
         size *= 2
@@ -421,7 +424,10 @@ def excerpt(text: str, limit: int, *, columns: bool = False) -> str:
         raise ValueError(f"an excerpt needs a limit of at least 1 grapheme, not {limit}")
     # Every grapheme takes at least one column, so ``limit`` graphemes are always enough.
     head, complete = _leading_graphemes(text, limit)
-    widths = [display_columns(g) if columns else 1 for g in head]
+    if columns and not "".join(head).isascii():
+        widths = [display_columns(g) for g in head]
+    else:  # every ASCII grapheme is one column wide
+        widths = [1] * len(head)
     if complete and sum(widths) <= limit:
         return "".join(head)
     room, budget = limit - 1, 0  # columns left once the ellipsis is counted; graphemes in them

@@ -17,6 +17,7 @@ stores the rest, and nothing twice. Other sources (the feed source) answer with 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -143,13 +144,14 @@ def storable_items(items: Iterable[Item], scan: Scan, site_url: str) -> Iterator
     or a key listed twice (its tags would be written twice).
     """
     seen: set[str] = set()
+    today = system_clock()  # for the width of a feed id not yet given (its date part)
     for item in items:
         if item.key in seen:
             scan.rejected.append(_refused(item, "the source listed it twice; the first was kept"))
             continue
         seen.add(item.key)
         try:
-            reason = _unstorable(item, site_url)
+            reason = _unstorable(item, site_url, today)
         except Exception as exc:
             reason = one_line(exc)
         if reason:
@@ -159,12 +161,11 @@ def storable_items(items: Iterable[Item], scan: Scan, site_url: str) -> Iterator
         yield item
 
 
-def _unstorable(item: Item, site_url: str) -> str | None:
+def _unstorable(item: Item, site_url: str, today: dt.datetime) -> str | None:
     article = item.article
     in_range(article.published)
     if article.updated is not None:
         in_range(article.updated)
-    today = system_clock()
     columns = {
         "id": article.id,
         "item_key": item.key,

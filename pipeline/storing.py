@@ -17,6 +17,7 @@ rejected with its file or post and the rest of the batch lands.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
@@ -74,9 +75,15 @@ def permanent_id(article: Article, site_url: str, first_seen: dt.datetime) -> st
     """The feed id an article keeps for ever (RFC 4151 tag URI unless it has a URI id)."""
     if article.id.lower().startswith(_URI_SCHEMES) or WEB_URL.match(article.id):
         return article.id
-    host = urlsplit(site_url).hostname or "localhost"
+    host = _host(site_url)
     specific = quote(article.id, safe=_TAG_SAFE)
     return f"tag:{host},{first_seen:%Y-%m-%d}:{specific}"
+
+
+@functools.lru_cache(maxsize=8)
+def _host(site_url: str) -> str:
+    """The site's host name, parsed once per site rather than once per article."""
+    return urlsplit(site_url).hostname or "localhost"
 
 
 def stored_json(article: Article) -> tuple[str, str]:

@@ -9,6 +9,7 @@ Latin letter), so Chinese and English summaries fill about as many lines.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import unicodedata
@@ -330,6 +331,7 @@ def is_cjk(grapheme: str) -> bool:
     return _CJK.match(grapheme) is not None
 
 
+@functools.lru_cache(maxsize=8192)  # a language has few graphemes; summaries ask for each often
 def display_columns(grapheme: str) -> int:
     """How wide a grapheme shows: 2 columns if East Asian Width calls it Wide or
     Fullwidth (Han, kana, Hangul, fullwidth forms, most emoji), or it is an emoji

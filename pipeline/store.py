@@ -58,7 +58,8 @@ from pipeline.storing import permanent_id as permanent_id
 
 
 class Store:
-    """Articles and source cursors in one database; every write is one transaction."""
+    """Articles and source cursors in one database; every write is a transaction (an
+    ingest's are batches of articles, pipeline.storing)."""
 
     def __init__(self, url: str, site_url: str):
         self.url = url  # as configured, for messages (``store_fault``); may hold a password

@@ -86,7 +86,7 @@ def test_html_to_text_on_known_cases(html):
     assert text.html_to_text(html) == oracle.html_to_text(html)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(MARKUP)
 def test_html_to_text_matches_the_oracle_on_markup(html):
     assert text.html_to_text(html) == oracle.html_to_text(html)
@@ -98,7 +98,7 @@ def test_html_to_text_matches_the_oracle_on_text(value):
     assert text.html_to_text(value) == oracle.html_to_text(value)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(TEXTS, st.integers(1, 300), st.booleans())
 @example(SEED, 280, True)
 @example(SEED, 500, False)
@@ -111,7 +111,7 @@ def test_excerpt_matches_the_oracle(value, limit, columns):
     )
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(TEXTS)
 @example(SEED)
 @example(SEED * 7)

@@ -223,8 +223,8 @@ def _collapse(data: str) -> str:
     """Each whitespace run as one space (as ``\\s+`` → `` ``, which is several times slower:
     ``str.split`` and ``\\s`` agree on what is whitespace)."""
     words = data.split()
-    if not words:
-        return " " if data else ""
+    if not words:  # whitespace only (lxml never passes empty text)
+        return " "
     joined = " ".join(words)
     if data[0].isspace():
         joined = " " + joined
@@ -395,7 +395,9 @@ def _leading_graphemes(text: str, count: int) -> tuple[list[str], bool]:
         # count + 2: the last grapheme of a prefix may still grow (a combining mark after
         # it), and a whitespace run at its end may be the end of the text or a full stop
         # and a space (2 graphemes); the ones before are final.
-        if normal.isascii() and "\r" not in normal:  # one character, one grapheme (but CR LF)
+        # ASCII: one character is one grapheme (CR LF would be one, but _one_line has
+        # made every whitespace run a space or a sentence break).
+        if normal.isascii():
             head = list(normal[: count + 2])
         else:
             head = [found[0] for found in islice(_GRAPHEME.finditer(normal), count + 2)]

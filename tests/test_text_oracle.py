@@ -159,3 +159,16 @@ def test_the_plain_fast_path_holds_no_letter_digit_mark_or_cjk():
 )
 def test_read_minutes_fast_path_matches_the_oracle(value):
     assert text.read_minutes(value) == oracle.read_minutes(value)
+
+
+def test_ordinary_html_takes_the_tree_walk_and_text_after_html_the_events(monkeypatch):
+    """Both ways give the same text (the oracle tests); the cheap one must be the usual."""
+    walked = []
+    real = text._walk
+    monkeypatch.setattr(
+        text, "_walk", lambda root, collector: walked.append(root.tag) or real(root, collector)
+    )
+    assert text.html_to_text("<p>one</p><p>two</p>") == "one\n\ntwo"
+    assert walked == ["html"]
+    assert text.html_to_text("a</html> b") == oracle.html_to_text("a</html> b") == "a b"
+    assert walked == ["html"]  # two top-level elements: the parser's own events instead

@@ -1,39 +1,44 @@
-"""Ingest of a Markdown archive, cold and warm, against bare baselines in the same run.
+"""Cold ingest of a Markdown archive against a bare parse, paired in the same run.
 
-    python bench/ingest_bench.py [--files 10000] [--postgres URL]
+    python bench/ingest_bench.py [--files 10000 50000] [--repeats 3] [--code PATH]
 
-Cold: an empty store ingests N files (read, parse, sanitise, store). Baseline: a bare
-loop that reads each file and parses its front matter and Markdown with the same
-libraries, storing nothing. Warm: the same files again, unchanged — the point of the
-fingerprint skip. Baseline: a bare ``os.walk`` + ``stat`` of every file, the least any
-change detection must do. Each is also run at N/10 to show how it scales.
+Cold: an empty SQLite store ingests N files (read, parse, sanitise, plain text, excerpt,
+read-time, store), as ``pipeline ingest`` does. Baseline **bare parse**: a loop that reads
+each file and parses its front matter and Markdown with the same libraries (ruamel's C
+loader, markdown-it), storing nothing. Warm: the cold run's files ingested again,
+unchanged (the fingerprint skip), in the same process.
+
+Each measurement is a child process of its own, so its peak memory (``ru_maxrss``) is
+its own; wall and CPU seconds (user + system) are measured inside it, around the work
+alone (start-up and imports excluded). Cold and bare alternate, ``--repeats`` times
+each; the table shows medians and, after ±, half the spread (max − min). The machine is
+shared: CPU seconds are the steadier figure.
+
+``--code PATH`` runs the project side from another checkout (e.g. ``git worktree add
+/tmp/before main``), for a before/after on the same archive.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
+import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from markdown_it import MarkdownIt
-from ruamel.yaml import YAML
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pipeline.ingest import ingest
-from pipeline.settings import SiteSettings
-from pipeline.sources.markdown import MarkdownSource, MarkdownSourceSettings
-from pipeline.store import Store
-
+HERE = Path(__file__).resolve()
 WORDS = ("mountain", "glacier", "river", "snow", "community", "research", "policy")
 HANZI = "山地生物多样性保护冰川气候变化合作研究社区"
 
 
 def make_archive(folder: Path, count: int, seed: int = 7) -> None:
+    """``count`` articles, a quarter of them Chinese, in ten year folders."""
     rng = random.Random(seed)
     for n in range(count):
         chinese = n % 4 == 0
@@ -53,83 +58,142 @@ def make_archive(folder: Path, count: int, seed: int = 7) -> None:
         )
 
 
-def timed(action) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
+# -- the children --------------------------------------------------------------------------
 
 
-def bare_parse(folder: Path) -> None:
+def bare_parse(folder: Path) -> dict:
+    from _ruamel_yaml import CParser  # noqa: F401  (the C loader must be there, as for ours)
+    from markdown_it import MarkdownIt
+    from ruamel.yaml import YAML
+
     yaml, md = YAML(typ="safe"), MarkdownIt("commonmark")
+    count = 0
     for root, _dirs, names in os.walk(folder):
         for name in names:
             _, head, body = Path(root, name).read_text(encoding="utf-8").split("---\n", 2)
             yaml.load(head)
             md.render(body)
+            count += 1
+    return {"files": count}
 
 
-def bare_stat(folder: Path) -> None:
-    for root, _dirs, names in os.walk(folder):
-        for name in names:
-            os.stat(os.path.join(root, name))
+def ingest_into(folder: Path, state: Path, expect_added: bool) -> dict:
+    from pipeline.ingest import ingest
+    from pipeline.settings import SiteSettings
+    from pipeline.sources.markdown import MarkdownSource, MarkdownSourceSettings
+    from pipeline.store import Store
 
-
-def measure(count: int, state_url: str | None) -> dict[str, float]:
     site = SiteSettings(name="Bench", url="https://bench.example.org", timezone="Asia/Kathmandu")
+    store = Store(f"sqlite:///{state}", site.url)
+    source = MarkdownSource(MarkdownSourceSettings(type="markdown", name="news", path=folder), site)
+    report = ingest([source], store)
+    stored = store.count()
+    store.close()
+    added = len(report.stored["news"].added)
+    assert report.ok and added == (stored if expect_added else 0), "all must be stored"
+    return {"files": stored}
+
+
+def child(mode: str, folder: Path, state: Path) -> None:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0, wall0 = usage.ru_utime + usage.ru_stime, time.perf_counter()
+    result = bare_parse(folder) if mode == "bare" else ingest_into(folder, state, True)
+    wall = time.perf_counter() - wall0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result.update(
+        wall=wall,
+        cpu=usage.ru_utime + usage.ru_stime - cpu0,
+        peak_mib=usage.ru_maxrss / 1024,  # KiB on Linux
+    )
+    if mode == "cold":  # the same files again, unchanged, in the same process
+        wall0 = time.perf_counter()
+        ingest_into(folder, state, False)
+        result["warm"] = time.perf_counter() - wall0
+    print(json.dumps(result))
+
+
+def run_child(mode: str, folder: Path, state: Path, code: Path) -> dict:
+    state.unlink(missing_ok=True)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{state}{suffix}").unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    out = subprocess.run(
+        [sys.executable, str(HERE), "--child", mode, str(folder), str(state)],
+        env=env,
+        cwd=code,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- the table ------------------------------------------------------------------------------
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    half = (max(values) - min(values)) / 2
+    return f"{statistics.median(values):.{digits}f} ±{half:.{digits}f}"
+
+
+def measure(count: int, repeats: int, code: Path) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "news"
+        folder, state = Path(tmp) / "news", Path(tmp) / "state.db"
         make_archive(folder, count)
-        url = state_url or f"sqlite:///{tmp}/state.db"
-        store = Store(url, site.url)
-        source = MarkdownSource(
-            MarkdownSourceSettings(type="markdown", name="news", path=folder), site
-        )
-        figures = {
-            "cold": timed(lambda: ingest([source], store)),
-            "bare_parse": timed(lambda: bare_parse(folder)),
-            "warm": timed(lambda: ingest([source], store)),
-            "bare_stat": timed(lambda: bare_stat(folder)),
-        }
-        assert store.count() == count, "every article must be stored"
-        if state_url:
-            from pipeline.store import metadata
+        cold: list[dict] = []
+        bare: list[dict] = []
+        for n in range(repeats):  # alternating, so drift on a shared machine hits both
+            order = ("bare", "cold") if n % 2 == 0 else ("cold", "bare")
+            for mode in order:
+                (bare if mode == "bare" else cold).append(run_child(mode, folder, state, code))
+    wall = [c["wall"] / b["wall"] for c, b in zip(cold, bare, strict=True)]
+    cpu = [c["cpu"] / b["cpu"] for c, b in zip(cold, bare, strict=True)]
+    return [
+        f"{count:,}",
+        spread([c["wall"] for c in cold]),
+        spread([b["wall"] for b in bare]),
+        spread(wall),
+        spread([c["cpu"] for c in cold]),
+        spread([b["cpu"] for b in bare]),
+        spread(cpu),
+        f"{statistics.median(c['peak_mib'] for c in cold):.0f}",
+        f"{statistics.median(b['peak_mib'] for b in bare):.0f}",
+        spread([c["warm"] for c in cold], 3),
+    ]
 
-            metadata.drop_all(store.engine)
-        store.close()
-        return figures
 
-
-COLUMNS = (
-    ("files", 7),
-    ("cold s", 8),
-    ("bare parse s", 13),
-    ("ratio", 6),
-    ("warm s", 8),
-    ("bare stat s", 12),
-    ("ratio", 6),
-    ("warm/cold", 10),
+HEADER = (
+    "files",
+    "cold s",
+    "bare parse s",
+    "ratio (wall)",
+    "cold CPU s",
+    "bare CPU s",
+    "ratio (CPU)",
+    "cold peak MiB",
+    "bare peak MiB",
+    "warm s",
 )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=10_000)
-    parser.add_argument("--postgres", help="run against this PostgreSQL URL instead of SQLite")
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        sys.path.insert(0, os.environ.get("PYTHONPATH", "."))
+        child(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--files", type=int, nargs="+", default=[10_000, 50_000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--code", type=Path, default=HERE.parent.parent, help="checkout whose pipeline to run"
+    )
     args = parser.parse_args()
-    print(" ".join(f"{name:>{width}}" for name, width in COLUMNS))
-    for count in (args.files // 10, args.files):
-        f = measure(count, args.postgres)
-        row = (
-            count,
-            f"{f['cold']:.2f}",
-            f"{f['bare_parse']:.2f}",
-            f"{f['cold'] / f['bare_parse']:.2f}",
-            f"{f['warm']:.3f}",
-            f"{f['bare_stat']:.3f}",
-            f"{f['warm'] / f['bare_stat']:.1f}",
-            f"{f['warm'] / f['cold']:.3f}",
-        )
-        print(" ".join(f"{value:>{width}}" for value, (_, width) in zip(row, COLUMNS, strict=True)))
+    code = args.code.resolve()
+    print(f"project code: {code}; {os.cpu_count()} cores; medians ± half the spread")
+    print("| " + " | ".join(HEADER) + " |")
+    print("|" + "---:|" * len(HEADER))
+    for count in args.files:
+        print("| " + " | ".join(measure(count, args.repeats, code)) + " |", flush=True)
 
 
 if __name__ == "__main__":

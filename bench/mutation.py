@@ -94,13 +94,20 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
             'a space still counts through `after == " "` one position earlier, and the '
             "trailing space that cut keeps is popped before the ellipsis",
         ),
-        ("pipeline.text.x__leading_graphemes__mutmut_4", "size = 5 * count + 64", _PERFORMANCE),
-        ("pipeline.text.x__leading_graphemes__mutmut_5", "size = 4 * count + 65", _PERFORMANCE),
-        ("pipeline.text.x__leading_graphemes__mutmut_8", "whole = size > len(text)", _PERFORMANCE),
-        ("pipeline.text.x__leading_graphemes__mutmut_17", "finditer(normal), None)", _PERFORMANCE),
-        ("pipeline.text.x__leading_graphemes__mutmut_22", "count + 3)]", _PERFORMANCE),
-        ("pipeline.text.x__leading_graphemes__mutmut_26", "== count + 3:", _PERFORMANCE),
-        ("pipeline.text.x__leading_graphemes__mutmut_31", "size *= 3", _PERFORMANCE),
+        *(
+            (f"pipeline.text.x__leading_graphemes__mutmut_{n}", marker, _PERFORMANCE)
+            for n, marker in (
+                (3, "size = count - count // 8 + 16"),
+                (5, "size = count + count // 9 + 16"),
+                (6, "size = count + count // 8 + 17"),
+                (9, "whole = size > len(text)"),
+                (18, "normal[: count + 3]"),
+                (22, "finditer(normal), None)"),
+                (27, "finditer(normal), count + 3)"),
+                (31, "== count + 3:"),
+                (36, "size *= 3"),
+            )
+        ),
         (
             "pipeline.text.x_find_control_character__mutmut_7",
             'count("\\n", None, at)',
@@ -111,26 +118,46 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
             'rfind("\\n", None, at)',
             "str.rfind treats a start of None as 0",
         ),
-        (
-            "pipeline.text.x_html_to_text__mutmut_4",
-            "no_network=None",
-            "defence in depth: libxml2's HTML parser loads no DTD or external entity here, so "
-            "nothing can reach the network either way",
+        *(
+            (
+                f"pipeline.text.x_html_to_text__mutmut_{n}",
+                marker,
+                "defence in depth: libxml2's HTML parser loads no DTD or external entity "
+                "here, so nothing can reach the network either way",
+            )
+            for n, marker in (
+                (9, "recover=True, no_network=None)"),
+                (11, "HTMLParser(recover=True, )"),
+                (13, "recover=True, no_network=False)"),
+                (25, "recover=True, no_network=None\n"),
+                (28, "target=collector, recover=True, )"),
+                (30, "recover=True, no_network=False\n"),
+            )
+        ),
+        *(
+            (
+                f"pipeline.text.x_html_to_text__mutmut_{n}",
+                marker,
+                "recover=True is lxml's default for HTMLParser",
+            )
+            for n, marker in ((10, "HTMLParser(no_network=True)"), (27, "collector, no_network"))
         ),
         (
-            "pipeline.text.x_html_to_text__mutmut_6",
-            "HTMLParser(target=_TextCollector(), no_network=True)",
-            "recover=True is lxml's default for HTMLParser",
+            "pipeline.text.x_read_minutes__mutmut_4",
+            "findall(text)), 1",
+            "one CJK character more adds 230 to a numerator that words change in steps of "
+            "500, and every rounding boundary (57,500 × odd) is a multiple of 500: never "
+            "crossed",
         ),
         (
-            "pipeline.text.x_html_to_text__mutmut_7",
-            "recover=True, )",
-            "defence in depth: libxml2's HTML parser loads no DTD or external entity here",
+            "pipeline.text.x_excerpt__mutmut_13",
+            '"XXXX".join(head)',
+            "joined with an ASCII separator, a head is ASCII exactly when it was before",
         ),
         (
-            "pipeline.text.x_html_to_text__mutmut_9",
-            "no_network=False",
-            "defence in depth: libxml2's HTML parser loads no DTD or external entity here",
+            "pipeline.text.x__one_line__mutmut_2",
+            "done = None",
+            "text[None:i] is text[0:i], and done is reassigned before any other use",
         ),
         (
             "pipeline.text.xǁ_TextCollectorǁ_edge__mutmut_27",

@@ -39,7 +39,7 @@ from pipeline.delivery import MAX_WAIT, Courier, Job, Paused, RetryPolicy
 from pipeline.errors import PermanentFailure, StoreError, TemporaryFailure
 from pipeline.ledger import FAILED, PENDING, SENT, UNCERTAIN, Entry, Ledger, Settlement, stored_time
 from pipeline.model import Article
-from pipeline.reading import chunks
+from pipeline.schema import chunks
 from pipeline.store import Store
 
 __all__ = ["MAX_WAIT", "ChannelReport", "Poster", "idempotency_key", "post_stream"]

@@ -8,15 +8,13 @@ the store holds (tests/test_query_plans.py checks the plans on SQLite and Postgr
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.engine import Connection
 
 from pipeline.clock import naive_utc
 from pipeline.model import Article, Translation
-from pipeline.schema import LIVE, article_tags, articles
+from pipeline.schema import LIVE, article_tags, articles, chunks
 
 
 def latest(
@@ -147,8 +145,3 @@ def with_translations(conn: Connection, found: list[Article]) -> list[Article]:
 
 def load(guid: str, data: str) -> Article:
     return Article.model_validate_json(data).model_copy(update={"guid": guid})
-
-
-def chunks(values: list[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]

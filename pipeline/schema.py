@@ -10,7 +10,8 @@ history and permanent ids survive.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -262,3 +263,13 @@ def width(column: Column[Any]) -> int:
     if length is None:
         raise TypeError(f"column {column} has no width: it is not a String(n)")
     return length
+
+
+_Value = TypeVar("_Value")
+
+
+def chunks(values: Sequence[_Value], size: int = 500) -> Iterator[Sequence[_Value]]:
+    """``values`` in IN lists of at most ``size``: far under every driver's parameter
+    limit (SQLite allows 32,766, older builds 999)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from pipeline.clock import Clock, naive_utc, system_clock
 from pipeline.errors import Problem, display_path
-from pipeline.schema import list_unsubscribes, subscribers, suppressions
+from pipeline.schema import chunks, list_unsubscribes, subscribers, suppressions
 from pipeline.settings.email import DigestSettings
 from pipeline.subscriber_formats import (
     Incoming,
@@ -254,11 +254,6 @@ class SubscriberImport:
             report.unreached.append(problem)
 
 
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]
-
-
 def _among(conn: Connection, column: Any, chunk: Sequence[str]) -> Any:
     """``column IN chunk``. On PostgreSQL as ``= ANY(one array parameter)``: psycopg
     prepares a statement run five times, and the server's generic plan for ``IN ($1, …,
@@ -271,7 +266,7 @@ def _among(conn: Connection, column: Any, chunk: Sequence[str]) -> Any:
 def _known(conn: Connection, emails: Sequence[str]) -> dict[str, Any]:
     """address → its subscribers row, for the known ones."""
     found: dict[str, Any] = {}
-    for chunk in _chunks(emails):
+    for chunk in chunks(emails, CHUNK):
         query = select(subscribers).where(_among(conn, subscribers.c.email, chunk))
         found.update((row.email, row) for row in conn.execute(query))
     return found
@@ -280,7 +275,7 @@ def _known(conn: Connection, emails: Sequence[str]) -> dict[str, Any]:
 def _held(conn: Connection, emails: Sequence[str]) -> dict[str, tuple[str, str]]:
     """address → (the status it must keep, why) for the suppressed ones."""
     found: dict[str, tuple[str, str]] = {}
-    for chunk in _chunks(emails):
+    for chunk in chunks(emails, CHUNK):
         query = select(suppressions).where(_among(conn, suppressions.c.address, chunk))
         for row in conn.execute(query):
             status = UNSUBSCRIBED if row.kind == "complaint" else BOUNCED
@@ -361,12 +356,12 @@ def _bound(before, values: Mapping[str, object]) -> dict[str, object]:
 def _leave(conn: Connection, leaving: Mapping[str, tuple[str, ...]], now: dt.datetime) -> None:
     """Record the digests people left (our own export's ``left``), once each."""
     ids: dict[str, int] = {}
-    for chunk in _chunks(list(leaving)):
+    for chunk in chunks(list(leaving), CHUNK):
         query = select(subscribers.c.id, subscribers.c.email).where(subscribers.c.email.in_(chunk))
         ids.update((email, id_) for id_, email in conn.execute(query))
     already: set[tuple[int, str]] = set()
     id_list = [str(i) for i in ids.values()]
-    for chunk in _chunks(id_list):
+    for chunk in chunks(id_list, CHUNK):
         query = select(list_unsubscribes.c.subscriber_id, list_unsubscribes.c.list_name).where(
             list_unsubscribes.c.subscriber_id.in_([int(i) for i in chunk])
         )

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pipeline.clock import Clock, naive_utc, system_clock
 from pipeline.feedback import Feedback
-from pipeline.schema import mail_feedback, subscribers, suppressions, width
+from pipeline.schema import chunks, mail_feedback, subscribers, suppressions, width
 from pipeline.subscribers import ACTIVE, BOUNCED, PENDING, UNSUBSCRIBED, normalise_email
 
 BOUNCE, DELAY, COMPLAINT = "bounce", "delay", "complaint"
@@ -116,10 +116,8 @@ class Suppressions:
         wanted = sorted({_normal(a) or a for a in addresses})
         found: dict[str, Suppression] = {}
         with self.engine.connect() as conn:
-            for start in range(0, len(wanted), 500):  # bounded IN lists
-                query = select(suppressions).where(
-                    suppressions.c.address.in_(wanted[start : start + 500])
-                )
+            for chunk in chunks(wanted):
+                query = select(suppressions).where(suppressions.c.address.in_(chunk))
                 found.update((row.address, _suppression(row)) for row in conn.execute(query))
         return found
 

@@ -7,7 +7,6 @@ import json
 
 import feedparser
 import pytest
-import requests
 from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug import Request, Response
 
@@ -16,10 +15,10 @@ from pipeline.ingest import ingest
 from pipeline.model import Scan
 from pipeline.sources import markdown as markdown_module
 from pipeline.sources.markdown import MarkdownSource, MarkdownSourceSettings
-from pipeline.sources.wordpress import WordPressSource, WordPressSourceSettings
 from pipeline.store import Store
 from tests.conftest import invoke, write_article
-from tests.test_source_wordpress import API, post
+from tests.test_ingest_streaming import blog
+from tests.test_source_wordpress import post
 
 GOOD = "title: Good\ndate: 2024-05-01"
 
@@ -163,13 +162,9 @@ def test_wordpress_post_on_two_pages_with_tags_is_stored_once(httpserver, site, 
         headers = {"X-WP-TotalPages": "2"}
         return Response(json.dumps(page), content_type="application/json", headers=headers)
 
-    httpserver.expect_request(API).respond_with_handler(handler)
-    settings = WordPressSourceSettings(
-        type="wordpress", name="blog", url=httpserver.url_for("/").rstrip("/")
-    )
     store = Store(state_url, site.url)
     try:
-        report = ingest([WordPressSource(settings, site, requests.Session())], store)
+        report = ingest([blog(httpserver, handler, site)], store)
         assert report.ok, (report.unavailable, report.rejected)
         assert len(report.stored["blog"].added) == 150
         assert len(store.latest(200, tag="nepal")) == 100

@@ -358,3 +358,30 @@ def test_a_chinese_file_name_url_and_image_become_uris(tmp_path, site):
     assert f'href="{page}%E7%9B%91%E6%B5%8B/"' in zh.body_html
     assert 'src="https://xn--fsqu00a.xn--4rr70v/%E5%9B%BE.png"' in zh.body_html
     assert own.url == "https://xn--fsqu00a.xn--4rr70v/%E6%96%B0%E9%97%BB/"
+
+
+@pytest.mark.parametrize("where", ["root", "above", "inside", "elsewhere"])
+def test_paths_shown_from_the_root_resolved_once_are_display_paths(tmp_path, monkeypatch, where):
+    """The folder is resolved once per scan; each file's path must still read exactly as
+    ``display_path`` shows it, wherever the working directory is, links included."""
+    from pipeline.sources.markdown import _shown, _ShownBelow
+
+    real = tmp_path / "real" / "news"
+    (real / "2024" / "deep").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    write_article(real / "2024" / "deep", "a.md", "title: A\ndate: 2024-01-01")
+    write_article(tmp_path / "elsewhere", "target.md", "title: T\ndate: 2024-01-01")
+    (real / "2024" / "linked.md").symlink_to(tmp_path / "elsewhere" / "target.md")
+    cwd = {
+        "root": real,
+        "above": tmp_path,
+        "inside": real / "2024",
+        "elsewhere": tmp_path / "elsewhere",
+    }[where]
+    monkeypatch.chdir(cwd)
+    for root in (tmp_path / "link" / "news", real, Path(os.path.relpath(real, cwd))):
+        shown = _ShownBelow(root)
+        for key in ("2024/deep/a.md", "2024/linked.md"):
+            path = Path(root, *key.split("/"))
+            assert shown(path, key) == _shown(path), (where, root, key)

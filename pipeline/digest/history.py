@@ -12,7 +12,7 @@ from sqlalchemy import String, cast, func, select
 from sqlalchemy.engine import Engine
 
 from pipeline.ledger import SENT, SKIPPED
-from pipeline.schema import deliveries, editions, subscribers
+from pipeline.schema import chunks, deliveries, editions, subscribers
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def edition_counts(
         counted: dict[str, Counter] = {row.id: Counter() for row in rows}
         problems: dict[str, list[Problem]] = {row.id: [] for row in rows}
         streams = {f"mail:{row.id}": row.id for row in rows}
-        for chunk in _chunks(list(streams)):
+        for chunk in chunks(list(streams)):
             query = (
                 select(deliveries.c.stream, deliveries.c.state, func.count())
                 .where(deliveries.c.stream.in_(chunk))
@@ -107,8 +107,3 @@ def edition_counts(
         )
         for row in rows
     ]
-
-
-def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
-    """IN lists of bounded length (SQLite allows 32,766 parameters, older ones 999)."""
-    return [values[i : i + size] for i in range(0, len(values), size)]

@@ -6,6 +6,12 @@ item key, and the source's saved cursor such as an HTTP ETag) and answers with a
 the ones rejected (each a located Problem) and whether its listing was complete (so that
 items it did not list are gone).
 
+A source that can hand its items over one at a time is a ``StreamingSource`` too: its
+``stream`` answers with the same findings as a ``Streamed`` (pipeline.storing), whose
+items are read as the store writes them, so that an archive of any size is never held
+in memory whole. The Markdown source streams file by file and the WordPress source page
+by page; the feed source does not (one feed document is read whole anyway).
+
 Every kind of source, built-in or plug-in, is an entry point of group
 ``pipeline.sources`` (pipeline.plugins): config ``type`` → a class with
 ``options_model`` and ``from_settings``.
@@ -15,13 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import requests
 
 from pipeline.model import Scan
 from pipeline.plugins import SOURCES, Plugins
 from pipeline.settings import SiteSettings, SourceBase
+
+if TYPE_CHECKING:  # the store's modules are not needed to build sources
+    from pipeline.storing import Streamed
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,15 @@ class Source(Protocol):
 
     def scan(self, known: Mapping[str, str], cursor: Mapping[str, str]) -> Scan:
         """Read the source. ``known`` maps item key -> fingerprint stored last time."""
+        ...
+
+
+@runtime_checkable
+class StreamingSource(Source, Protocol):
+    def stream(self, known: Mapping[str, str], cursor: Mapping[str, str]) -> Streamed:
+        """As ``scan``, but the changed items are yielded by ``Streamed.items`` while the
+        source is read; the rest of ``Streamed.scan`` is final once they are exhausted.
+        A source that cannot be read at all raises ``SourceUnavailable`` here already."""
         ...
 
 

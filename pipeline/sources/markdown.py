@@ -26,6 +26,7 @@ from pipeline.model import Item, Scan
 from pipeline.settings import SiteSettings, SourceBase, normalise_language
 from pipeline.sources import SourceContext
 from pipeline.sources.build import make_article, one_line, parse_date, shorten, slugify
+from pipeline.storing import Streamed
 from pipeline.urls import UnsafeURL
 from pipeline.validation import problems_from_validation
 from pipeline.yamlfile import YamlDocument, parse_yaml
@@ -96,23 +97,39 @@ class MarkdownSource:
         )
 
     def scan(self, known: Mapping[str, str], cursor: Mapping[str, str]) -> Scan:
+        streamed = self.stream(known, cursor)
+        changed = list(streamed.items)
+        streamed.scan.changed = changed
+        return streamed.scan
+
+    def stream(self, known: Mapping[str, str], cursor: Mapping[str, str]) -> Streamed:
+        """The scan, file by file: each new or changed file's Item is yielded as it is
+        read, so no more than the store's batch is in memory at once."""
         root = self.settings.path
         if not root.is_dir():
             raise SourceUnavailable(f"source {self.name}: folder {root} does not exist")
         scan = Scan(complete=True)
+        return Streamed(self._items(root, known, scan), scan)
+
+    def _items(self, root: Path, known: Mapping[str, str], scan: Scan) -> Iterator[Item]:
         ids: dict[str, str] = {}
         unlisted: list[OSError] = []
+        shown_below = _ShownBelow(root)
         for path, key in self._files(root, unlisted.append):
             # Whatever one file raises, that file alone is rejected; its published
             # version (if any) is held until it is fixed.
             try:
-                self._scan_file(path, key, known, ids, scan)
+                item = self._scan_file(path, key, shown_below(path, key), known, ids, scan)
             except Rejected as rejected:
                 scan.rejected.extend(rejected.problems)
                 scan.held.add(key)
+                continue
             except Exception as exc:
                 scan.rejected.append(_unexpected(_shown(path), exc))
                 scan.held.add(key)
+                continue
+            if item is not None:
+                yield item
         for error in unlisted:
             # Its files were not seen, so they must not count as deleted.
             scan.complete = False
@@ -127,12 +144,17 @@ class MarkdownSource:
                     "check its permissions; its articles stay as they were",
                 )
             )
-        return scan
 
     def _scan_file(
-        self, path: Path, key: str, known: Mapping[str, str], ids: dict[str, str], scan: Scan
-    ) -> None:
-        shown = _shown(path)
+        self,
+        path: Path,
+        key: str,
+        shown: str,
+        known: Mapping[str, str],
+        ids: dict[str, str],
+        scan: Scan,
+    ) -> Item | None:
+        """The file's Item if it is new or changed; None if unchanged or a draft."""
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):  # a FIFO would block the run for ever
             raise Rejected(Problem(shown, None, None, "not a regular file", "remove it"))
@@ -143,10 +165,10 @@ class MarkdownSource:
         fingerprint = f"{info.st_mtime_ns}:{info.st_size}"
         if known.get(key) == fingerprint:
             scan.unchanged[key] = fingerprint
-            return
-        item = self._read(path, key, fingerprint, info.st_size)
+            return None
+        item = self._read(path, key, shown, fingerprint, info.st_size)
         if item is None:  # a draft: leaves the feeds
-            return
+            return None
         if item.article.id in ids:
             raise Rejected(
                 Problem(
@@ -158,7 +180,7 @@ class MarkdownSource:
                 )
             )
         ids[item.article.id] = item.article.origin
-        scan.changed.append(item)
+        return item
 
     def _files(self, root: Path, unlisted: Callable[[OSError], None]) -> Iterator[tuple[Path, str]]:
         """(path, key) of every article file below root, in a stable order."""
@@ -169,8 +191,7 @@ class MarkdownSource:
                     path = Path(folder, name)
                     yield path, path.relative_to(root).as_posix()
 
-    def _read(self, path: Path, key: str, fingerprint: str, size: int) -> Item | None:
-        shown = _shown(path)
+    def _read(self, path: Path, key: str, shown: str, fingerprint: str, size: int) -> Item | None:
         limit = self.settings.max_bytes
         if size > limit:
             raise Rejected(
@@ -291,6 +312,32 @@ def _is_utf8(name: str) -> bool:
 def _shown(path: Path) -> str:
     """The path for messages; a name that is not UTF-8 shows its bytes escaped."""
     return shorten(display_path(path), 1000)
+
+
+class _ShownBelow:
+    """``_shown`` for the files below one folder, with the folder resolved once instead
+    of every file's path (``resolve`` is a system call per path component).
+
+    ``os.walk`` does not enter linked folders, so below the resolved root a file's path
+    resolves to the root's resolved path plus its key, unless the file itself is a link:
+    that one, and every file when the working directory is inside the folder (where
+    ``display_path`` may or may not shorten a path), take the slow way.
+    """
+
+    def __init__(self, root: Path):
+        resolved, cwd = root.resolve(), Path.cwd()
+        self.relative: str | None = None  # the resolved root as display_path shows it
+        self.unresolved = False  # display_path shows these paths as they are given
+        if resolved == cwd or cwd in resolved.parents:
+            relative = resolved.relative_to(cwd).as_posix()
+            self.relative = "" if relative == "." else relative + "/"
+        elif resolved not in cwd.parents:  # neither holds the other
+            self.unresolved = True
+
+    def __call__(self, path: Path, key: str) -> str:
+        if (self.relative is None and not self.unresolved) or path.is_symlink():
+            return _shown(path)
+        return shorten(str(path) if self.unresolved else f"{self.relative}{key}", 1000)
 
 
 # What YAML reads as a date: year-month-day, optionally followed by a time.

@@ -27,7 +27,8 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from itertools import chain
 from typing import Any, Literal, Self
 from urllib.parse import unquote
 
@@ -48,6 +49,7 @@ from pipeline.sources.build import (
     upstream_link,
 )
 from pipeline.sources.http import Fetched, Limits, fetch, unavailable
+from pipeline.storing import Streamed
 from pipeline.text import html_to_text
 
 PER_PAGE = 100
@@ -86,8 +88,22 @@ class WordPressSource:
         self.api = f"{self.base}/wp-json/wp/v2/posts"
 
     def scan(self, known: Mapping[str, str], cursor: Mapping[str, str]) -> Scan:
-        s = self.settings
+        streamed = self.stream(known, cursor)
+        changed = list(streamed.items)
+        streamed.scan.changed = changed
+        return streamed.scan
+
+    def stream(self, known: Mapping[str, str], cursor: Mapping[str, str]) -> Streamed:
+        """The scan, page by page: a page's new and changed posts are yielded before the
+        next page is asked for. A site that cannot be read fails when the first page is."""
         scan = Scan(complete=False)
+        pages = self._pages(known, scan)
+        first = next(pages, [])
+        return Streamed(chain(first, chain.from_iterable(pages)), scan)
+
+    def _pages(self, known: Mapping[str, str], scan: Scan) -> Iterator[list[Item]]:
+        s = self.settings
+        taken: set[str] = set()
         last, page = s.max_pages, 1
         while page <= last:
             params: dict[str, str | int] = {
@@ -117,13 +133,17 @@ class WordPressSource:
             total = response.headers.get("X-WP-TotalPages", "").strip()
             if re.fullmatch(r"[0-9]{1,9}", total):
                 last = min(s.max_pages, int(total))
-            if not self._read_page(body, known, scan) or len(body) < PER_PAGE:
+            items, news = self._read_page(body, known, scan, taken)
+            yield items
+            if not news or len(body) < PER_PAGE:
                 break
             page += 1
-        return scan
 
-    def _read_page(self, posts: list, known: Mapping[str, str], scan: Scan) -> bool:
-        """Add a page's posts to ``scan``; False when all of them were unchanged.
+    def _read_page(
+        self, posts: list, known: Mapping[str, str], scan: Scan, taken: set[str]
+    ) -> tuple[list[Item], bool]:
+        """A page's new and changed posts (the rest noted in ``scan``), and whether there
+        were any: False when all of them were unchanged.
 
         A post edited while the pages are read moves to the top of the list, pushing
         the others one place down, so the last post of one page comes again at the top
@@ -131,7 +151,7 @@ class WordPressSource:
         one transaction would write its tags twice).
         """
         news = False
-        taken = {item.key for item in scan.changed} | set(scan.unchanged) | scan.held
+        items: list[Item] = []
         for position, post in enumerate(posts, 1):
             post_id = _get(post, "id")
             if not isinstance(post_id, int) or isinstance(post_id, bool):
@@ -157,8 +177,8 @@ class WordPressSource:
             except Exception as exc:
                 scan.rejected.append(self._problem(key, f"cannot be read: {one_line(exc)}"))
                 continue
-            scan.changed.append(Item(key=key, fingerprint=fingerprint, article=article))
-        return news
+            items.append(Item(key=key, fingerprint=fingerprint, article=article))
+        return items, news
 
     def _problem(self, key: str, reason: str) -> Problem:
         edit = f"{shown_url(self.base)}/wp-admin/post.php?post={key}&action=edit"

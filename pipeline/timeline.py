@@ -25,6 +25,7 @@ from pipeline.schema import deliveries, runs, subscribers
 KINDS = ("run", "post", "edition", "mail")
 DEFAULT_KINDS = ("run", "post", "edition")
 POST, MAIL = "post:", "mail:"
+WELCOME = "welcome"  # the welcome emails' stream (pipeline.welcome.STREAM, kept light here)
 _ORDER = {kind: index for index, kind in enumerate(KINDS)}  # ties: the later kind first
 _SPAN = re.compile(r"(\d{1,6})\s*(m|min|mins|minutes?|h|hours?|d|days?|w|weeks?)", re.IGNORECASE)
 _UNIT = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -184,6 +185,8 @@ def _run_event(row: Any) -> Event:
 def _streams(prefix: str, names: tuple[str, ...]) -> Any:
     """Rows of these streams: ``post:NAME``, or every edition ``mail:NAME@…``."""
     column = deliveries.c.stream
+    if not names and prefix == MAIL:  # every digest's mail, and the welcome emails
+        return or_(column.startswith(prefix, autoescape=True), column == WELCOME)
     if not names:
         return column.startswith(prefix, autoescape=True)
     if prefix == POST:
@@ -240,7 +243,7 @@ def _posts(engine: Engine, filters: Filters, most: int | None) -> list[Event]:
 def _mails(engine: Engine, filters: Filters, most: int | None) -> list[Event]:
     found = []
     for row in _deliveries(engine, MAIL, filters.digests, filters, most):
-        edition = row.stream.removeprefix(MAIL)
+        edition = row.stream.removeprefix(MAIL)  # "welcome" for a welcome email
         address = row.email or f"subscriber #{row.item} (no longer on file)"
         found.append(
             Event(
@@ -250,8 +253,8 @@ def _mails(engine: Engine, filters: Filters, most: int | None) -> list[Event]:
                 row.state,
                 edition + (f" — {row.detail}" if row.detail else ""),
                 data={
-                    "digest": edition.partition("@")[0],
-                    "edition": edition,
+                    "digest": None if row.stream == WELCOME else edition.partition("@")[0],
+                    "edition": None if row.stream == WELCOME else edition,
                     "address": address,
                     "attempts": row.attempts,
                     "problem": row.detail,

@@ -245,3 +245,16 @@ def test_check_tries_the_welcome_template_of_each_language(mail_project):
     assert "no subject line" in result.stderr
     own.write_text("Subject: 欢迎 {{ name }}\n\n内容\n", encoding="utf-8")
     assert invoke(mail_project, "check").exit_code == 0
+
+
+def test_history_lists_the_welcome_email_beside_digest_mail(welcoming, mail_project):
+    from pipeline.timeline import WELCOME
+
+    assert WELCOME == STREAM  # the timeline names the stream without importing this module
+    sign_up_and_confirm(welcoming, "history@example.org", "Hist")
+    shown = invoke(mail_project, "history", "--kind", "mail")
+    assert shown.exit_code == 0, shown.output + shown.stderr
+    line = next(line for line in shown.output.splitlines() if "history@example.org" in line)
+    assert "sent" in line and "welcome" in line
+    narrowed = invoke(mail_project, "history", "--kind", "mail", "--digest", "weekly-en")
+    assert "history@example.org" not in narrowed.output  # not a digest's mail

@@ -162,6 +162,14 @@ def store_url(state_url: str) -> str:
     return state_url
 
 
+@pytest.fixture
+def store(state_url: str, site: SiteSettings) -> Iterator[Store]:
+    """An open state store on ``state_url`` (both databases), closed afterwards."""
+    opened = Store(state_url, site.url)
+    yield opened
+    opened.close()
+
+
 def write_article(folder: Path, name: str, front: str, body: str = "Body text.\n") -> Path:
     """Write an article file: ``front`` is the YAML between the --- lines."""
     path = folder / name

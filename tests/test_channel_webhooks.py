@@ -22,7 +22,6 @@ from pipeline.ledger import SENT, Ledger
 from pipeline.model import Item, Scan
 from pipeline.posting import Poster, post_stream
 from pipeline.settings import default_template
-from pipeline.store import Store
 from tests.conftest import REPO
 
 KINDS = {
@@ -358,13 +357,6 @@ def test_a_timeout_may_have_posted(kind, channel, httpserver, make_article):
 
 
 # -- end to end through the posting stage ----------------------------------------------------------
-
-
-@pytest.fixture
-def store(state_url, site):
-    store = Store(state_url, site.url)
-    yield store
-    store.close()
 
 
 def test_discord_rate_limit_then_success_posts_once(httpserver, store, make_article, site):

@@ -47,13 +47,6 @@ FIXED = "Glaciers lose mass for a sixth year"
 
 
 @pytest.fixture
-def store(state_url, site):
-    store = Store(state_url, site.url)
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def http():
     with requests.Session() as session:
         yield session

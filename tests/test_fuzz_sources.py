@@ -27,7 +27,6 @@ from pipeline.ingest import storable
 from pipeline.sources.feed import _CHARREF, FeedSource, FeedSourceSettings, _no_surrogate
 from pipeline.sources.markdown import MarkdownSource, MarkdownSourceSettings
 from pipeline.sources.wordpress import WordPressSource, WordPressSourceSettings
-from pipeline.store import Store
 from tests.test_source_wordpress import post
 
 MB = 1_000_000
@@ -178,13 +177,6 @@ MARKDOWN_FILE = st.one_of(
     ),
     BODY.map(lambda body: f"---\n{GOOD_FRONT}\n---\n{body}".encode("utf-8", "replace")),
 )
-
-
-@pytest.fixture
-def store(state_url, site):
-    store = Store(state_url, site.url)
-    yield store
-    store.close()
 
 
 def _md(front: str, body: str = "Body.") -> tuple[str, bytes]:

@@ -14,7 +14,6 @@ from pipeline.ledger import FAILED, PENDING, SENDING, SENT, UNCERTAIN, Ledger
 from pipeline.model import Item, Scan
 from pipeline.posting import MAX_WAIT, Poster, idempotency_key, post_stream
 from pipeline.settings import default_template
-from pipeline.store import Store
 from tests.conftest import REPO
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -51,13 +50,6 @@ class ScriptedChannel(FileChannel):
     def lines(self) -> list[dict]:
         path = self.options.path
         return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
-@pytest.fixture
-def store(state_url, site):
-    store = Store(state_url, site.url)
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from pipeline.ledger import FAILED, SENT, UNCERTAIN, Ledger
 from pipeline.model import Item, Scan
 from pipeline.posting import Poster, post_stream
 from pipeline.settings import default_template
-from pipeline.store import Store
 from tests.conftest import REPO, invoke
 from tests.test_settings import MINIMAL, problems, write_config
 
@@ -91,13 +90,6 @@ def answer(body: dict[str, Any], status: int = 200) -> Response:
 @pytest.fixture
 def slack(httpserver) -> FakeSlack:
     return FakeSlack(httpserver)
-
-
-@pytest.fixture
-def store(state_url, site):
-    store = Store(state_url, site.url)
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -24,13 +24,6 @@ NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def store(state_url, site):
-    store = Store(state_url, site.url)
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def people(store):
     return SubscriberStore(store.engine, clock=lambda: NOW)
 

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.feedback import Feedback
-from pipeline.store import Store
 from pipeline.subscribers import ACTIVE, BOUNCED, UNSUBSCRIBED, SubscriberStore
 from pipeline.suppression import Suppressions, clean
 
@@ -23,13 +22,6 @@ class Clock:
 
     def __call__(self) -> dt.datetime:
         return self.now
-
-
-@pytest.fixture
-def store(state_url, site):
-    store = Store(state_url, site.url)
-    yield store
-    store.close()
 
 
 @pytest.fixture

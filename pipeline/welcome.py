@@ -145,7 +145,7 @@ def welcome_message(
     return message
 
 
-def welcome_problems(settings: Settings) -> list[Problem]:
+def welcome_problems(settings: Settings, now: dt.datetime) -> list[Problem]:
     """What is wrong with the welcome template of each language a subscriber may have
     (the digests' and the site's), tried on a sample reader; none when switched off."""
     if settings.email is None or not settings.email.welcome.enabled:
@@ -155,7 +155,7 @@ def welcome_problems(settings: Settings) -> list[Problem]:
     for language in sorted(languages):
         sample = Subscriber(1, "reader@example.org", "Sample Reader", language, (), "active")
         try:
-            welcome_message(settings, sample, "check", system_clock())
+            welcome_message(settings, sample, "check", now)
         except ConfigError as exc:
             problems.extend(p for p in exc.problems if p not in problems)
     return problems

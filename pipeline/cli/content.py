@@ -69,7 +69,7 @@ def check(project: Project) -> int:
             problems.extend(exc.problems)
     from pipeline.welcome import welcome_problems
 
-    problems += welcome_problems(settings)
+    problems += welcome_problems(settings, project.clock())
     schedules = None
     try:
         schedules = project.schedules()

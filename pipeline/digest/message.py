@@ -92,8 +92,8 @@ def build_message(
     # The body is stored already encoded: the generator writes a string payload of a
     # multipart message as it is (pipeline.mailer.wire_bytes), instead of flattening
     # two parts anew for every recipient.
-    parts = ((_encoded(text), values, str, "plain"), (_encoded(html), values, escape_html, "html"))
-    message.set_payload(_alternative(boundary, parts))
+    parts = ((_encoded(text), str, "plain"), (_encoded(html), escape_html, "html"))
+    message.set_payload(_alternative(boundary, values, parts))
     sender = return_path or from_address
     if sender and to_address:  # else `envelope` reads the headers, and says what is wrong
         message.addresses = (sender, to_address)
@@ -200,13 +200,14 @@ def _quoted(content: str) -> bytes:
 
 def _alternative(
     boundary: str,
-    parts: tuple[tuple[_EncodedForm, dict[str, str], Callable[[str], str], str], ...],
+    values: dict[str, str],
+    parts: tuple[tuple[_EncodedForm, Callable[[str], str], str], ...],
 ) -> str:
     """The multipart/alternative body as it goes on the wire (CRLF), each part UTF-8
     encoded by binascii (C), not by ``set_content`` and the generator (pure Python: with
     the parsing of each part's headers, most of the time spent per recipient)."""
     lines = []
-    for encoded, values, escape, subtype in parts:
+    for encoded, escape, subtype in parts:
         lines += [
             f"--{boundary}",
             f'Content-Type: text/{subtype}; charset="utf-8"',

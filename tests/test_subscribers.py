@@ -142,6 +142,15 @@ def test_tokens_cannot_be_forged_altered_or_reused(store):
     for bad in (f"{forged_body}.{signature}", token[:-2] + "xx", "garbage", "", token + ".x"):
         with pytest.raises(InvalidToken):
             verify(secret, bad, "unsubscribe")
+    # The same signature bytes written another way (a final character's spare bits set):
+    # only the text sign() wrote is accepted, so no link has a second spelling.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    respelled = token[:-1] + alphabet[alphabet.index(token[-1]) ^ 1]
+    assert base64.urlsafe_b64decode(respelled.split(".")[1] + "=") == base64.urlsafe_b64decode(
+        signature + "="
+    )
+    with pytest.raises(InvalidToken, match="signature"):
+        verify(secret, respelled, "unsubscribe")
     with pytest.raises(InvalidToken, match="not 'confirm'"):
         verify(secret, token, "confirm")
     with pytest.raises(InvalidToken):

@@ -6,7 +6,7 @@ N digest-shaped messages (multipart/alternative: ~30 KB of table-layout HTML wit
 inline styles, a ~3 KB text part, English and Chinese, per-recipient headers) are built
 before timing. Both runs send every message over one plain connection to an aiosmtpd
 server in a separate process on 127.0.0.1 (so it does not share our GIL):
-- ``ours``: pipeline.mailer.SmtpTransport(...).send(message), then close();
+- ``ours``: pipeline.transports.smtp.SmtpTransport(...).send(message), then close();
 - ``bare``: smtplib.SMTP(host, port).send_message(message) in a loop, then quit() —
   the ceiling for the same work, without classification, pacing or reconnects;
 - ``signed``: ``ours`` with a DKIM signer (a 2048-bit RSA key made for the run), as
@@ -33,8 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.mailer import SmtpTransport
 from pipeline.settings.email import SmtpSettings
+from pipeline.transports.smtp import SmtpTransport
 
 DISTINCT = 2000
 HEAD = """<!doctype html><html lang="{lang}" xmlns="http://www.w3.org/1999/xhtml"

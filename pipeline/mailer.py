@@ -1,23 +1,20 @@
-"""How mail leaves: ``.eml`` files in an outbox folder, or one SMTP connection per batch.
+"""How mail leaves: ``Transport.send(message)`` sends one message to its one recipient.
 
-``Transport.send(message)`` sends one message to its one recipient. SMTP outcomes:
+Built in: ``.eml`` files in an outbox folder (here), one SMTP connection per batch
+(``pipeline.transports.smtp``, which documents how SMTP replies map onto outcomes), and
+the providers' HTTP APIs (``pipeline.transports``). Every transport reports an outcome
+the same way: it returns once the far side took responsibility for the message;
+``PermanentFailure`` (never resent) or ``TemporaryFailure`` (``unknown_outcome`` when it
+may have arrived: SMTP never deduplicates, so such a message is not resent);
+``MailerBroken`` for what every message would meet (login refused, no server): the
+caller stops the batch.
 
-- 250 after DATA: returns; the server has taken responsibility for the message.
-- RCPT or DATA refused with 5xx (550 no such mailbox, 552 too big, 554 spam):
-  ``PermanentFailure``, ``status`` = the code, the server's words in ``reason``.
-- refused with 4xx (450/451/452 greylisting, mailbox full) or 421 (closing):
-  ``TemporaryFailure`` with ``status``; certainly not delivered.
-- cannot connect (refused, timed out, greeting not 220): ``TemporaryFailure``, not
-  delivered; the third such failure in a row raises ``MailerBroken`` instead.
-- connection dropped or timed out before DATA: ``TemporaryFailure``, not delivered;
-  but if the server closed a connection left idle between messages (a drop or 421 on
-  the first command), it is reopened once and the message sent, with no failure.
-- dropped or timed out once DATA began: ``TemporaryFailure(unknown_outcome=True)``:
-  it may have been accepted, and SMTP never deduplicates, so it is not resent.
-- ``MailerBroken`` (the caller stops the batch) for what every message would meet:
-  login refused or not offered, sender refused, no STARTTLS, TLS/certificate failure.
+``stage(transport, message)`` splits a send in two for the digest's claim: everything
+that does not yet deliver the message (for SMTP: the envelope, DATA and the body, but
+not the final dot) while the ledger commits the claim, then ``finish()``. A transport
+that cannot stage (an HTTP request is one step) does the whole send at ``finish()``.
 
-Both transports send the bytes of ``wire_bytes``: every header whose value is printable
+Every transport sends the bytes of ``wire_bytes``: every header whose value is printable
 ASCII goes out exactly as written, folded only at whitespace (to 78 columns where it
 can, never inside a word), each line at most 998 octets (RFC 5322 §2.1.1); only
 non-ASCII values (a Chinese subject, a display name) are RFC 2047-encoded. The email
@@ -26,7 +23,7 @@ package's own generator would re-fold any longer line and, finding no space, enc
 link: one-click unsubscribe would be lost. A message that cannot go out as written (a
 line over 998 octets with no space to fold at) is a ``PermanentFailure``.
 
-Both take ``sign`` (``pipeline.dkim.Signer``, from ``email.dkim``): it is given those
+Each takes ``sign`` (``pipeline.dkim.Signer``, from ``email.dkim``): it is given those
 bytes and returns what is sent, a DKIM-Signature header added in front.
 
 The outbox writes ``<Message-ID>.eml``, the bytes SMTP sends (CRLF), through a
@@ -39,15 +36,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
-import logging
 import os
 import re
-import smtplib
-import ssl
 import tempfile
-import time
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.policy import EmailPolicy
@@ -55,14 +49,10 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.errors import DeliveryFailed, PermanentFailure, PipelineError, TemporaryFailure
-from pipeline.pacing import LocalPacer
+from pipeline.errors import PermanentFailure, PipelineError
 from pipeline.plugins import TRANSPORTS, Plugins
-from pipeline.settings.email import EmailSettings, SmtpSettings
+from pipeline.settings.email import EmailSettings
 
-log = logging.getLogger(__name__)
-
-CONNECT_ATTEMPTS = 3  # consecutive failures to connect before the mailer is broken
 FOLD_AT = 78  # RFC 5322 §2.1.1: lines SHOULD be at most 78 characters…
 MAX_LINE = 998  # …and MUST be at most 998 octets, CRLF not counted
 # Printable ASCII (and tab), perhaps already folded: a line break then whitespace.
@@ -78,6 +68,42 @@ class Transport(Protocol):
     def send(self, message: EmailMessage) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A send cut short of delivering: ``finish()`` delivers (or raises the send's
+    failure, whenever it happened), ``abandon()`` leaves it undelivered."""
+
+    finish: Callable[[], None]
+    abandon: Callable[[], None]
+
+    @classmethod
+    def failing(cls, failure: Exception) -> Staged:
+        """A send that failed before delivering anything: ``finish()`` raises it."""
+
+        def fail() -> None:
+            raise failure
+
+        return cls(fail, _nothing)
+
+
+def stage(transport: Transport, message: EmailMessage) -> Staged:
+    """What of sending ``message`` can be done without delivering it, done now. A
+    transport offers this with a ``stage(message) -> Staged`` method; for one that does
+    not, everything happens at ``finish()``. A failure meanwhile is raised by
+    ``finish()``, so the caller meets it where it would have met it in ``send``."""
+    begin: Callable[[EmailMessage], Staged] | None = getattr(transport, "stage", None)
+    if begin is None:
+        return Staged(lambda: transport.send(message), _nothing)
+    try:
+        return begin(message)
+    except Exception as exc:  # held for finish(): the claim decides whether it counts
+        return Staged.failing(exc)
+
+
+def _nothing() -> None:
+    pass
 
 
 def envelope(message: EmailMessage) -> tuple[str, str]:
@@ -278,207 +304,6 @@ class OutboxTransport:
         pass
 
 
-class _Connection(smtplib.SMTP):
-    """smtplib.SMTP that remembers the last command it sent, to place a failure."""
-
-    phase = ""
-
-    def __init__(self, host: str, **kwargs: Any):
-        super().__init__(**kwargs)  # no host: connect() is called apart, to classify failures
-        self._host = host  # what STARTTLS and SMTP_SSL check the certificate against
-
-    def putcmd(self, cmd: str, args: str = "") -> None:
-        self.phase = cmd.lower()  # every command goes through here: mail, rcpt, data, …
-        super().putcmd(cmd, args)
-
-
-class _SslConnection(_Connection, smtplib.SMTP_SSL):
-    """The same, over implicit TLS."""
-
-
-class _Stale(Exception):
-    """The server closed an idle connection; reconnect and send again."""
-
-
-def _text(reply: bytes | str) -> str:
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
-    return " ".join(text.split())[:300]
-
-
-class SmtpTransport:
-    """One SMTP connection, opened on the first send and reused for every message."""
-
-    def __init__(
-        self,
-        settings: SmtpSettings,
-        *,
-        rate: float = 0,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        ssl_context: ssl.SSLContext | None = None,
-        connect_attempts: int = CONNECT_ATTEMPTS,
-        sign: Callable[[bytes], bytes] | None = None,
-    ):
-        self.settings = settings
-        self.sign = sign
-        self.rate = rate
-        self.sleep = sleep
-        self.ssl_context = ssl_context or ssl.create_default_context()
-        self.connect_attempts = connect_attempts
-        self.server = f"{settings.host}:{settings.effective_port}"
-        self._conn: _Connection | None = None
-        self._pace = LocalPacer(rate, clock=clock, sleep=sleep)
-        self._failed_connects = 0
-
-    def send(self, message: EmailMessage) -> None:
-        # the outbox's bytes, not smtplib's re-folded ones
-        sender, recipient, data = outgoing(message, self.sign)
-        self._pace()
-        try:
-            self._transmit(data, sender, recipient)
-        except _Stale:
-            log.info("%s closed the idle connection; reconnecting", self.server)
-            self._transmit(data, sender, recipient, retry=False)
-
-    def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.quit()
-            except OSError:
-                conn.close()
-
-    def _transmit(self, data: bytes, sender: str, recipient: str, retry: bool = True) -> None:
-        reused = self._conn is not None
-        conn = self._conn or self._connect()
-        conn.phase = ""
-        try:
-            # What send_message does, minus its own flattening of the message.
-            options: tuple[str, ...] = ()
-            if not (sender + recipient).isascii():
-                if not conn.has_extn("smtputf8"):
-                    raise smtplib.SMTPNotSupportedError(
-                        "the address needs SMTPUTF8, which the server does not offer"
-                    )
-                options = ("SMTPUTF8", "BODY=8BITMIME")
-            conn.sendmail(sender, [recipient], data, options)
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, reply = exc.recipients.get(recipient, (0, b"refused"))
-            raise _refusal(f"recipient {recipient} refused", code, reply) from None
-        except smtplib.SMTPSenderRefused as exc:
-            if exc.smtp_code == 421 and reused and retry:
-                raise _Stale() from None
-            if exc.smtp_code == 421:
-                raise _refusal(f"{self.server} is closing", 421, exc.smtp_error) from None
-            raise MailerBroken(f"SMTP server refused the sender {sender}: {_what(exc)}") from None
-        except smtplib.SMTPDataError as exc:
-            if not 400 <= exc.smtp_code < 600:  # a garbled answer: cannot tell, start afresh
-                self._discard()
-                raise TemporaryFailure(
-                    f"{self.server} answered DATA with {_what(exc)}; the message may have "
-                    "been delivered",
-                    unknown_outcome=True,
-                ) from None
-            raise _refusal("message refused", exc.smtp_code, exc.smtp_error) from None
-        except smtplib.SMTPNotSupportedError as exc:  # a non-ASCII address, no SMTPUTF8
-            raise PermanentFailure(f"{recipient}: {exc}") from None
-        except OSError as exc:  # dropped, reset, timed out, or an unexpected reply
-            phase = conn.phase
-            self._discard()
-            if phase == "mail" and reused and retry:
-                raise _Stale() from None
-            if phase == "data":
-                raise TemporaryFailure(
-                    f"connection to {self.server} lost during DATA ({_what(exc)}); "
-                    "the message may have been delivered",
-                    unknown_outcome=True,
-                ) from None
-            raise TemporaryFailure(
-                f"connection to {self.server} lost before DATA ({_what(exc)})"
-            ) from None
-        except BaseException:  # interrupted mid-conversation: never reuse that connection
-            self._discard()
-            raise
-        finally:
-            if self._conn is not None and self._conn.sock is None:  # smtplib closed it (421)
-                self._conn = None
-
-    def _discard(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-    def _connect(self) -> _Connection:
-        if self.settings.security == "ssl":
-            conn: _Connection = _SslConnection(
-                self.settings.host, timeout=self.settings.timeout, context=self.ssl_context
-            )
-        else:
-            conn = _Connection(self.settings.host, timeout=self.settings.timeout)
-        try:
-            self._open(conn)
-        except TemporaryFailure as failure:
-            conn.close()
-            self._failed_connects += 1
-            if self._failed_connects >= self.connect_attempts:
-                raise MailerBroken(
-                    f"{failure.reason} ({self._failed_connects} attempts in a row)"
-                ) from None
-            raise
-        except BaseException:
-            conn.close()
-            raise
-        self._failed_connects = 0
-        log.debug("connected to %s (%s)", self.server, self.settings.security)
-        self._conn = conn
-        return conn
-
-    def _open(self, conn: _Connection) -> None:
-        """Connect, EHLO, STARTTLS and EHLO again if asked for, login: all, or a failure."""
-        s = self.settings
-        try:
-            code, reply = conn.connect(s.host, s.effective_port)
-            if code != 220:
-                raise TemporaryFailure(f"{self.server} greeted with {code} {_text(reply)}")
-            conn.ehlo_or_helo_if_needed()
-            if s.security == "starttls":
-                if not conn.has_extn("starttls"):
-                    raise MailerBroken(
-                        f"{self.server} does not offer STARTTLS; refusing to send in clear "
-                        "(set security: ssl or none if that is what the server wants)"
-                    )
-                conn.starttls(context=self.ssl_context)
-                conn.ehlo_or_helo_if_needed()  # STARTTLS forgot the first EHLO
-            if s.username:
-                conn.login(s.username, s.password or "")
-        except smtplib.SMTPAuthenticationError as exc:
-            raise MailerBroken(
-                f"SMTP login refused: {exc.smtp_code} {_text(exc.smtp_error)}"
-            ) from None
-        except smtplib.SMTPNotSupportedError:
-            raise MailerBroken(f"{self.server} offers no login (AUTH) here") from None
-        except smtplib.SMTPServerDisconnected as exc:
-            raise TemporaryFailure(f"cannot connect to {self.server}: {_what(exc)}") from None
-        except smtplib.SMTPException as exc:  # EHLO/STARTTLS refused, no AUTH method in common
-            raise MailerBroken(f"{self.server} refused the session: {_what(exc)}") from None
-        except ssl.SSLError as exc:  # certificate not trusted, not TLS at all, …
-            raise MailerBroken(f"TLS with {self.server} failed: {_what(exc)}") from None
-        except OSError as exc:  # refused, unreachable, unknown host, timed out
-            raise TemporaryFailure(f"cannot connect to {self.server}: {_what(exc)}") from None
-
-
-def _refusal(what: str, code: int, reply: bytes | str) -> DeliveryFailed:
-    failure = TemporaryFailure if 400 <= code < 500 else PermanentFailure
-    return failure(f"{what}: {code} {_text(reply)}", status=code)
-
-
-def _what(exc: BaseException) -> str:
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return f"{exc.smtp_code} {_text(exc.smtp_error)}"
-    detail = next((d for d in (getattr(exc, "verify_message", None), str(exc)) if d), "")
-    return f"{type(exc).__name__}: {detail}".rstrip(": ")
-
-
 class TransportType(Protocol):
     """What a ``pipeline.transports`` entry point names: a transport made from ``email:``."""
 
@@ -512,12 +337,3 @@ def outbox_transport(
 ) -> OutboxTransport:
     """``delivery: outbox``: .eml files in ``email.outbox``, no network."""
     return OutboxTransport(email.outbox, sign)
-
-
-def smtp_transport(
-    email: EmailSettings, *, sign: Callable[[bytes], bytes] | None = None, **kw: Any
-) -> SmtpTransport:
-    """``delivery: smtp``: the ``email.smtp`` server (settings require it)."""
-    assert email.smtp is not None
-    kw.setdefault("rate", email.rate)
-    return SmtpTransport(email.smtp, sign=sign, **kw)

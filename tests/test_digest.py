@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from pipeline.ledger import Ledger
+from pipeline.mailer import Staged
 from pipeline.settings import load_settings
 from pipeline.store import Store
 from pipeline.subscribers import BOUNCED, SubscriberStore
@@ -215,16 +216,22 @@ def test_a_send_that_loses_its_server_still_says_what_it_did(mail_project, inbox
 
     def flaky(settings, **kw):
         transport = real_open(settings, **kw)
-        send = transport.send
+        stage = transport.stage
 
-        def send_then_lose_the_server(message):
-            try:
-                send(message)
-            finally:
-                if len(handler.messages) == 2:  # from now on nobody answers
-                    transport.settings = transport.settings.model_copy(update={"port": free_port()})
+        def stage_then_lose_the_server(message):
+            staged = stage(message)
 
-        transport.send = send_then_lose_the_server
+            def finish():
+                try:
+                    staged.finish()
+                finally:
+                    if len(handler.messages) == 2:  # from now on nobody answers
+                        port = free_port()
+                        transport.settings = transport.settings.model_copy(update={"port": port})
+
+            return Staged(finish, staged.abandon)
+
+        transport.stage = stage_then_lose_the_server
         return transport
 
     more = mail_project / "more.csv"

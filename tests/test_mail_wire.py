@@ -23,12 +23,13 @@ from hypothesis import strategies as st
 
 from pipeline.digest.message import recipient
 from pipeline.errors import PermanentFailure
-from pipeline.mailer import OutboxTransport, SmtpTransport, wire_bytes
+from pipeline.mailer import OutboxTransport, wire_bytes
 from pipeline.settings import load_settings
 from pipeline.settings.email import SmtpSettings
 from pipeline.store import Store
 from pipeline.subscribers import SubscriberStore
 from pipeline.tokens import link_secret, verify
+from pipeline.transports.smtp import SmtpTransport
 from tests.conftest import free_port, invoke
 from tests.rawmail import MAX_LINE, RawInbox, RawMessage, split, unfolded
 

@@ -27,12 +27,12 @@ from pipeline.errors import PermanentFailure, TemporaryFailure
 from pipeline.mailer import (
     MailerBroken,
     OutboxTransport,
-    SmtpTransport,
     open_transport,
     outbox_name,
     wire_bytes,
 )
 from pipeline.settings.email import EmailSettings, SmtpSettings
+from pipeline.transports.smtp import SmtpTransport
 
 SUBJECT = "本周山地新闻：冰川与生物多样性"
 HTML = (
@@ -419,6 +419,62 @@ def test_a_drop_during_data_leaves_the_outcome_unknown(serve) -> None:
     transport.send(message(n=1))  # the next message gets a new connection
     transport.close()
     assert server.connections == 2
+
+
+# -- staged sends (the digest's claim commits meanwhile) -----------------------------------
+
+
+def test_a_staged_message_arrives_at_finish_and_an_abandoned_one_never(serve) -> None:
+    server, handler = serve()
+    transport = SmtpTransport(smtp(server))
+    staged = transport.stage(message("first@example.org"))
+    _wait(lambda: server.connections == 1)
+    assert handler.messages == []  # envelope and body sent, the dot not yet
+    staged.finish()
+    transport.stage(message("second@example.org", 1)).abandon()
+    transport.send(message("third@example.org", 2))
+    transport.close()
+    assert [m.recipients for m in handler.messages] == [
+        ["first@example.org"],
+        ["third@example.org"],
+    ]
+    # The same bytes as a plain send, dot-stuffing undone by the server.
+    assert parse(handler.messages[0].data).get_body(("html",)).get_content() == HTML + "\n"
+    assert server.connections == 2  # the abandoned transaction took its connection along
+
+
+STAGE_THEN = """
+import os, signal, sys
+from email.message import EmailMessage
+from pipeline.settings.email import SmtpSettings
+from pipeline.transports.smtp import SmtpTransport
+
+msg = EmailMessage()
+msg["From"], msg["To"], msg["Subject"] = "news@example.org", "reader@example.org", "Hi"
+msg["Message-ID"] = "<staged@example.org>"
+msg.set_content("A body.\\n.\\nA line that was a lone dot.\\n" * 200)
+transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=int(sys.argv[1]), security="none"))
+staged = transport.stage(msg)
+if sys.argv[2] == "finish":
+    staged.finish()
+    transport.close()
+else:
+    os.kill(os.getpid(), signal.SIGKILL)  # no cleanup: the socket just goes
+"""
+
+
+@pytest.mark.parametrize("then", ["finish", "kill"])
+def test_a_process_killed_between_stage_and_finish_leaves_no_message(serve, then) -> None:
+    import subprocess
+    import sys
+
+    server, handler = serve()
+    process = subprocess.run(
+        [sys.executable, "-c", STAGE_THEN, str(server.port), then], capture_output=True, timeout=60
+    )
+    assert process.returncode == (0 if then == "finish" else -9), process.stderr
+    _wait(lambda: server.connections == 1 and server.sessions[0].transport is None)
+    assert len(handler.messages) == (1 if then == "finish" else 0)
 
 
 def test_cannot_connect_is_temporary_then_breaks_the_mailer() -> None:

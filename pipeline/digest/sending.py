@@ -40,12 +40,12 @@ from pipeline.digest.window import SKIPPED_EDITION
 from pipeline.errors import PermanentFailure
 from pipeline.feedback import Feedback
 from pipeline.ledger import FAILED, PENDING, SENDING, SENT, UNCERTAIN, Ledger, Settlement
-from pipeline.mailer import MailerBroken, Transport
+from pipeline.mailer import MailerBroken, Staged, Transport, stage
 from pipeline.schema import editions
 from pipeline.settings import Settings
 from pipeline.store import Store
 from pipeline.subscribers import Subscriber
-from pipeline.suppression import Suppressions
+from pipeline.suppression import Suppression, Suppressions
 from pipeline.tokens import link_secret
 
 BOUNCE_CODES = {550, 551, 553}  # the mailbox does not exist: stop mailing it
@@ -257,49 +257,60 @@ class Digests(Editions):
         return all([future.result() for future in futures])
 
     def _deliver_lane(self, edition: Edition, todo: list[Subscriber], run: SendState) -> bool:
-        """Claim and send to each of ``todo`` in turn, on ``run``'s one connection."""
+        """Claim and send to each of ``todo`` in turn, on ``run``'s one connection.
+
+        The claim's commit (a wait for the disk, or for PostgreSQL) and the look at the
+        suppression list run on a second thread while this one stages the copy on the
+        connection: envelope, DATA and body, all but the final dot
+        (``pipeline.mailer.stage``). The dot goes only once the claim is committed, and
+        the next claim only after the server's answer: as before, a crash leaves at most
+        this one copy in doubt, and a copy whose claim never committed was never
+        delivered (the server drops a transaction without its dot), so the next send
+        sends it."""
         if not todo:
             return True
         stream = mail_stream(edition.id)
         digest = self.settings.digests[edition.digest]
         secret = link_secret(self.email.unsubscribe.secret, self.store)
+        claims = ThreadPoolExecutor(1, thread_name_prefix="claim")
         try:
             for subscriber in todo:
                 if run.stop():
                     return False
                 message = self.message(edition, digest, subscriber, secret)
-                item, key = str(subscriber.id), message["Message-ID"]
-                send = self._sender(run, message, subscriber)
-                job = run.courier.take(stream, item, key, send, about=subscriber.email)
-                if job is not None:  # else another process has it, or it is not due
+                copy = _Copy(self, run, message, subscriber)
+                claim = claims.submit(copy.claim, stream)
+                staged = copy.stage()
+                try:
+                    job = claim.result()
+                except BaseException:
+                    staged.abandon()
+                    raise
+                if job is None:  # another process has it, or it is not due
+                    staged.abandon()
+                else:
                     run.courier.attempt(job)
         finally:
+            claims.shutdown()
             run.courier.flush()
         return True
 
-    def _sender(
-        self, run: SendState, message: EmailMessage, subscriber: Subscriber
-    ) -> Callable[[], Receipt]:
-        def send() -> Receipt:
-            if run.transport is None:
-                run.transport = self.transport()
-            if self.pace is not None:
-                self.pace()
-            # The last look before any transport, built-in or plug-in, gets the message:
-            # an address suppressed since the audience was read is refused, and said so.
-            suppressed = self.suppressions.of_subscriber(subscriber.email)
-            if suppressed is not None:
-                raise PermanentFailure(f"not sent: {suppressed.describe()}")
+    def deliver(self, run: SendState, message: EmailMessage) -> Staged:
+        """Stage ``message`` on the run's connection (opened on the first message)."""
+        if self.pace is not None:
+            self.pace()
+        if run.transport is None:
             try:
-                run.transport.send(message)
-            except PermanentFailure as exc:
-                if exc.status in BOUNCE_CODES:
-                    reason = exc.reason or f"{exc.status}"
-                    self.suppressions.record(Feedback(subscriber.email, "bounce", reason, "smtp"))
-                raise
-            return Receipt(remote_id=message["Message-ID"])
+                run.transport = self.transport()
+            except Exception as exc:  # met where the send would meet it: after the claim
+                return Staged.failing(exc)
+        return stage(run.transport, message)
 
-        return send
+    def bounced(self, subscriber: Subscriber, failure: PermanentFailure) -> None:
+        """A refusal that says the mailbox does not exist: stop mailing it."""
+        if failure.status in BOUNCE_CODES:
+            reason = failure.reason or f"{failure.status}"
+            self.suppressions.record(Feedback(subscriber.email, "bounce", reason, "smtp"))
 
     def retry_round(self, run: SendState) -> None:
         """One pause for the whole run, then one more try for each recipient refused
@@ -332,3 +343,48 @@ class Digests(Editions):
                     finished_at=None if waiting else self.clock().replace(tzinfo=None),
                 )
             )
+
+
+class _Copy:
+    """One subscriber's copy, as the courier sends it: the first attempt ends the send
+    staged while its claim committed; a retry sends it whole again.
+
+    The last look before any transport, built-in or plug-in, gets it: an address
+    suppressed since the audience was read is refused, and said so (a staged copy is
+    then abandoned: its connection goes without the final dot)."""
+
+    def __init__(
+        self, digests: Digests, run: SendState, message: EmailMessage, subscriber: Subscriber
+    ):
+        self.digests = digests
+        self.run = run
+        self.message = message
+        self.subscriber = subscriber
+        self.staged: Staged | None = None
+        self.suppressed: Suppression | None = None
+
+    def claim(self, stream: str) -> Job | None:
+        """On the claim thread: the suppression list, then the ledger row."""
+        email = self.subscriber.email
+        self.suppressed = self.digests.suppressions.of_subscriber(email)
+        key = self.message["Message-ID"]
+        return self.run.courier.take(stream, str(self.subscriber.id), key, self, about=email)
+
+    def stage(self) -> Staged:
+        self.staged = self.digests.deliver(self.run, self.message)
+        return self.staged
+
+    def __call__(self) -> Receipt:
+        staged, self.staged = self.staged, None
+        if staged is None:  # a retry: look at the list again
+            self.suppressed = self.digests.suppressions.of_subscriber(self.subscriber.email)
+        if self.suppressed is not None:
+            if staged is not None:
+                staged.abandon()
+            raise PermanentFailure(f"not sent: {self.suppressed.describe()}")
+        try:
+            (staged or self.digests.deliver(self.run, self.message)).finish()
+        except PermanentFailure as exc:
+            self.digests.bounced(self.subscriber, exc)
+            raise
+        return Receipt(remote_id=self.message["Message-ID"])

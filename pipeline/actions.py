@@ -15,14 +15,14 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pipeline.assembly import Assembly, HttpSessions
 from pipeline.clock import Clock, system_clock
 from pipeline.settings import Settings
-from pipeline.store import Store
 from pipeline.suggest import did_you_mean
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `Actions` loads the stages: schedules.yaml's words need no store
+    from pipeline.assembly import HttpSessions
     from pipeline.digest.sending import EditionReport
+    from pipeline.store import Store
 
 KINDS = ("cycle", "ingest", "feeds", "post", "digest")
 # Other words comms staff use for an action; the hint then names the action itself.
@@ -113,6 +113,8 @@ class Actions:
         sleep: Callable[[float], None] = time.sleep,
         clock: Clock = system_clock,
     ):
+        from pipeline.assembly import Assembly
+
         self.settings = settings
         self.store = store
         self.parts = Assembly(settings, store, http=http, clock=clock, sleep=sleep)

@@ -24,18 +24,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
 from pipeline.channels import Channel, Receipt
+from pipeline.correction_policy import delete_policy, update_policy
 from pipeline.delivery import Courier
 from pipeline.errors import PermanentFailure, TemporaryFailure
 from pipeline.ledger import PENDING, SENDING, SENT, Entry, Ledger
 from pipeline.model import Article
 from pipeline.schema import LIVE, articles
-from pipeline.settings.channels import ChannelOptions
 from pipeline.store import Store
 
 UPDATE, DELETE = "update", "delete"
@@ -74,52 +74,6 @@ def correction_kind(item: str) -> str | None:
 
 def is_correction(item: str) -> bool:
     return _CORRECTION.search(item) is not None
-
-
-def abilities(channel: object, options: ChannelOptions | None = None) -> frozenset[str]:
-    """What a channel can do to a post once made. ``channel`` is a channel, or a channel
-    class with the ``options`` it would be built with (``pipeline check``). Asked of its
-    ``abilities_for(options)`` where it has one, as what a network can do may depend on how
-    it is reached (Slack: a bot token, or an incoming webhook); else its ``corrections``.
-    A plug-in channel that says nothing can do nothing, so its posts are never corrected."""
-    if options is None:
-        options = getattr(channel, "options", None)
-    ask = getattr(channel, "abilities_for", None)
-    if options is not None and callable(ask):
-        return frozenset(ask(options))
-    return frozenset(getattr(channel, "corrections", frozenset()))
-
-
-def update_policy(channel: Channel) -> str:
-    """``edit``, ``reply`` or ``ignore``: what the channel does with a changed article."""
-    wanted = channel.options.on_update or getattr(channel, "default_on_update", "edit")
-    return wanted if wanted in abilities(channel) else "ignore"
-
-
-def delete_policy(channel: Channel) -> str:
-    """``delete`` or ``ignore``: what the channel does with an article taken down."""
-    wanted = channel.options.on_delete or getattr(channel, "default_on_delete", "delete")
-    return wanted if wanted in abilities(channel) else "ignore"
-
-
-def correction_warnings(configured: Mapping[str, ChannelOptions]) -> list[str]:
-    """``pipeline check``: a policy the network cannot follow (Slack's and Teams' incoming
-    webhooks cannot touch a message once sent, a Slack bot can; Mastodon and Telegram
-    edit, not reply)."""
-    from pipeline.channels import channel_types
-
-    found = []
-    for name, options in configured.items():
-        can = abilities(channel_types()[options.type], options)
-        for setting, value in (("on_update", options.on_update), ("on_delete", options.on_delete)):
-            if value in (None, "ignore") or value in can:
-                continue
-            able = ", ".join(sorted(can)) or "none: a message once sent stays as it is"
-            found.append(
-                f"channel {name}: {setting}: {value} is not something a {options.type} "
-                f"channel can do (it can: {able}); its posts are not corrected that way"
-            )
-    return found
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.clock import Clock, system_clock
 from pipeline.errors import ConfigError, PermanentFailure, Problem, display_path
-from pipeline.mailer import header_line
 from pipeline.plugins import TRANSPORTS, Plugins
 from pipeline.settings.dkim import DkimSettings
 
 # dkimpy (with dnspython) and cryptography load in the functions that sign or read a
-# key: `check` and every command import this module to describe DKIM, and most sites
-# configure none; the import costs ~0.1 s.
+# key, and the mailer in the one that signs: `check` and every command import this
+# module to describe DKIM, and most sites configure none; the imports cost ~0.1 s.
 if TYPE_CHECKING:
     from pipeline.settings import Settings
     from pipeline.settings.email import EmailSettings
@@ -167,6 +166,8 @@ class Signer:
     def __call__(self, data: bytes) -> bytes:
         import dkim as dkimpy
         from dkim.canonicalization import Relaxed
+
+        from pipeline.mailer import header_line
 
         try:
             parsed = dkimpy.DKIM(data)

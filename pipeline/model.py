@@ -14,17 +14,8 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from pipeline.errors import Problem
-from pipeline.schema import article_tags, articles, width
 from pipeline.urls import UnsafeURL, as_uri, safe_link
-
-# The widths of the state store's columns. PostgreSQL refuses a longer value, failing the
-# whole source's transaction; SQLite keeps it. A source building an Article learns of it
-# at once, as a ValueError it reports against the one file or entry.
-LIMITS: dict[str, int] = {
-    name: width(articles.c[name])
-    for name in ("id", "source", "language", "section", "translation_of")
-}
-TAG_LIMIT: int = width(article_tags.c.tag_key)
+from pipeline.widths import ARTICLE_WIDTHS, TAG_WIDTH
 
 
 class Translation(BaseModel):
@@ -147,8 +138,10 @@ def _stored_uri(value: str) -> str:
 
 
 def too_long(data: dict[str, Any]) -> str | None:
-    """Why a field is wider than its column in the state store, or None."""
-    for name, limit in LIMITS.items():
+    """Why a field is wider than its column in the state store, or None: a source
+    building an Article learns of it at once, as a ValueError it reports against the one
+    file or entry."""
+    for name, limit in ARTICLE_WIDTHS.items():
         value = data.get(name)
         if isinstance(value, str) and len(value) > limit:
             return (
@@ -156,10 +149,10 @@ def too_long(data: dict[str, Any]) -> str | None:
                 f"{limit:,} — shorten it"
             )
     for tag in data.get("tags") or ():
-        if isinstance(tag, str) and len(tag) > TAG_LIMIT:
+        if isinstance(tag, str) and len(tag) > TAG_WIDTH:
             return (
                 f"tag {tag[:20]!r}… is {len(tag):,} characters long; the state store keeps at "
-                f"most {TAG_LIMIT:,} — shorten it"
+                f"most {TAG_WIDTH:,} — shorten it"
             )
     return None
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, text
+if TYPE_CHECKING:  # SharedPacer alone imports SQLAlchemy: the mailer imports this module
+    from sqlalchemy import Engine
 
 
 class LocalPacer:
@@ -42,7 +44,7 @@ class LocalPacer:
             self.sleep(turn - now)
 
 
-_TAKE_TURN = text(
+_TAKE_TURN = (
     "INSERT INTO pacers (name, next_at) "
     "VALUES (:name, EXTRACT(EPOCH FROM clock_timestamp()) + :step) "
     "ON CONFLICT (name) DO UPDATE SET next_at = "
@@ -62,17 +64,22 @@ class SharedPacer:
         *,
         sleep: Callable[[float], None] = time.sleep,
     ):
+        from sqlalchemy import text
+
         self.engine = engine
         self.name = name
         self.rate = rate
         self.sleep = sleep
+        self._take_turn = text(_TAKE_TURN)
 
     def __call__(self) -> None:
         if self.rate <= 0:
             return
         with self.engine.begin() as conn:
             wait = float(
-                conn.execute(_TAKE_TURN, {"name": self.name, "step": 1 / self.rate}).scalar_one()
+                conn.execute(
+                    self._take_turn, {"name": self.name, "step": 1 / self.rate}
+                ).scalar_one()
             )
         if wait > 0:
             self.sleep(wait)

@@ -22,6 +22,15 @@ What each group's entry points name:
 * ``pipeline.feed_formats``: a ``FeedFormat`` (``filename``, ``media_type``,
   ``render(spec, articles) -> bytes``);
 * ``pipeline.transports``: a callable ``(email_settings, **options) -> Transport``.
+
+And, optionally, the light half of a source or channel: ``pipeline.source_options`` and
+``pipeline.channel_options`` name the options model of the adapter of the same name in
+the same distribution (which its class names as ``options_model`` too). Declared there,
+in a module that imports no more than the settings do, the configuration is validated
+without importing the adapter: ``pipeline check`` and every command that only reads the
+settings stay quick however many adapters are installed. An adapter that declares none
+is imported to read its ``options_model``, as before. The built-ins declare theirs
+(pipeline.settings.sources and pipeline.settings.channels).
 """
 
 from __future__ import annotations
@@ -37,7 +46,11 @@ SOURCES = "pipeline.sources"
 CHANNELS = "pipeline.channels"
 FEED_FORMATS = "pipeline.feed_formats"
 TRANSPORTS = "pipeline.transports"
-GROUPS = (SOURCES, CHANNELS, FEED_FORMATS, TRANSPORTS)
+SOURCE_OPTIONS = "pipeline.source_options"
+CHANNEL_OPTIONS = "pipeline.channel_options"
+OPTIONS_OF = {SOURCES: SOURCE_OPTIONS, CHANNELS: CHANNEL_OPTIONS}
+"""The group declaring the options models of a group's adapters."""
+GROUPS = (SOURCES, CHANNELS, FEED_FORMATS, TRANSPORTS, SOURCE_OPTIONS, CHANNEL_OPTIONS)
 
 BUILT_IN = "newsroom-pipeline"  # the distribution whose entry points are the built-ins
 
@@ -129,19 +142,55 @@ class Plugins:
         return list(self.entries(group))
 
     def load(self, group: str, name: str) -> Any:
-        """The object entry point ``name`` of ``group`` names, imported once."""
+        """The object entry point ``name`` of ``group`` names, imported once. A source or
+        channel whose options are declared must name the declared model as its own."""
         key = (group, name)
         if key not in self._loaded:
             entry = self.entries(group)[name]
             try:
-                self._loaded[key] = entry.load()
+                loaded = entry.load()
             except Exception as exc:  # any error of third-party code at import time
                 raise PluginError(
                     entry.described(),
                     f"cannot be loaded: {type(exc).__name__}: {exc}",
                     f"reinstall or upgrade {entry.distribution}, or uninstall it",
                 ) from exc
+            declared = self._declared(group, name)
+            if declared is not None:
+                model = self.load(declared.group, name)
+                if getattr(loaded, "options_model", None) is not model:
+                    raise PluginError(
+                        entry.described(),
+                        f"its `options_model` is not {declared.value}, which its "
+                        f"{declared.described()} declares",
+                        f"make them the same class in {entry.distribution}",
+                    )
+            self._loaded[key] = loaded
         return self._loaded[key]
+
+    def options_model(self, group: str, name: str) -> Any:
+        """The options model of source or channel ``name`` (``group``): the one its
+        distribution declares in ``OPTIONS_OF[group]``, imported without the adapter;
+        else the adapter's ``options_model`` (None if it has none)."""
+        declared = self._declared(group, name)
+        if declared is None:
+            return getattr(self.load(group, name), "options_model", None)
+        return self.load(declared.group, name)
+
+    def _declared(self, group: str, name: str) -> Entry | None:
+        """The entry point declaring the options of adapter ``name`` of ``group``, if its
+        distribution made one; another distribution cannot declare them."""
+        if group not in OPTIONS_OF:
+            return None
+        declared = self.entries(OPTIONS_OF[group]).get(name)
+        adapter = self.entries(group)[name]
+        if declared is not None and declared.distribution != adapter.distribution:
+            raise PluginError(
+                declared.described(),
+                f"declares the options of {adapter.described()}, another distribution's",
+                f"remove it from {declared.distribution}, or declare its own adapter too",
+            )
+        return declared
 
     def loaded(self, group: str) -> dict[str, Any]:
         """Every adapter of ``group``, name → object."""

@@ -27,6 +27,8 @@ from sqlalchemy import (
     Text,
 )
 
+from pipeline.widths import ARTICLE_WIDTHS, TAG_WIDTH
+
 LIVE, REMOVED = "live", "removed"
 
 metadata = MetaData()
@@ -34,17 +36,17 @@ metadata = MetaData()
 articles = Table(
     "articles",
     metadata,
-    Column("id", String(512), primary_key=True),
-    Column("source", String(100), nullable=False),
+    Column("id", String(ARTICLE_WIDTHS["id"]), primary_key=True),
+    Column("source", String(ARTICLE_WIDTHS["source"]), nullable=False),
     Column("item_key", String(1024), nullable=False),
     Column("fingerprint", String(200), nullable=False),
     Column("content_hash", String(64), nullable=False),
     Column("guid", String(1024), nullable=False),
     Column("status", String(10), nullable=False),  # live | removed
     Column("published", DateTime, nullable=False),  # UTC, for ordering
-    Column("language", String(35), nullable=False),  # lower case, for filtering
-    Column("section", String(100), nullable=False),
-    Column("translation_of", String(512)),
+    Column("language", String(ARTICLE_WIDTHS["language"]), nullable=False),  # lower case
+    Column("section", String(ARTICLE_WIDTHS["section"]), nullable=False),
+    Column("translation_of", String(ARTICLE_WIDTHS["translation_of"])),
     Column("data", Text, nullable=False),  # the Article as JSON
     Column("first_seen", DateTime, nullable=False),
     Column("changed_at", DateTime, nullable=False),
@@ -60,8 +62,8 @@ articles = Table(
 article_tags = Table(
     "article_tags",
     metadata,
-    Column("article_id", String(512), ForeignKey("articles.id"), primary_key=True),
-    Column("tag_key", String(200), primary_key=True),  # lower case
+    Column("article_id", String(ARTICLE_WIDTHS["id"]), ForeignKey("articles.id"), primary_key=True),
+    Column("tag_key", String(TAG_WIDTH), primary_key=True),  # lower case
     Index("ix_article_tags_tag_key", "tag_key"),  # tag feeds look articles up by tag
 )
 

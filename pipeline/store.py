@@ -25,7 +25,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
     IntegrityError,
@@ -198,16 +198,6 @@ def store_location(url: str) -> str:
 def store_fault(exc: BaseException, url: str) -> StoreError:
     """A database failure as one line for people: what, where, what to do; no SQL."""
     return StoreError(describe_database_error(exc, store_location(url)))
-
-
-def sqlite_file_missing(url: str | URL) -> bool:
-    """A SQLite store whose file does not exist yet (connecting would make an empty one);
-    read from the URL alone, so asking creates nothing. False for any other database."""
-    parsed = make_url(url) if isinstance(url, str) else url
-    database = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
-        return False
-    return not Path(database.removeprefix("file:")).exists()
 
 
 def open_engine(url: str) -> Engine:

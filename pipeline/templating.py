@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError, Problem, display_path
+
+if TYPE_CHECKING:  # imported by load_template: the settings find templates, never load them
+    import jinja2
 
 TEMPLATES = "templates"  # the project's folder, and the package's, of overridable templates
 
@@ -66,6 +67,8 @@ def load_template(
 ) -> jinja2.Template:
     """The template at ``path`` (or its packaged default). Undefined variables are errors
     (a misspelt name must not vanish silently); block tags leave no blank lines behind."""
+    import jinja2
+
     inside = split_templates_path(path)
     if inside is None:
         loader: jinja2.BaseLoader = jinja2.FileSystemLoader(str(path.parent))

@@ -22,10 +22,10 @@ from pipeline.channels.file import FileChannel, FileOptions
 from pipeline.channels.mastodon import MastodonChannel, MastodonOptions
 from pipeline.channels.telegram import TelegramChannel, TelegramOptions
 from pipeline.channels.webhook import WebhookChannel, WebhookOptions
+from pipeline.correction_policy import correction_warnings
 from pipeline.corrections import (
     Corrector,
     correction_item,
-    correction_warnings,
     delete_policy,
     fingerprint,
     update_policy,

@@ -21,7 +21,18 @@ from pydantic import Field
 from pytest_httpserver import HTTPServer
 
 from pipeline.errors import ConfigError
-from pipeline.plugins import BUILT_IN, CHANNELS, FEED_FORMATS, SOURCES, Entry, PluginError, Plugins
+from pipeline.plugins import (
+    BUILT_IN,
+    CHANNEL_OPTIONS,
+    CHANNELS,
+    FEED_FORMATS,
+    SOURCE_OPTIONS,
+    SOURCES,
+    TRANSPORTS,
+    Entry,
+    PluginError,
+    Plugins,
+)
 from pipeline.settings import load_settings, settings_model
 from pipeline.settings.channels import ChannelOptions
 
@@ -266,6 +277,81 @@ def test_a_channel_whose_options_do_not_name_its_type_is_refused() -> None:
     )
     with pytest.raises(PluginError, match=r"`options_model`, a subclass of ChannelOptions with "):
         settings_model(plugins)
+
+
+class NtfyOptions(ChannelOptions):
+    type: Literal["ntfy"] = Field(description="A topic on an ntfy server.")
+    topic: str = Field(description="The topic to publish to.")
+
+
+class Ntfy:
+    options_model = NtfyOptions
+
+
+class OtherNtfy:
+    options_model = MisnamedOptions
+
+
+def built_ins() -> list[Entry]:
+    every = Plugins()
+    groups = (SOURCES, SOURCE_OPTIONS, CHANNELS, CHANNEL_OPTIONS, FEED_FORMATS, TRANSPORTS)
+    return [entry for group in groups for entry in every.entries(group).values()]
+
+
+def test_declared_options_validate_the_settings_without_importing_the_adapter() -> None:
+    """Its options declared in pipeline.channel_options, a channel whose module is not
+    even importable still validates; it fails only once it is used."""
+    plugins = fake(
+        [
+            *built_ins(),
+            Entry(CHANNELS, "ntfy", "no_such_module_here:Ntfy", "extras"),
+            Entry(CHANNEL_OPTIONS, "ntfy", f"{__name__}:NtfyOptions", "extras"),
+        ]
+    )
+    model = settings_model(plugins)
+    settings = model.model_validate(
+        {
+            "site": {"name": "N", "url": "https://n.example.org"},
+            "sources": [{"name": "news", "type": "markdown", "path": "articles"}],
+            "channels": {"alerts": {"type": "ntfy", "topic": "lakeside"}},
+        }
+    )
+    assert isinstance(settings.channels["alerts"], NtfyOptions)
+    assert not any(name.startswith("pipeline.channels.") for name, _ in plugins._loaded)
+    with pytest.raises(PluginError, match="cannot be loaded: ModuleNotFoundError"):
+        plugins.load(CHANNELS, "ntfy")
+
+
+def test_the_built_ins_are_validated_without_importing_any_adapter() -> None:
+    plugins = Plugins()
+    settings_model(plugins)
+    assert {group for group, _ in plugins._loaded} == {SOURCE_OPTIONS, CHANNEL_OPTIONS}
+
+
+def test_an_adapter_whose_options_model_is_not_the_declared_one_is_refused() -> None:
+    plugins = fake(
+        [
+            Entry(CHANNELS, "ntfy", f"{__name__}:OtherNtfy", "extras"),
+            Entry(CHANNEL_OPTIONS, "ntfy", f"{__name__}:NtfyOptions", "extras"),
+        ]
+    )
+    assert plugins.options_model(CHANNELS, "ntfy") is NtfyOptions
+    with pytest.raises(PluginError) as caught:
+        plugins.load(CHANNELS, "ntfy")
+    (problem,) = caught.value.problems
+    assert problem.file.startswith(f"entry point `ntfy = {__name__}:OtherNtfy`")
+    assert f"its `options_model` is not {__name__}:NtfyOptions" in problem.message
+
+
+def test_another_distribution_cannot_declare_a_plugins_options() -> None:
+    plugins = fake(
+        [
+            Entry(CHANNELS, "ntfy", f"{__name__}:Ntfy", "extras"),
+            Entry(CHANNEL_OPTIONS, "ntfy", f"{__name__}:NtfyOptions", "squatter"),
+        ]
+    )
+    with pytest.raises(PluginError, match="another distribution's"):
+        plugins.options_model(CHANNELS, "ntfy")
 
 
 def test_without_any_plugin_installed_the_error_says_to_install_the_pipeline() -> None:

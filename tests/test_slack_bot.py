@@ -18,7 +18,8 @@ from werkzeug import Request, Response
 
 from pipeline.channels import ChannelContext
 from pipeline.channels.slack import SlackChannel, SlackOptions
-from pipeline.corrections import abilities, correction_item, fingerprint, update_policy
+from pipeline.correction_policy import abilities, update_policy
+from pipeline.corrections import correction_item, fingerprint
 from pipeline.ledger import FAILED, SENT, UNCERTAIN, Ledger
 from pipeline.model import Item, Scan
 from pipeline.posting import Poster, post_stream

@@ -17,15 +17,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
-
-import requests
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pipeline.clock import Clock, system_clock
-from pipeline.model import Article
 from pipeline.plugins import CHANNELS, Plugins
 from pipeline.settings import SiteSettings
 from pipeline.settings.channels import ChannelOptions
+
+if TYPE_CHECKING:  # `check` imports the configured channels' classes: keep them light
+    import requests
+
+    from pipeline.model import Article
 
 
 @dataclass(frozen=True)

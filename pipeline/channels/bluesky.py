@@ -19,10 +19,9 @@ import copy
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import requests
-from pydantic import Field, field_validator
 
 from pipeline.channels import ChannelContext, Post, Receipt
 from pipeline.channels.base import ChannelBase
@@ -31,18 +30,7 @@ from pipeline.channels.http import request
 from pipeline.errors import DeliveryFailed, PermanentFailure, TemporaryFailure
 from pipeline.model import Article
 from pipeline.redact import Redactor
-from pipeline.settings.base import Secret, http_url
-from pipeline.settings.channels import ChannelOptions
-
-
-class BlueskyOptions(ChannelOptions):
-    type: Literal["bluesky"] = Field(description="A Bluesky (AT Protocol) account.")
-    handle: str = Field(description="The account's handle, e.g. news.example.org.")
-    app_password: Secret = Field(description="An app password (Settings → App passwords).")
-    service: str = Field("https://bsky.social", description="The account's PDS / entryway URL.")
-
-    _url = field_validator("service")(lambda v: http_url(v))
-
+from pipeline.settings.channels import BlueskyOptions
 
 POST = "app.bsky.feed.post"
 UPDATED = "Updated: "  # how a correction's reply begins

@@ -27,23 +27,14 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import requests
-from pydantic import Field, field_validator
 
 from pipeline.channels import Post, Receipt
 from pipeline.channels.base import ChannelBase
 from pipeline.channels.compose import fit, longest_fitting, template_values, utf16_units
 from pipeline.channels.http import request
 from pipeline.model import Article
-from pipeline.settings.base import Secret, http_url
-from pipeline.settings.channels import ChannelOptions
+from pipeline.settings.channels import ChannelOptions, IncomingWebhookOptions
 from pipeline.text import excerpt
-
-
-class IncomingWebhookOptions(ChannelOptions):
-    webhook_url: Secret = Field(description="The incoming-webhook URL (it is the credential).")
-
-    _url = field_validator("webhook_url")(lambda v: http_url(v))
-
 
 # ChannelOptions, not IncomingWebhookOptions: Slack's options hold either a webhook URL
 # or a bot token, so its webhook_url may be absent.

@@ -24,23 +24,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
-from pydantic import Field
 
 from pipeline.channels import Post, Receipt
-from pipeline.channels.chat_webhooks import ChatWebhookChannel, IncomingWebhookOptions, utc_iso
+from pipeline.channels.chat_webhooks import ChatWebhookChannel, utc_iso
 from pipeline.channels.http import request
 from pipeline.errors import DeliveryFailed, PermanentFailure
 from pipeline.model import Article
-
-
-class DiscordOptions(IncomingWebhookOptions):
-    type: Literal["discord"] = Field(description="A Discord channel webhook (an embed).")
-    username: str | None = Field(None, description="Name the webhook posts under.")
-
+from pipeline.settings.channels import DiscordOptions
 
 TITLE_LIMIT = 256
 DESCRIPTION_LIMIT = 4096

@@ -6,21 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-from typing import Literal
-
-from pydantic import Field
 
 from pipeline.channels import Post, Receipt
 from pipeline.channels.base import ChannelBase
 from pipeline.channels.compose import graphemes
 from pipeline.model import Article
-from pipeline.settings.channels import ChannelOptions
-
-
-class FileOptions(ChannelOptions):
-    type: Literal["file"] = Field(description="Appends each post as a JSON line to a file.")
-    path: Path = Field(description="The file (relative to the project folder).")
+from pipeline.settings.channels import FileOptions
 
 
 class FileChannel(ChannelBase[FileOptions]):

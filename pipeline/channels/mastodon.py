@@ -15,11 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from pydantic import Field, field_validator
 
 from pipeline.channels import ChannelContext, Post, Receipt
 from pipeline.channels.base import ChannelBase
@@ -29,22 +28,8 @@ from pipeline.channels.mastodon_length import status_length, urls
 from pipeline.errors import DeliveryFailed, PermanentFailure, TemporaryFailure
 from pipeline.model import Article
 from pipeline.redact import shown_url
-from pipeline.settings.base import Secret, http_url
-from pipeline.settings.channels import ChannelOptions
+from pipeline.settings.channels import MastodonOptions
 from pipeline.text import excerpt
-
-
-class MastodonOptions(ChannelOptions):
-    type: Literal["mastodon"] = Field(description="A Mastodon (or compatible) account.")
-    instance: str = Field(description="Base URL of the server, e.g. https://mastodon.social.")
-    access_token: Secret = Field(description="Access token with write:statuses (and write:media).")
-    visibility: Literal["public", "unlisted", "private", "direct"] = Field(
-        "public", description="Who sees the posts."
-    )
-    images: bool = Field(True, description="Attach the lead image, with its alt text.")
-
-    _url = field_validator("instance")(lambda v: http_url(v))
-
 
 log = logging.getLogger(__name__)
 

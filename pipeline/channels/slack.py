@@ -30,83 +30,14 @@ Two ways in, chosen by the options (exactly one of them):
 from __future__ import annotations
 
 import datetime as dt
-import re
-from typing import Any, Literal
-
-from pydantic import Field, field_validator, model_validator
+from typing import Any
 
 from pipeline.channels import ChannelContext, Post, Receipt
 from pipeline.channels.chat_webhooks import ChatWebhookChannel, shorten
-from pipeline.channels.slack_api import DEFAULT_API_URL, SlackWebApi, error_code
+from pipeline.channels.slack_api import SlackWebApi, error_code
 from pipeline.errors import DeliveryFailed, PermanentFailure
 from pipeline.model import Article
-from pipeline.settings.base import OptionalSecret, http_url, shown
-from pipeline.settings.channels import ChannelOptions
-
-# A public (C…) or private (G…, from before 2021) channel, or a direct message (D…).
-_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{8,20}")
-
-
-class SlackOptions(ChannelOptions):
-    type: Literal["slack"] = Field(
-        description="A Slack channel, through an incoming webhook or a bot (Block Kit)."
-    )
-    webhook_url: OptionalSecret = Field(
-        None,
-        description="The incoming-webhook URL (it is the credential); posts cannot be "
-        "corrected. Give this or bot_token.",
-    )
-    bot_token: OptionalSecret = Field(
-        None,
-        description="A bot token (xoxb-…) with the chat:write scope: posts through the Web "
-        "API, so they can be edited and deleted. Give this or webhook_url.",
-    )
-    channel: str | None = Field(
-        None,
-        description="Id of the channel the bot posts to, e.g. C0123456789 (with bot_token).",
-    )
-    api_url: str = Field(DEFAULT_API_URL, description="Slack Web API base URL (with bot_token).")
-
-    _urls = field_validator("webhook_url", "api_url")(lambda v: v if v is None else http_url(v))
-
-    @field_validator("bot_token")
-    @classmethod
-    def _token(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("is empty; its environment variable must hold the token (xoxb-…)")
-        return value
-
-    @field_validator("channel")
-    @classmethod
-    def _channel_id(cls, value: str | None) -> str | None:
-        if value is not None and not _CHANNEL_ID.fullmatch(value):
-            raise ValueError(
-                f"{shown(value)} is not a Slack channel id; use the id, e.g. C0123456789 "
-                "(in Slack: the channel's name → About, at the bottom)"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _one_way_in(self) -> SlackOptions:
-        if self.webhook_url is not None and self.bot_token is not None:
-            raise ValueError(
-                "give either `webhook_url` or `bot_token`, not both: a bot token posts "
-                "through the Web API (and can correct its posts), a webhook cannot"
-            )
-        if self.webhook_url is None and self.bot_token is None:
-            raise ValueError(
-                "give `webhook_url` (an incoming webhook) or `bot_token` and `channel` "
-                "(a bot, whose posts can be corrected)"
-            )
-        if self.bot_token is not None and self.channel is None:
-            raise ValueError("`bot_token` needs `channel`: the id of the channel to post to")
-        if self.webhook_url is not None and self.channel is not None:
-            raise ValueError(
-                "`channel` goes with `bot_token`; an incoming webhook posts to the channel "
-                "it was made for"
-            )
-        return self
-
+from pipeline.settings.channels import ChannelOptions, SlackOptions
 
 SECTION_LIMIT = 3000  # a section block's text
 IMAGE_URL_LIMIT = 3000  # an image element's image_url

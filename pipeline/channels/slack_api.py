@@ -32,9 +32,9 @@ import requests
 from pipeline.channels.http import Redact, request, retry_after
 from pipeline.errors import DeliveryFailed, PermanentFailure, TemporaryFailure
 from pipeline.redact import Redactor
+from pipeline.settings.channels import SLACK_API_URL
 
 SERVICE = "Slack"
-DEFAULT_API_URL = "https://slack.com/api"
 
 # Slack's own passing trouble: worth another try later.
 _LATER = frozenset({"ratelimited", "service_unavailable", "request_timeout"})
@@ -67,7 +67,7 @@ class SlackWebApi:
 
     http: requests.Session
     token: str = field(repr=False)  # a printed or logged client never shows it
-    api_url: str = DEFAULT_API_URL
+    api_url: str = SLACK_API_URL
     timeout: float = 20
     redact: Redact | None = None
 

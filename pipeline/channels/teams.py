@@ -19,19 +19,11 @@ about 28 KB), so nothing is cut.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
-
-from pipeline.channels.chat_webhooks import ChatWebhookChannel, IncomingWebhookOptions, utc_iso
+from pipeline.channels.chat_webhooks import ChatWebhookChannel, utc_iso
 from pipeline.model import Article
-
-
-class TeamsOptions(IncomingWebhookOptions):
-    type: Literal["teams"] = Field(
-        description="A Microsoft Teams Workflows webhook (an Adaptive Card)."
-    )
-
+from pipeline.settings.channels import TeamsOptions
 
 CARD_VERSION = "1.4"
 BYLINE_LIMIT = 1000

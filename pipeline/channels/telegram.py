@@ -25,10 +25,9 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
-from typing import Any, Literal
+from typing import Any
 
 import requests
-from pydantic import Field, field_validator
 
 from pipeline.channels import ChannelContext, Post, Receipt
 from pipeline.channels.base import ChannelBase
@@ -36,23 +35,7 @@ from pipeline.channels.compose import utf16_units
 from pipeline.channels.http import request
 from pipeline.errors import DeliveryFailed, PermanentFailure, TemporaryFailure
 from pipeline.model import Article
-from pipeline.settings.base import Secret, http_url
-from pipeline.settings.channels import ChannelOptions
-
-
-class TelegramOptions(ChannelOptions):
-    type: Literal["telegram"] = Field(description="A Telegram chat or channel, through a bot.")
-    bot_token: Secret = Field(description="The bot's token from @BotFather.")
-    chat_id: str = Field(description="Chat id or @channelusername to post to.")
-    api_url: str = Field("https://api.telegram.org", description="Bot API server.")
-
-    _url = field_validator("api_url")(lambda v: http_url(v))
-
-    @field_validator("chat_id", mode="before")
-    @classmethod
-    def _text(cls, value: object) -> object:
-        return str(value) if isinstance(value, int) else value
-
+from pipeline.settings.channels import TelegramOptions
 
 LIMIT = 4096  # sendMessage: "1-4096 characters after entities parsing"
 SUPPORTED_TAGS = frozenset(

@@ -47,10 +47,9 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from typing import Any, Literal
+from typing import Any
 
 import requests
-from pydantic import Field, field_validator
 
 from pipeline.channels import Post, Receipt
 from pipeline.channels.base import ChannelBase
@@ -58,19 +57,7 @@ from pipeline.channels.compose import graphemes
 from pipeline.channels.http import request
 from pipeline.errors import DeliveryFailed, TemporaryFailure
 from pipeline.model import Article
-from pipeline.settings.base import OptionalSecret, http_url
-from pipeline.settings.channels import ChannelOptions
-
-
-class WebhookOptions(ChannelOptions):
-    type: Literal["webhook"] = Field(description="Any HTTP endpoint: a JSON POST per article.")
-    url: str = Field(description="Where to POST.")
-    secret: OptionalSecret = Field(
-        None, description="If set, an X-Pipeline-Signature: sha256=HMAC header signs each body."
-    )
-
-    _url = field_validator("url")(lambda v: http_url(v))
-
+from pipeline.settings.channels import WebhookOptions
 
 EVENT = "article.published"
 UPDATED, DELETED = "article.updated", "article.deleted"

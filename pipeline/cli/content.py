@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 @command
 def check(project: Project) -> int:
     """Validate config, schedules and templates; list every problem."""
-    from pipeline.sources.markdown import MarkdownSourceSettings
+    from pipeline.settings.sources import MarkdownSourceSettings
 
     settings = project.settings
     problems = [
@@ -48,15 +48,14 @@ def check(project: Project) -> int:
         for s in settings.sources
         if isinstance(s, MarkdownSourceSettings) and not s.path.is_dir()
     ]
-    from pipeline.channels import channel_types
     from pipeline.channels.compose import load_channel_template
+    from pipeline.plugins import CHANNELS
 
     for options in settings.channels.values():
         try:
             assert options.template is not None
-            load_channel_template(
-                options.template, autoescape=channel_types()[options.type].autoescape
-            )
+            channel = project.plugins.load(CHANNELS, options.type)  # only the ones configured
+            load_channel_template(options.template, autoescape=channel.autoescape)
         except ConfigError as exc:
             problems.extend(exc.problems)
     from pipeline.digest.render import check_template
@@ -67,9 +66,10 @@ def check(project: Project) -> int:
             warnings.extend(f"digest {name}: {w}" for w in check_template(digest, settings.site))
         except ConfigError as exc:
             problems.extend(exc.problems)
-    from pipeline.welcome import welcome_problems
+    if settings.email is not None and settings.email.welcome.enabled:
+        from pipeline.welcome import welcome_problems  # with the store's modules: only if used
 
-    problems += welcome_problems(settings, project.clock())
+        problems += welcome_problems(settings, project.clock())
     schedules = None
     try:
         schedules = project.schedules()
@@ -84,9 +84,9 @@ def check(project: Project) -> int:
         now = project.clock()
         warnings += schedule_warnings(settings, schedules, shown(project.schedules_file), now)
     warnings += _unreached_subscribers(project)
-    from pipeline.corrections import correction_warnings
+    from pipeline.correction_policy import correction_warnings
 
-    warnings += correction_warnings(settings.channels)
+    warnings += correction_warnings(settings.channels, project.plugins)
     from pipeline.dkim import check_lines
 
     dkim_lines, dkim_warnings = check_lines(settings.email)
@@ -112,12 +112,13 @@ def check(project: Project) -> int:
 def _unreached_subscribers(project: Project) -> list[str]:
     """Active subscribers no digest reaches, from a state store that exists already
     (`check` never makes one, and a store it cannot open is one warning, not a failure)."""
-    from pipeline.store import sqlite_file_missing
-    from pipeline.subscribers import SubscriberStore, unreached_message
+    from pipeline.store_url import sqlite_file_missing
 
     settings = project.settings
     if sqlite_file_missing(settings.state):
         return []
+    from pipeline.subscribers import SubscriberStore, unreached_message
+
     try:
         with project.store() as store:
             found = SubscriberStore(store.engine).unreached(settings.digests)

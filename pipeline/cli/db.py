@@ -30,11 +30,12 @@ def db() -> None:
 def current_command(project: Project) -> int:
     """Show the state store's revision, and what an upgrade would apply."""
     from pipeline import migrations
-    from pipeline.store import sqlite_file_missing, store_location
+    from pipeline.store import store_location
+    from pipeline.store_url import sqlite_file_missing
 
     where = store_location(project.settings.state)
     with _engine(project) as engine:
-        if sqlite_file_missing(engine.url):
+        if sqlite_file_missing(project.settings.state):
             click.echo(
                 f"{where}: no state store yet; it is made at revision "
                 f"{migrations.head()} when first used"

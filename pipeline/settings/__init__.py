@@ -40,6 +40,7 @@ from pipeline.settings.base import (
 from pipeline.settings.channels import ChannelOptions
 from pipeline.settings.email import DigestSettings, EmailSettings
 from pipeline.settings.queue import QueueSettings
+from pipeline.settings.sources import SourceBase
 from pipeline.settings.web import WebSettings
 from pipeline.templating import find_template
 
@@ -47,12 +48,12 @@ __all__ = [  # the vocabulary other modules import from here
     "ConfigError",
     "Settings",
     "SiteSettings",
+    "SourceBase",
     "Strict",
     "check_language",
     "load_settings",
     "normalise_language",
 ]
-from pipeline.urls import WEB_URL
 from pipeline.validation import dotted, problems_from_validation
 from pipeline.yamlfile import YamlDocument, parse_yaml
 
@@ -91,51 +92,6 @@ class SiteSettings(Strict):
     @classmethod
     def _logo(cls, value: str | None) -> str | None:
         return None if value is None else http_url(value)
-
-
-class SourceBase(Strict):
-    type: str = Field(description="What kind of source: a name registered in pipeline.sources.")
-    name: str = Field(description="Unique source name (lower case); the default section.")
-    section: str | None = Field(None, description="Section for its articles; default: name.")
-    language: str | None = Field(None, description="Language of its articles; default site.")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return check_name(value)
-
-    @field_validator("language")
-    @classmethod
-    def _lang(cls, value: str | None) -> str | None:
-        return None if value is None else normalise_language(value)
-
-
-class HttpSourceBase(SourceBase):
-    url: str = Field(description="URL to poll.")
-    timeout: float = Field(
-        20.0, gt=0, le=600, allow_inf_nan=False, description="Seconds to wait for the server."
-    )
-    max_bytes: int = Field(
-        20_000_000,
-        ge=1_000,
-        le=500_000_000,
-        description="Larger responses (counted after decompression) make the source "
-        "unavailable for that run.",
-    )
-    max_seconds: float = Field(
-        60.0,
-        gt=0,
-        le=3600,
-        allow_inf_nan=False,
-        description="Longest one request may take in all: connecting, redirects and every read.",
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not WEB_URL.match(value):
-            raise ValueError("must be an absolute http(s) URL")
-        return value
 
 
 class ExtraFeedSettings(Strict):
@@ -362,7 +318,7 @@ def _by_type(plugins: Plugins, group: str, base: type[BaseModel]) -> Any:
     """The options models of ``group``'s adapters as one union told apart by ``type``."""
     models = []
     for name, entry in plugins.entries(group).items():
-        model = getattr(plugins.load(group, name), "options_model", None)
+        model = plugins.options_model(group, name)
         if not (
             isinstance(model, type)
             and issubclass(model, base)

@@ -37,7 +37,7 @@ MAX_ZONE_NAME = 64  # the longest IANA name has 32 characters
 class Strict(BaseModel):
     """Unknown keys are errors: a misspelt key must never be silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     def __repr_args__(self):
         fields = type(self).model_fields

@@ -23,13 +23,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-import requests
-
-from pipeline.model import Scan
 from pipeline.plugins import SOURCES, Plugins
 from pipeline.settings import SiteSettings, SourceBase
 
 if TYPE_CHECKING:  # the store's modules are not needed to build sources
+    import requests
+
+    from pipeline.model import Scan
     from pipeline.storing import Streamed
 
 

@@ -27,18 +27,18 @@ import io
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Literal, Self
+from typing import Any, Self
 from urllib.parse import urljoin
 
 import feedparser
 import requests
 from lxml import etree
-from pydantic import Field
 
 from pipeline.errors import Problem
 from pipeline.model import Article, Item, Scan
 from pipeline.redact import shown_url
-from pipeline.settings import HttpSourceBase, SiteSettings, normalise_language
+from pipeline.settings import SiteSettings, normalise_language
+from pipeline.settings.sources import FeedSourceSettings
 from pipeline.sources import SourceContext
 from pipeline.sources.build import make_article, one_line, shorten, slugify, upstream_link
 from pipeline.sources.http import Fetched, Limits, fetch, unavailable
@@ -48,10 +48,6 @@ MEDIA = "http://search.yahoo.com/mrss/"
 _ENTITY_DECLARATION = re.compile(rb"<!\s*ENTITY", re.IGNORECASE)
 _PROLOG = 1_000_000  # a DOCTYPE comes before the root element, so near the start
 _IMAGE_FILE = re.compile(r"\.(jpe?g|png|gif|webp|avif)(\?|$)", re.IGNORECASE)
-
-
-class FeedSourceSettings(HttpSourceBase):
-    type: Literal["feed"] = Field(description="An upstream RSS or Atom feed.")
 
 
 class FeedSource:

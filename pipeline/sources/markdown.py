@@ -14,7 +14,7 @@ import re
 import stat
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Literal, Self
+from typing import Self
 
 from markdown_it import MarkdownIt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -23,7 +23,8 @@ from ruamel.yaml.error import MarkedYAMLError
 from pipeline import text
 from pipeline.errors import ConfigError, Problem, SourceUnavailable, display_path
 from pipeline.model import Item, Scan
-from pipeline.settings import SiteSettings, SourceBase, normalise_language
+from pipeline.settings import SiteSettings, normalise_language
+from pipeline.settings.sources import MarkdownSourceSettings
 from pipeline.sources import SourceContext
 from pipeline.sources.build import make_article, one_line, parse_date, shorten, slugify
 from pipeline.storing import Streamed
@@ -33,17 +34,6 @@ from pipeline.yamlfile import YamlDocument, parse_yaml
 
 SUFFIXES = (".md", ".markdown", ".html", ".htm")
 FENCE = "---"
-
-
-class MarkdownSourceSettings(SourceBase):
-    type: Literal["markdown"] = Field(description="A folder of *.md / *.html files.")
-    path: Path = Field(description="Folder holding the articles (searched recursively).")
-    max_bytes: int = Field(
-        1_000_000,
-        ge=1_000,
-        le=100_000_000,
-        description="Larger article files are rejected, not read.",
-    )
 
 
 class FrontMatter(BaseModel):

@@ -29,16 +29,16 @@ import html
 import re
 from collections.abc import Iterator, Mapping
 from itertools import chain
-from typing import Any, Literal, Self
+from typing import Any, Self
 from urllib.parse import unquote
 
 import requests
-from pydantic import Field
 
 from pipeline.errors import Problem
 from pipeline.model import Article, Item, Scan
 from pipeline.redact import shown_url
-from pipeline.settings import HttpSourceBase, SiteSettings
+from pipeline.settings import SiteSettings
+from pipeline.settings.sources import WordPressSourceSettings
 from pipeline.sources import SourceContext
 from pipeline.sources.build import (
     make_article,
@@ -56,13 +56,6 @@ PER_PAGE = 100
 _PAST_LAST_PAGE = "rest_post_invalid_page_number"
 _MORE_LINK = re.compile(r"<a\b[^>]*\bmore-link\b[^>]*>.*?</a>", re.DOTALL | re.IGNORECASE)
 _AUTO_END = re.compile(r"(\[(&hellip;|&#8230;|…|\.\.\.)\]|&hellip;|&#8230;|…)\s*(</p>)?\s*$")
-
-
-class WordPressSourceSettings(HttpSourceBase):
-    type: Literal["wordpress"] = Field(description="A WordPress site's REST API.")
-    max_pages: int = Field(
-        20, ge=1, le=1000, description="Stop after this many pages of 100 posts, newest first."
-    )
 
 
 class WordPressSource:

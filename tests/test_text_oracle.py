@@ -172,3 +172,36 @@ def test_ordinary_html_takes_the_tree_walk_and_text_after_html_the_events(monkey
     assert walked == ["html"]
     assert text.html_to_text("a</html> b") == oracle.html_to_text("a</html> b") == "a b"
     assert walked == ["html"]  # two top-level elements: the parser's own events instead
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet="ab1Z .-'’—…\xa0\n", max_size=60))
+@example("a.b.c")  # two joins sharing a letter: replace() alone would miss the second
+@example("a.-b")
+@example("’a")
+def test_plain_words_counts_what_the_pattern_finds(value):
+    assert text._plain_words(value) == len(text._PLAIN_WORD.findall(value))
+
+
+def test_characters_taken_as_a_grapheme_each_are_one_whatever_their_neighbours():
+    """``_ALONE`` lets excerpt skip ``\\X``: right only for characters whose
+    Grapheme_Cluster_Break is Other, which join no neighbour."""
+    import regex
+
+    alone = [chr(c) for c in range(0x30000) if text._ALONE.fullmatch(chr(c))]
+    assert "冰" in alone and "。" in alone and "，" in alone and "\u302a" not in alone
+    other = regex.compile(r"\p{Grapheme_Cluster_Break=Other}")
+    assert [c for c in alone if not other.match(c)] == []
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet="冰川。，「」（）ー 山\nab.1", max_size=80), st.integers(1, 60))
+def test_excerpt_of_chinese_matches_the_oracle(value, limit):
+    assert text.excerpt(value, limit, columns=True) == oracle.excerpt(value, limit, columns=True)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet="ab \x00\x01\x08\t\n\r\x0b\x1f\ufffe\uffff\ud800\ufffd冰", max_size=30))
+def test_xml_checks_match_the_oracle(value):
+    assert text.xml_safe(value) == oracle.xml_safe(value)
+    assert text.find_control_character(value) == oracle.find_control_character(value)

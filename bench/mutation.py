@@ -57,6 +57,7 @@ MAPPING: dict[str, tuple[str, ...]] = {
     "pipeline/channels/compose.py": ("tests/test_compose*.py",),
     "pipeline/channels/mastodon_length.py": ("tests/test_mastodon_length.py",),
     "pipeline/text.py": ("tests/test_text*.py", "tests/test_urls.py"),
+    "pipeline/sanitising.py": ("tests/test_text*.py", "tests/test_urls.py"),
     "pipeline/delivery.py": ("tests/test_delivery.py", "tests/test_posting.py"),
     "pipeline/corrections.py": ("tests/test_corrections.py", "tests/test_corrections_digest.py"),
 }

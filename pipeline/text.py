@@ -1,4 +1,5 @@
-"""Text rules shared by every source and channel: sanitising, plain text, excerpts, read-time.
+"""Text rules shared by every source and channel: sanitising (``pipeline.sanitising``),
+plain text, excerpts, read-time.
 
 Articles are English, Chinese or both, with emoji and combining characters, so lengths are
 counted in graphemes (what a reader sees as one character), never in code points: cutting
@@ -11,129 +12,22 @@ from __future__ import annotations
 
 import bisect
 import functools
-import logging
 import re
 import unicodedata
 from collections.abc import Iterator
 from itertools import accumulate, islice
 
-import nh3
 import regex
 from lxml import etree
 
-from pipeline.urls import UnsafeURL, as_uri, has_scheme, safe_link
-
-# -- sanitising -----------------------------------------------------------------------------
-
-_TAGS = {
-    *("p", "br", "h2", "h3", "h4", "h5", "h6", "strong", "em", "b", "i", "u", "s"),
-    *("blockquote", "code", "pre", "ul", "ol", "li", "a", "img", "figure", "figcaption"),
-    *("table", "thead", "tbody", "tr", "th", "td", "hr", "sup", "sub", "span", "div"),
-}
-_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "width", "height", "title"}}
-# The attributes that are links, and whether mailto: may stay: a mail link is a link a
-# reader can follow; as an image source it means nothing.
-_LINKS = {("a", "href"): True, ("img", "src"): False}
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-_log = logging.getLogger(__name__)
-
-
-def sanitize_html(html: str, *, base_url: str | None = None, article: str | None = None) -> str:
-    """Article body with only harmless article markup left; script and style vanish whole.
-
-    Links (``<a href>``) may be http, https or mailto, images (``<img src>``) http or https;
-    any other (``javascript:``, ``data:``, ``vbscript:``…) loses its attribute and, when
-    ``article`` names the article, is logged as a warning. Kept links are URIs
-    (``pipeline.urls.as_uri``). Relative links are resolved against ``base_url`` (the
-    article's page) when given, so they still work in an email; otherwise kept relative.
-    """
-    html = _without_surrogates(html)
-    if article is not None:
-        for tag, value in _refused_links(html, base_url):
-            _log.warning(
-                "%s: dropped the %s %s, which readers must not be sent to",
-                article,
-                "link" if tag == "a" else "image",
-                repr(value if len(value) <= 80 else value[:79] + "…"),
-            )
-
-    def links_only(tag: str, attribute: str, value: str) -> str | None:
-        mailto = _LINKS.get((tag, attribute))
-        return value if mailto is None else _body_link(value, base_url, mailto=mailto)
-
-    # nh3 drops other schemes before links_only sees them, and links_only does the rest:
-    # mailto in an image, a host-less http link, the percent-encoding. A Cleaner per call
-    # (microseconds) because links_only needs this article's base URL.
-    cleaner = nh3.Cleaner(
-        tags=_TAGS,
-        clean_content_tags={"script", "style"},
-        attributes=_ATTRIBUTES,
-        attribute_filter=links_only,
-        url_schemes={"http", "https", "mailto"},
-        link_rel="noopener noreferrer",
-    )
-    return cleaner.clean(html)
-
-
-def _without_surrogates(html: str) -> str:
-    """``html`` with each lone surrogate as U+FFFD: nh3 and lxml must encode it to UTF-8,
-    which a surrogate cannot be. Asked of ASCII (a flag CPython keeps) or of the encoder
-    (one pass in C) first: the regular expression alone is ~5 times slower, and a
-    surrogate is all but unheard of."""
-    if html.isascii():
-        return html
-    try:
-        html.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", html)
-    return html
-
-
-def _body_link(value: str, base_url: str | None, *, mailto: bool) -> str | None:
-    """The URI a body link may keep, or None to drop it."""
-    try:
-        if base_url is None and not has_scheme(value):
-            return as_uri(value.strip())
-        return safe_link(value, base=base_url, allow_mailto=mailto)
-    except UnsafeURL:
-        return None
-
-
-class _LinkCollector:
-    """lxml parser target: the (tag, value) of every ``<a href>`` and ``<img src>``."""
-
-    def __init__(self) -> None:
-        self.found: list[tuple[str, str]] = []
-
-    def start(self, tag: str, attrib: dict[str, str], nsmap: object = None) -> None:
-        # ``nsmap``: as in _TextCollector.start, lxml may pass it.
-        for link_tag, attribute in _LINKS:
-            if tag == link_tag and attribute in attrib:
-                self.found.append((tag, attrib[attribute]))
-
-    def close(self) -> list[tuple[str, str]]:
-        return self.found
-
-
-def _refused_links(html: str, base_url: str | None) -> list[tuple[str, str]]:
-    """The links sanitize_html will drop, for the warning: nh3 drops most of them itself,
-    silently, so they are found with a parse of their own."""
-    if "href" not in html and "src" not in html:
-        return []
-    # lxml calls only the methods a target has; the types-lxml stubs demand all of them
-    parser = etree.HTMLParser(  # type: ignore[call-overload]
-        target=_LinkCollector(), recover=True, no_network=True
-    )
-    parser.feed(html)
-    found: list[tuple[str, str]] = parser.close()
-    return [(tag, v) for tag, v in found if _body_link(v, base_url, mailto=tag == "a") is None]
-
+from pipeline.sanitising import sanitize_html as sanitize_html  # callers use text.sanitize_html
+from pipeline.sanitising import without_surrogates
 
 # -- characters XML forbids -----------------------------------------------------------------
 
 _XML_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _C0_FORBIDDEN = bytes(c for c in range(32) if c not in b"\t\n\r")
-_NONCHARACTERS = ("\ufffe".encode(), "\uffff".encode())
+_U_FFFE, _U_FFFF = "\ufffe".encode(), "\uffff".encode()
 
 
 def _xml_clean(text: str) -> bool:
@@ -145,9 +39,8 @@ def _xml_clean(text: str) -> bool:
         data = text.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    if len(data.translate(None, _C0_FORBIDDEN)) != len(data):
-        return False
-    return not any(sequence in data for sequence in _NONCHARACTERS)
+    unchanged = len(data.translate(None, _C0_FORBIDDEN)) == len(data)
+    return unchanged and _U_FFFE not in data and _U_FFFF not in data
 
 
 def xml_safe(text: str) -> str:
@@ -267,7 +160,7 @@ def html_to_text(html: str) -> str:
     """
     # A tree walked with lxml's own iteration: a parser target costs a Python call per
     # event from inside libxml2, and a dict of attributes per tag.
-    html = _without_surrogates(html)
+    html = without_surrogates(html)
     parser = etree.HTMLParser(recover=True, no_network=True)
     parser.feed(html)
     root = parser.close()

@@ -14,17 +14,16 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from pipeline.errors import Problem
-from pipeline.schema import article_tags, articles, width
+from pipeline.schema import ARTICLE_WIDTHS, TAG_WIDTH
 from pipeline.urls import UnsafeURL, as_uri, safe_link
 
 # The widths of the state store's columns. PostgreSQL refuses a longer value, failing the
 # whole source's transaction; SQLite keeps it. A source building an Article learns of it
 # at once, as a ValueError it reports against the one file or entry.
 LIMITS: dict[str, int] = {
-    name: width(articles.c[name])
-    for name in ("id", "source", "language", "section", "translation_of")
+    name: ARTICLE_WIDTHS[name] for name in ("id", "source", "language", "section", "translation_of")
 }
-TAG_LIMIT: int = width(article_tags.c.tag_key)
+TAG_LIMIT: int = TAG_WIDTH
 
 
 class Translation(BaseModel):

@@ -265,6 +265,14 @@ def width(column: Column[Any]) -> int:
     return length
 
 
+# Each width read once: the store checks every article it writes against them.
+ARTICLE_WIDTHS: dict[str, int] = {
+    column.name: width(column)
+    for column in articles.c
+    if isinstance(column.type, String) and column.type.length is not None
+}
+TAG_WIDTH: int = width(article_tags.c.tag_key)
+
 _Value = TypeVar("_Value")
 
 

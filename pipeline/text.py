@@ -124,8 +124,8 @@ class _TextCollector:
             self.preformatted = max(0, self.preformatted + step)
         if tag == "br":  # each <br> is a line break of its own; two make a blank line
             self.pending += "\n" if step > 0 else ""
-        elif _weight(_BREAKS.get(tag, "")) > _weight(self.pending):  # </li><li>: one break
-            self.pending = _BREAKS[tag]
+        elif tag in _BREAKS and _weight(_BREAKS[tag]) > _weight(self.pending):
+            self.pending = _BREAKS[tag]  # the heavier break wins: </li><li> is one break
 
     def data(self, data: str) -> None:
         if self.dropping:
@@ -178,8 +178,23 @@ def html_to_text(html: str) -> str:
         _walk(root, collector)
     raw = collector.close()
     # each line's whitespace runs as one space, and none at its ends
-    lines = (" ".join(line.split()) for line in raw.split("\n"))
+    lines = map(_one_space, raw.split("\n"))
     return _BLANK_LINES.sub(_PARAGRAPH, "\n".join(lines)).strip()
+
+
+# What str.split takes for whitespace in ASCII besides the space (and the line break that
+# ends a line), and two spaces.
+_ASCII_BLANKS = ("  ", "\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
+
+
+def _one_space(line: str) -> str:
+    """The line with each whitespace run as one space, and none at its ends. Most lines
+    are so already, ASCII with single spaces, which a few searches in C tell; splitting
+    a paragraph into words and joining them again was a third of html_to_text."""
+    ends = line[:1] + line[-1:]
+    if line.isascii() and " " not in ends and not any(map(line.__contains__, _ASCII_BLANKS)):
+        return line
+    return " ".join(line.split())
 
 
 def _walk(root: etree._Element, collector: _TextCollector) -> None:

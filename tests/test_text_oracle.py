@@ -205,3 +205,12 @@ def test_excerpt_of_chinese_matches_the_oracle(value, limit):
 def test_xml_checks_match_the_oracle(value):
     assert text.xml_safe(value) == oracle.xml_safe(value)
     assert text.find_control_character(value) == oracle.find_control_character(value)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=[chr(c) for c in range(128) if c != 10] + ["\xa0", "\u3000", "é"]))
+@example("\x1fa  b\x0c")
+def test_a_line_keeps_its_words_with_one_space_between(line):
+    """``_one_space`` skips rebuilding a line that is one-spaced already: only right if
+    every ASCII character str.split takes for a space is looked for."""
+    assert text._one_space(line) == " ".join(line.split())

@@ -14,7 +14,7 @@ import bisect
 import functools
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import accumulate, islice
 
 import regex
@@ -380,16 +380,24 @@ def excerpt(text: str, limit: int, *, columns: bool = False) -> str:
         raise ValueError(f"an excerpt needs a limit of at least 1 grapheme, not {limit}")
     # Every grapheme takes at least one column, so ``limit`` graphemes are always enough.
     head, complete = _leading_graphemes(text, limit)
-    if columns and not "".join(head).isascii():
-        widths = list(map(display_columns, head))
-    else:  # every ASCII grapheme is one column wide
-        widths = [1] * len(head)
-    reach = list(accumulate(widths))  # columns up to and including each grapheme
+    joined = "".join(head)
+    reach: Sequence[int]  # columns up to and including each grapheme
+    if columns and not joined.isascii():
+        reach = list(accumulate(map(display_columns, head)))
+    else:  # each grapheme counts one (an ASCII one is one column wide)
+        reach = range(1, len(head) + 1)
     if complete and (not reach or reach[-1] <= limit):
-        return "".join(head)
+        return joined
     # the graphemes that fit in the columns left once the ellipsis is counted
     budget = bisect.bisect_right(reach, limit - 1)
-    cut = next((i for i in range(budget, 0, -1) if _breakable(head[i - 1], head[i])), budget)
+    if joined.isascii() and len(joined) == len(head):
+        # No CJK, and one character a grapheme: the last word boundary is beside the
+        # last space up to the budget, found by rfind in C rather than by _breakable's
+        # two is_cjk calls for each grapheme back to it.
+        space = joined.rfind(" ", 0, budget + 1)
+        cut = budget if space in (-1, budget) else space + 1
+    else:
+        cut = next((i for i in range(budget, 0, -1) if _breakable(head[i - 1], head[i])), budget)
     for end in (cut, budget):  # a word cut that leaves only punctuation falls back
         kept = head[:end]
         while kept and (kept[-1] == " " or kept[-1] in _DANGLING):

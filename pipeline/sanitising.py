@@ -28,6 +28,7 @@ _ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "width", "height", 
 # The attributes that are links, and whether mailto: may stay: a mail link is a link a
 # reader can follow; as an image source it means nothing.
 _LINKS = {("a", "href"): True, ("img", "src"): False}
+_LINK_ATTRIBUTE = dict(_LINKS.keys())  # a: href, img: src
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _log = logging.getLogger("pipeline.text")  # where its warnings were always logged
 
@@ -42,8 +43,10 @@ def sanitize_html(html: str, *, base_url: str | None = None, article: str | None
     article's page) when given, so they still work in an email; otherwise kept relative.
     """
     html = without_surrogates(html)
+    # Each link is judged once (~15 µs): the warning below and nh3's filter both ask.
+    verdicts: dict[tuple[str, bool], str | None] = {}
     if article is not None:
-        for tag, value in _refused_links(html, base_url):
+        for tag, value in _refused_links(html, base_url, verdicts):
             _log.warning(
                 "%s: dropped the %s %s, which readers must not be sent to",
                 article,
@@ -51,7 +54,7 @@ def sanitize_html(html: str, *, base_url: str | None = None, article: str | None
                 repr(value if len(value) <= 80 else value[:79] + "…"),
             )
 
-    return _CLEANER.clean(html, base_url)
+    return _CLEANER.clean(html, base_url, verdicts)
 
 
 class _Cleaner(threading.local):
@@ -64,6 +67,7 @@ class _Cleaner(threading.local):
 
     def __init__(self) -> None:
         self.base_url: str | None = None
+        self.verdicts: dict[tuple[str, bool], str | None] = {}
         self.cleaner = nh3.Cleaner(
             tags=_TAGS,
             clean_content_tags={"script", "style"},
@@ -73,13 +77,14 @@ class _Cleaner(threading.local):
             link_rel="noopener noreferrer",
         )
 
-    def clean(self, html: str, base_url: str | None) -> str:
-        self.base_url = base_url  # nh3 calls the filter back in this thread, during clean
+    def clean(self, html: str, base_url: str | None, verdicts: _Verdicts) -> str:
+        # nh3 calls the filter back in this thread, during clean
+        self.base_url, self.verdicts = base_url, verdicts
         return self.cleaner.clean(html)
 
     def _links_only(self, tag: str, attribute: str, value: str) -> str | None:
         mailto = _LINKS.get((tag, attribute))
-        return value if mailto is None else _body_link(value, self.base_url, mailto=mailto)
+        return value if mailto is None else _judged(value, self.base_url, mailto, self.verdicts)
 
 
 _CLEANER = _Cleaner()
@@ -99,6 +104,17 @@ def without_surrogates(html: str) -> str:
     return html
 
 
+_Verdicts = dict[tuple[str, bool], str | None]
+
+
+def _judged(value: str, base_url: str | None, mailto: bool, verdicts: _Verdicts) -> str | None:
+    """``_body_link``, remembered in ``verdicts`` for the rest of one body."""
+    key = (value, mailto)
+    if key not in verdicts:
+        verdicts[key] = _body_link(value, base_url, mailto=mailto)
+    return verdicts[key]
+
+
 def _body_link(value: str, base_url: str | None, *, mailto: bool) -> str | None:
     """The URI a body link may keep, or None to drop it."""
     try:
@@ -109,31 +125,24 @@ def _body_link(value: str, base_url: str | None, *, mailto: bool) -> str | None:
         return None
 
 
-class _LinkCollector:
-    """lxml parser target: the (tag, value) of every ``<a href>`` and ``<img src>``."""
-
-    def __init__(self) -> None:
-        self.found: list[tuple[str, str]] = []
-
-    def start(self, tag: str, attrib: dict[str, str], nsmap: object = None) -> None:
-        # ``nsmap``: as in pipeline.text._TextCollector.start, lxml may pass it.
-        for link_tag, attribute in _LINKS:
-            if tag == link_tag and attribute in attrib:
-                self.found.append((tag, attrib[attribute]))
-
-    def close(self) -> list[tuple[str, str]]:
-        return self.found
-
-
-def _refused_links(html: str, base_url: str | None) -> list[tuple[str, str]]:
+def _refused_links(html: str, base_url: str | None, verdicts: _Verdicts) -> list[tuple[str, str]]:
     """The links sanitize_html will drop, for the warning: nh3 drops most of them itself,
-    silently, so they are found with a parse of their own."""
+    silently, so they are found with a parse of their own. Its tree is searched for
+    ``a`` and ``img`` in C: a parser target cost a Python call and an attribute dict for
+    every element, most of them not links."""
     if "href" not in html and "src" not in html:
         return []
-    # lxml calls only the methods a target has; the types-lxml stubs demand all of them
-    parser = etree.HTMLParser(  # type: ignore[call-overload]
-        target=_LinkCollector(), recover=True, no_network=True
-    )
+    parser = etree.HTMLParser(recover=True, no_network=True)
     parser.feed(html)
-    found: list[tuple[str, str]] = parser.close()
-    return [(tag, v) for tag, v in found if _body_link(v, base_url, mailto=tag == "a") is None]
+    root = parser.close()
+    refused: list[tuple[str, str]] = []
+    first: etree._Element | None = root
+    while first is not None and first.getprevious() is not None:
+        first = first.getprevious()  # text after </html> can make a second top-level node
+    for top in (first, *first.itersiblings()) if first is not None else ():
+        for node in top.iter(*_LINK_ATTRIBUTE):
+            tag = str(node.tag)
+            value = node.get(_LINK_ATTRIBUTE[tag])
+            if value is not None and _judged(value, base_url, tag == "a", verdicts) is None:
+                refused.append((tag, value))
+    return refused

@@ -214,3 +214,27 @@ def test_a_line_keeps_its_words_with_one_space_between(line):
     """``_one_space`` skips rebuilding a line that is one-spaced already: only right if
     every ASCII character str.split takes for a space is looked for."""
     assert text._one_space(line) == " ".join(line.split())
+
+
+LINKY = st.lists(
+    st.sampled_from(
+        [
+            *("<a href='https://x.org/a'>", '<a href="javascript:alert(1)">', "</a>", "<a>"),
+            *("<img src='data:x'>", '<img src="/rel.png">', "<img src=mailto:a@b.c>", "<p>"),
+            *("</html>", "<html>", "<!-- c -->", "<?pi x?>", "text", " ", "<script>", "</svg>"),
+            *("<a href=mailto:a@b.c>", "<svg><a href='javascript:x'>", "<IMG SRC='x:y'>"),
+            *("<title><a href='javascript:y'></title>", "<a href='//host/p'>", "href", "src"),
+        ]
+    ),
+    max_size=25,
+).map("".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(LINKY, st.sampled_from([None, "https://news.example.org/news/a/"]))
+@example("a</html><a href='javascript:x'>x</a>", None)  # a second top-level node
+def test_refused_links_are_the_ones_the_parser_target_found(html, base):
+    """The links the sanitiser warns about come from lxml's tree now, not its events."""
+    from pipeline import sanitising
+
+    assert sanitising._refused_links(html, base, {}) == oracle._refused_links(html, base)

@@ -105,6 +105,7 @@ def test_html_to_text_matches_the_oracle_on_text(value):
 @example("a" * 2000, 1000, False)
 @example(" " * 600 + "x", 5, False)
 @example("e" + "\u0301" * 50 + "x" * 10, 3, True)
+@example("a bcdefghijklmnop", 6, False)  # the last space is the second character
 def test_excerpt_matches_the_oracle(value, limit, columns):
     assert text.excerpt(value, limit, columns=columns) == oracle.excerpt(
         value, limit, columns=columns

@@ -57,6 +57,7 @@ MAPPING: dict[str, tuple[str, ...]] = {
     "pipeline/channels/compose.py": ("tests/test_compose*.py",),
     "pipeline/channels/mastodon_length.py": ("tests/test_mastodon_length.py",),
     "pipeline/text.py": ("tests/test_text*.py", "tests/test_urls.py"),
+    "pipeline/sanitising.py": ("tests/test_text*.py", "tests/test_urls.py"),
     "pipeline/delivery.py": ("tests/test_delivery.py", "tests/test_posting.py"),
     "pipeline/corrections.py": ("tests/test_corrections.py", "tests/test_corrections_digest.py"),
 }
@@ -101,20 +102,20 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
                 (5, "size = count + count // 9 + 16"),
                 (6, "size = count + count // 8 + 17"),
                 (9, "whole = size > len(text)"),
-                (18, "normal[: count + 3]"),
-                (22, "finditer(normal), None)"),
-                (27, "finditer(normal), count + 3)"),
-                (31, "== count + 3:"),
-                (36, "size *= 3"),
+                (20, "normal[: count + 3]"),
+                (24, "finditer(normal), None)"),
+                (29, "finditer(normal), count + 3)"),
+                (33, "== count + 3:"),
+                (38, "size *= 3"),
             )
         ),
         (
-            "pipeline.text.x_find_control_character__mutmut_7",
+            "pipeline.text.x_find_control_character__mutmut_10",
             'count("\\n", None, at)',
             "str.count treats a start of None as 0",
         ),
         (
-            "pipeline.text.x_find_control_character__mutmut_17",
+            "pipeline.text.x_find_control_character__mutmut_20",
             'rfind("\\n", None, at)',
             "str.rfind treats a start of None as 0",
         ),
@@ -126,12 +127,12 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
                 "here, so nothing can reach the network either way",
             )
             for n, marker in (
-                (9, "recover=True, no_network=None)"),
-                (11, "HTMLParser(recover=True, )"),
-                (13, "recover=True, no_network=False)"),
-                (25, "recover=True, no_network=None\n"),
-                (28, "target=collector, recover=True, )"),
-                (30, "recover=True, no_network=False\n"),
+                (5, "recover=True, no_network=None)"),
+                (7, "HTMLParser(recover=True, )"),
+                (9, "recover=True, no_network=False)"),
+                (21, "recover=True, no_network=None\n"),
+                (24, "target=collector, recover=True, )"),
+                (26, "recover=True, no_network=False\n"),
             )
         ),
         *(
@@ -140,7 +141,7 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
                 marker,
                 "recover=True is lxml's default for HTMLParser",
             )
-            for n, marker in ((10, "HTMLParser(no_network=True)"), (27, "collector, no_network"))
+            for n, marker in ((6, "HTMLParser(no_network=True)"), (23, "collector, no_network"))
         ),
         (
             "pipeline.text.x_read_minutes__mutmut_4",

@@ -27,11 +27,12 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from pipeline.clock import system_clock
 from pipeline.errors import Problem, SourceUnavailable, StoreError
 from pipeline.model import Item, Scan
-from pipeline.schema import article_tags, articles, width
+from pipeline.schema import ARTICLE_COLUMN_WIDTHS
 from pipeline.sources import Source, StreamingSource
 from pipeline.sources.build import in_range, one_line, shorten
 from pipeline.store import Store
 from pipeline.storing import ApplyReport, Streamed, permanent_id
+from pipeline.widths import TAG_WIDTH
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +176,8 @@ def _unstorable(item: Item, site_url: str, today: dt.datetime) -> str | None:
         "section": article.section,
         "translation_of": article.translation_of,
     }
-    texts = [(name, value, width(articles.c[name])) for name, value in columns.items()]
-    limit = width(article_tags.c.tag_key)
-    texts += [("tag", tag.lower(), limit) for tag in article.tags]
+    texts = [(name, value, ARTICLE_COLUMN_WIDTHS[name]) for name, value in columns.items()]
+    texts += [("tag", tag.lower(), TAG_WIDTH) for tag in article.tags]
     for name, value, length in texts:
         if value is None:
             continue

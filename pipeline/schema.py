@@ -267,6 +267,14 @@ def width(column: Column[Any]) -> int:
     return length
 
 
+# Each width read once: the store checks every article it writes against them (the
+# Article model checks its own fields against pipeline.widths, which these columns use).
+ARTICLE_COLUMN_WIDTHS: dict[str, int] = {
+    column.name: width(column)
+    for column in articles.c
+    if isinstance(column.type, String) and column.type.length is not None
+}
+
 _Value = TypeVar("_Value")
 
 

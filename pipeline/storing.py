@@ -34,8 +34,17 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from pipeline.clock import naive_utc
 from pipeline.errors import Problem
 from pipeline.model import Article, Item, Scan
-from pipeline.schema import LIVE, REMOVED, article_tags, articles, chunks, state_values
+from pipeline.schema import (
+    ARTICLE_COLUMN_WIDTHS,
+    LIVE,
+    REMOVED,
+    article_tags,
+    articles,
+    chunks,
+    state_values,
+)
 from pipeline.urls import WEB_URL
+from pipeline.widths import TAG_WIDTH
 
 BATCH = 500  # items per transaction: bounded memory, and few enough commits to be cheap
 _TAG_SAFE = "/:-._~!$&'()*+,;=@"  # RFC 4151 pchar, unescaped
@@ -350,14 +359,13 @@ _HINTS = {  # the model checks the Article's own fields; these are made from the
 
 def _too_wide(values: dict[str, Any], tags: Iterable[str]) -> tuple[str, str] | None:
     """(what, hint) for the first value wider than its column, or None."""
-    widths = [(articles.c.get(name), value) for name, value in values.items()]
-    widths += [(article_tags.c.tag_key, tag.lower()) for tag in tags]
-    for column, value in widths:
-        if column is None:  # not a column (e.g. the article's tags)
-            continue
-        limit = getattr(column.type, "length", None)
+    for name, value in values.items():
+        limit = ARTICLE_COLUMN_WIDTHS.get(name)  # None: not a column (e.g. the article's tags)
         if limit and isinstance(value, str) and len(value) > limit:
-            name = "a tag" if column.table is article_tags else f"its {column.name}"
-            what = f"{name} is {len(value):,} characters long; the state store keeps {limit:,}"
-            return what, _HINTS.get(column.name, "shorten it")
+            what = f"its {name} is {len(value):,} characters long; the state store keeps {limit:,}"
+            return what, _HINTS.get(name, "shorten it")
+    for key in (tag.lower() for tag in tags):  # lower() may lengthen: İ is i and a dot
+        if len(key) > TAG_WIDTH:
+            what = f"a tag is {len(key):,} characters long; the state store keeps {TAG_WIDTH:,}"
+            return what, "shorten it"
     return None

@@ -73,6 +73,8 @@ class UnsafeURL(ValueError):
 
 def _encode(text: str, safe: frozenset[str]) -> str:
     """Percent-encode what ``safe`` does not allow, as UTF-8; keep valid %XX escapes."""
+    if safe.issuperset(text):  # the usual case, asked in C: nothing to encode ('%' is not safe)
+        return text
     text = _SURROGATE.sub("\ufffd", text)  # a lone surrogate has no UTF-8 form
     out: list[str] = []
     i = 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, NoReturn, cast
 
 from _ruamel_yaml import CParser  # ruamel.yaml.clib: libyaml, the fast parser
@@ -58,6 +59,12 @@ _FLOAT = re.compile(
 _DATETIME = re.compile(
     r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}"
     r"(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?"
+)
+# The form a date-time is nearly always written in (2024-01-11T09:00:00+05:45, ...Z or no
+# zone), in which datetime.fromisoformat reads what ruamel's create_timestamp does
+# (tests/test_fuzz_yaml.py compares them): an offset's minutes under 60, as it refuses more.
+_ISO_SECONDS = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:Z|[-+][0-9]{2}:[0-5][0-9])?"
 )
 _CORE = "tag:yaml.org,2002:"
 _TEXT_TAGS = frozenset(("!", _CORE + "str"))
@@ -384,6 +391,8 @@ def _resolve(value: str) -> Any:
             return _integer(value)
         if _FLOAT.fullmatch(value):
             return _float(value)
+        if _ISO_SECONDS.fullmatch(value):  # nearly every `date:`; ~4 times faster than below
+            return datetime.fromisoformat(value).isoformat()
         if _DATETIME.fullmatch(value):
             return create_timestamp(**timestamp_regexp.match(value).groupdict()).isoformat()
     except (ValueError, OverflowError):

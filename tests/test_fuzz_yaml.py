@@ -440,3 +440,29 @@ def test_every_value_read_has_a_position_inside_the_text(text):
     for path in paths_of(doc.data)[1:]:
         line, column = doc.position(path)
         assert line is not None and 4 <= line <= lines(text) + 4 and column >= 1, (path, line)
+
+
+_TWO_DIGITS = st.sampled_from(["00", "01", "09", "12", "13", "23", "24", "29", "31", "59", "60"])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.sampled_from(["0000", "0001", "1970", "2024", "9999"]),
+    st.lists(_TWO_DIGITS, min_size=5, max_size=5),
+    st.sampled_from(["", "Z", "+05:45", "-00:00", "+23:59", "+24:00", "-12:30", "+99:00"]),
+)
+@example("2024", ["02", "30", "09", "00", "00"], "+05:45")  # not a day: kept as written
+def test_a_common_date_time_is_read_as_ruamel_reads_it(year, parts, zone):
+    """The reader takes ``datetime.fromisoformat`` for the usual form of a date-time:
+    it must give what ruamel's ``create_timestamp`` gives, or the text as written."""
+    from ruamel.yaml.util import create_timestamp, timestamp_regexp
+
+    from pipeline.yamlfile import _ISO_SECONDS, _resolve
+
+    value = f"{year}-{parts[0]}-{parts[1]}T{parts[2]}:{parts[3]}:{parts[4]}{zone}"
+    assert _ISO_SECONDS.fullmatch(value)
+    try:
+        expected = create_timestamp(**timestamp_regexp.match(value).groupdict()).isoformat()
+    except (ValueError, OverflowError):
+        expected = value
+    assert _resolve(value) == expected

@@ -415,3 +415,17 @@ def test_cjk_graphemes(grapheme):
 @pytest.mark.parametrize("grapheme", ["a", "é", "e\u0301", "न", "👍🏽", "🇨🇳", " ", "", "1", "—"])
 def test_not_cjk_graphemes(grapheme):
     assert not is_cjk(grapheme)
+
+
+def test_each_thread_resolves_relative_links_against_its_own_article():
+    """The Cleaner is reused (one per thread), and its link filter reads the base URL of
+    the body being cleaned: bodies cleaned at once in threads must not take another's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def clean(n: int) -> tuple[int, str]:
+        base = f"https://news.example.org/news/{n}/"
+        return n, sanitize_html('<a href="img.jpg">x</a>' * 50, base_url=base)
+
+    with ThreadPoolExecutor(4) as pool:
+        for n, body in pool.map(clean, range(200)):
+            assert body.count(f"/news/{n}/img.jpg") == 50, n

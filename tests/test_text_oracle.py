@@ -105,6 +105,7 @@ def test_html_to_text_matches_the_oracle_on_text(value):
 @example("a" * 2000, 1000, False)
 @example(" " * 600 + "x", 5, False)
 @example("e" + "\u0301" * 50 + "x" * 10, 3, True)
+@example("a bcdefghijklmnop", 6, False)  # the last space is the second character
 def test_excerpt_matches_the_oracle(value, limit, columns):
     assert text.excerpt(value, limit, columns=columns) == oracle.excerpt(
         value, limit, columns=columns
@@ -172,3 +173,69 @@ def test_ordinary_html_takes_the_tree_walk_and_text_after_html_the_events(monkey
     assert walked == ["html"]
     assert text.html_to_text("a</html> b") == oracle.html_to_text("a</html> b") == "a b"
     assert walked == ["html"]  # two top-level elements: the parser's own events instead
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet="ab1Z .-'’—…\xa0\n", max_size=60))
+@example("a.b.c")  # two joins sharing a letter: replace() alone would miss the second
+@example("a.-b")
+@example("’a")
+def test_plain_words_counts_what_the_pattern_finds(value):
+    assert text._plain_words(value) == len(text._PLAIN_WORD.findall(value))
+
+
+def test_characters_taken_as_a_grapheme_each_are_one_whatever_their_neighbours():
+    """``_ALONE`` lets excerpt skip ``\\X``: right only for characters whose
+    Grapheme_Cluster_Break is Other, which join no neighbour."""
+    import regex
+
+    alone = [chr(c) for c in range(0x30000) if text._ALONE.fullmatch(chr(c))]
+    assert "冰" in alone and "。" in alone and "，" in alone and "\u302a" not in alone
+    other = regex.compile(r"\p{Grapheme_Cluster_Break=Other}")
+    assert [c for c in alone if not other.match(c)] == []
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet="冰川。，「」（）ー 山\nab.1", max_size=80), st.integers(1, 60))
+def test_excerpt_of_chinese_matches_the_oracle(value, limit):
+    assert text.excerpt(value, limit, columns=True) == oracle.excerpt(value, limit, columns=True)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet="ab \x00\x01\x08\t\n\r\x0b\x1f\ufffe\uffff\ud800\ufffd冰", max_size=30))
+def test_xml_checks_match_the_oracle(value):
+    assert text.xml_safe(value) == oracle.xml_safe(value)
+    assert text.find_control_character(value) == oracle.find_control_character(value)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=[chr(c) for c in range(128) if c != 10] + ["\xa0", "\u3000", "é"]))
+@example("\x1fa  b\x0c")
+def test_a_line_keeps_its_words_with_one_space_between(line):
+    """``_one_space`` skips rebuilding a line that is one-spaced already: only right if
+    every ASCII character str.split takes for a space is looked for."""
+    assert text._one_space(line) == " ".join(line.split())
+
+
+LINKY = st.lists(
+    st.sampled_from(
+        [
+            *("<a href='https://x.org/a'>", '<a href="javascript:alert(1)">', "</a>", "<a>"),
+            *("<img src='data:x'>", '<img src="/rel.png">', "<img src=mailto:a@b.c>", "<p>"),
+            *("</html>", "<html>", "<!-- c -->", "<?pi x?>", "text", " ", "<script>", "</svg>"),
+            *("<a href=mailto:a@b.c>", "<svg><a href='javascript:x'>", "<IMG SRC='x:y'>"),
+            *("<title><a href='javascript:y'></title>", "<a href='//host/p'>", "href", "src"),
+        ]
+    ),
+    max_size=25,
+).map("".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(LINKY, st.sampled_from([None, "https://news.example.org/news/a/"]))
+@example("a</html><a href='javascript:x'>x</a>", None)  # a second top-level node
+def test_refused_links_are_the_ones_the_parser_target_found(html, base):
+    """The links the sanitiser warns about come from lxml's tree now, not its events."""
+    from pipeline import sanitising
+
+    assert sanitising._refused_links(html, base, {}) == oracle._refused_links(html, base)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from functools import cache
+from functools import cache, lru_cache
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -59,6 +59,7 @@ def check_language(value: str) -> str:
     return value
 
 
+@lru_cache(maxsize=64)  # a site has a few languages, and ingest asks for one per article
 def normalise_language(value: str) -> str:
     """BCP 47 casing, so that filters match: ``zh-cn`` and ``zh_CN`` become ``zh-CN``."""
     first, *rest = check_language(value.strip().replace("_", "-")).split("-")

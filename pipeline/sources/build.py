@@ -8,6 +8,7 @@ the same thing become the same Article.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 import unicodedata
@@ -89,6 +90,11 @@ def slugify(value: str) -> str:
     return re.sub(r"[^\w]+", "-", value).strip("-_") or "article"
 
 
+@functools.lru_cache(maxsize=64)  # a source has a few sections; slugify costs ~3 µs each time
+def _section_path(section: str) -> str:
+    return slugify(section)
+
+
 def upstream_link(value: object, *, base: str | None, entry: str, what: str) -> str | None:
     """An upstream entry's link or image as a URI, or None when it is not one readers may
     follow (``javascript:``, ``data:``…): the field is dropped with a warning and the entry
@@ -137,7 +143,7 @@ def make_article(
     clean = text.xml_safe
     # Checked first (UnsafeURL otherwise), as the body's relative links resolve against it.
     links = published_links(
-        {"url": url or f"{site.url}/{slugify(section)}/{slug}/", "image": image or None}
+        {"url": url or f"{site.url}/{_section_path(section)}/{slug}/", "image": image or None}
     )
     url = links["url"]
     # Relative links in the body resolve against the article's page, as in a browser, so

@@ -260,26 +260,33 @@ class Digests(Editions):
         """Claim and send to each of ``todo`` in turn, on ``run``'s one connection.
 
         The claim's commit (a wait for the disk, or for PostgreSQL) and the look at the
-        suppression list run on a second thread while this one stages the copy on the
-        connection: envelope, DATA and body, all but the final dot
-        (``pipeline.mailer.stage``). The dot goes only once the claim is committed, and
-        the next claim only after the server's answer: as before, a crash leaves at most
-        this one copy in doubt, and a copy whose claim never committed was never
-        delivered (the server drops a transaction without its dot), so the next send
-        sends it."""
+        suppression list, then the building of the next copy, run on a second thread
+        while this one stages the copy on the connection: envelope, DATA and body, all
+        but the final dot (``pipeline.mailer.stage``). The dot goes only once the claim
+        is committed, and the next claim only after the server's answer: as before, a
+        crash leaves at most this one copy in doubt, and a copy whose claim never
+        committed was never delivered (the server drops a transaction without its dot),
+        so the next send sends it."""
         if not todo:
             return True
         stream = mail_stream(edition.id)
         digest = self.settings.digests[edition.digest]
         secret = link_secret(self.email.unsubscribe.secret, self.store)
         claims = ThreadPoolExecutor(1, thread_name_prefix="claim")
+
+        def build(subscriber: Subscriber) -> _Copy:
+            message = self.message(edition, digest, subscriber, secret)
+            return _Copy(self, run, message, subscriber)
+
         try:
-            for subscriber in todo:
+            upcoming = claims.submit(build, todo[0])
+            for index in range(len(todo)):
                 if run.stop():
                     return False
-                message = self.message(edition, digest, subscriber, secret)
-                copy = _Copy(self, run, message, subscriber)
+                copy = upcoming.result()
                 claim = claims.submit(copy.claim, stream)
+                if index + 1 < len(todo):  # built after the claim, while this one travels
+                    upcoming = claims.submit(build, todo[index + 1])
                 staged = copy.stage()
                 try:
                     job = claim.result()

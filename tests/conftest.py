@@ -21,6 +21,7 @@ import pytest
 import requests
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine
 
 from pipeline.cli import main
@@ -32,6 +33,12 @@ from pipeline.tokens import link_secret, sign
 from pipeline.web.app import create_app
 
 REPO = Path(__file__).resolve().parent.parent
+
+# No per-example wall-clock deadline: on a loaded machine (CI's two cores, PostgreSQL
+# beside) a store round trip outlasts hypothesis's 200 ms and fails a correct test. A
+# test whose speed is the point sets its own bound (test_fuzz_yaml, test_fuzz_sources).
+hypothesis_settings.register_profile("pipeline", deadline=None)
+hypothesis_settings.load_profile("pipeline")
 POSTGRES_URL = os.environ.get("PIPELINE_TEST_POSTGRES")
 
 
